@@ -483,3 +483,57 @@ class AnswerAck(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnswerAck: _TypeAlias = AnswerAck  # noqa: Y015
+
+@_typing.final
+class PseudonymiseRequest(_message.Message):
+    """Subjects to bring into the caller's domain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def purpose(self) -> _common_pb2.Purpose:
+        """Required: the processing activity the index serves."""
+
+    @_builtins.property
+    def subjects(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.EncryptedPseudonym]:
+        """Subjects encrypted under the federation key Y (1 to 1000)."""
+
+    def __init__(
+        self,
+        *,
+        purpose: _common_pb2.Purpose | None = ...,
+        subjects: _abc.Iterable[_common_pb2.EncryptedPseudonym] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["purpose", b"purpose"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["purpose", b"purpose", "subjects", b"subjects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PseudonymiseRequest: _TypeAlias = PseudonymiseRequest  # noqa: Y015
+
+@_typing.final
+class PseudonymiseResponse(_message.Message):
+    """The same subjects, each transcrypted to the caller's domain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subjects(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.EncryptedPseudonym]:
+        """In request order; decrypt each with the caller's domain key."""
+
+    def __init__(
+        self,
+        *,
+        subjects: _abc.Iterable[_common_pb2.EncryptedPseudonym] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subjects", b"subjects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PseudonymiseResponse: _TypeAlias = PseudonymiseResponse  # noqa: Y015

@@ -60,6 +60,11 @@ class PartnerServiceStub:
                 request_serializer=schakel_dot_v1_dot_partner__pb2.AnswerFactsRequest.SerializeToString,
                 response_deserializer=schakel_dot_v1_dot_partner__pb2.AnswerAck.FromString,
                 _registered_method=True)
+        self.Pseudonymise = channel.unary_unary(
+                '/schakel.v1.PartnerService/Pseudonymise',
+                request_serializer=schakel_dot_v1_dot_partner__pb2.PseudonymiseRequest.SerializeToString,
+                response_deserializer=schakel_dot_v1_dot_partner__pb2.PseudonymiseResponse.FromString,
+                _registered_method=True)
 
 
 class PartnerServiceServicer:
@@ -106,6 +111,17 @@ class PartnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pseudonymise(self, request, context):
+        """Transcrypts subjects encrypted under the federation key Y to the caller's
+        own domain, so that a partner can build its pseudonym index (its domain
+        pseudonym -> its local record) without the node ever seeing an identity:
+        the node transcrypts and rerandomises, it never decrypts. At most 1000
+        subjects per call; the answer keeps the order of the request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +149,11 @@ def add_PartnerServiceServicer_to_server(servicer, server):
                     servicer.AnswerFacts,
                     request_deserializer=schakel_dot_v1_dot_partner__pb2.AnswerFactsRequest.FromString,
                     response_serializer=schakel_dot_v1_dot_partner__pb2.AnswerAck.SerializeToString,
+            ),
+            'Pseudonymise': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pseudonymise,
+                    request_deserializer=schakel_dot_v1_dot_partner__pb2.PseudonymiseRequest.FromString,
+                    response_serializer=schakel_dot_v1_dot_partner__pb2.PseudonymiseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +292,33 @@ class PartnerService:
             '/schakel.v1.PartnerService/AnswerFacts',
             schakel_dot_v1_dot_partner__pb2.AnswerFactsRequest.SerializeToString,
             schakel_dot_v1_dot_partner__pb2.AnswerAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pseudonymise(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schakel.v1.PartnerService/Pseudonymise',
+            schakel_dot_v1_dot_partner__pb2.PseudonymiseRequest.SerializeToString,
+            schakel_dot_v1_dot_partner__pb2.PseudonymiseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,13 @@ class PartnerServiceStub:
     """Answers an uitvraag with facts. The node minimises them under policy
     before they leave; unknown fields are dropped.
     """
+    Pseudonymise: _grpc.UnaryUnaryMultiCallable[_partner_pb2.PseudonymiseRequest, _partner_pb2.PseudonymiseResponse]
+    """Transcrypts subjects encrypted under the federation key Y to the caller's
+    own domain, so that a partner can build its pseudonym index (its domain
+    pseudonym -> its local record) without the node ever seeing an identity:
+    the node transcrypts and rerandomises, it never decrypts. At most 1000
+    subjects per call; the answer keeps the order of the request.
+    """
 
 @_typing.type_check_only
 class PartnerServiceAsyncStub(PartnerServiceStub):
@@ -78,6 +85,13 @@ class PartnerServiceAsyncStub(PartnerServiceStub):
     AnswerFacts: _aio.UnaryUnaryMultiCallable[_partner_pb2.AnswerFactsRequest, _partner_pb2.AnswerAck]  # type: ignore[assignment]
     """Answers an uitvraag with facts. The node minimises them under policy
     before they leave; unknown fields are dropped.
+    """
+    Pseudonymise: _aio.UnaryUnaryMultiCallable[_partner_pb2.PseudonymiseRequest, _partner_pb2.PseudonymiseResponse]  # type: ignore[assignment]
+    """Transcrypts subjects encrypted under the federation key Y to the caller's
+    own domain, so that a partner can build its pseudonym index (its domain
+    pseudonym -> its local record) without the node ever seeing an identity:
+    the node transcrypts and rerandomises, it never decrypts. At most 1000
+    subjects per call; the answer keeps the order of the request.
     """
 
 class PartnerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -129,6 +143,19 @@ class PartnerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_partner_pb2.AnswerAck, _abc.Awaitable[_partner_pb2.AnswerAck]]:
         """Answers an uitvraag with facts. The node minimises them under policy
         before they leave; unknown fields are dropped.
+        """
+
+    @_abc_1.abstractmethod
+    def Pseudonymise(
+        self,
+        request: _partner_pb2.PseudonymiseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_pb2.PseudonymiseResponse, _abc.Awaitable[_partner_pb2.PseudonymiseResponse]]:
+        """Transcrypts subjects encrypted under the federation key Y to the caller's
+        own domain, so that a partner can build its pseudonym index (its domain
+        pseudonym -> its local record) without the node ever seeing an identity:
+        the node transcrypts and rerandomises, it never decrypts. At most 1000
+        subjects per call; the answer keeps the order of the request.
         """
 
 def add_PartnerServiceServicer_to_server(servicer: PartnerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
