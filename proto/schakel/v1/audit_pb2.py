@@ -26,43 +26,43 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from schakel.v1 import common_pb2 as schakel_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16schakel/v1/audit.proto\x12\nschakel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schakel/v1/common.proto\"\xa0\x04\n\x0b\x41uditRecord\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0f\n\x07span_id\x18\x02 \x01(\t\x12\x16\n\x0eparent_span_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06status\x18\x07 \x01(\x0e\x32\x16.schakel.v1.SpanStatus\x12\x1e\n\x16processing_activity_id\x18\x08 \x01(\t\x12\x17\n\x0f\x64\x61ta_subject_id\x18\t \x01(\t\x12\x1c\n\x14\x64\x61ta_subject_id_type\x18\n \x01(\t\x12#\n\x1b\x66oreign_operation_processor\x18\x0b \x01(\t\x12-\n\x08\x64\x65\x63ision\x18\x0c \x01(\x0b\x32\x1b.schakel.v1.DecisionSummary\x12\x0f\n\x07purpose\x18\r \x01(\t\x12 \n\x05phase\x18\x0e \x01(\x0e\x32\x11.schakel.v1.Phase\x12\x11\n\trequester\x18\x0f \x01(\t\x12\x10\n\x08provider\x18\x10 \x01(\t\x12\x18\n\x10\x63\x61tegories_asked\x18\x11 \x03(\t\x12%\n\x08\x63\x61se_ref\x18\x12 \x01(\x0b\x32\x13.schakel.v1.CaseRef\"z\n\nAuditEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\tleaf_data\x18\x02 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\'\n\x06record\x18\x04 \x01(\x0b\x32\x17.schakel.v1.AuditRecord\x12\x0e\n\x06\x65rased\x18\x05 \x01(\x08\"\xe6\x01\n\nAuditQuery\x12\x17\n\x0f\x64\x61ta_subject_id\x18\x01 \x01(\t\x12\x1e\n\x16processing_activity_id\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07outcome\x18\x06 \x01(\x0e\x32\x1b.schakel.v1.DecisionOutcome\x12\r\n\x05limit\x18\x07 \x01(\r\"\x12\n\x10VerifyLogRequest\"~\n\x11VerifyLogResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\x1c\n\x0f\x66irst_bad_index\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x05 \x01(\tB\x12\n\x10_first_bad_index\"G\n\x14SubjectReportRequest\x12/\n\x07subject\x18\x01 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\"\x8c\x01\n\x15SubjectReportResponse\x12\x17\n\x0f\x64\x61ta_subject_id\x18\x01 \x01(\t\x12\x30\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1c.schakel.v1.SignedCheckpoint\x12(\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x17.schakel.v1.ProvenEntry\"_\n\x0bProvenEntry\x12%\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x16.schakel.v1.AuditEntry\x12)\n\x05proof\x18\x02 \x01(\x0b\x32\x1a.schakel.v1.InclusionProof\"\x16\n\x14GetCheckpointRequest\"a\n\x10SignedCheckpoint\x12\x0c\n\x04note\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63osignatures\x18\x04 \x01(\r\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"<\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"B\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"F\n\x10\x43onsistencyProof\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c*T\n\nSpanStatus\x12\x1b\n\x17SPAN_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSPAN_STATUS_OK\x10\x01\x12\x15\n\x11SPAN_STATUS_ERROR\x10\x02\x32\xf5\x03\n\x0c\x41uditService\x12@\n\x0cQueryRecords\x12\x16.schakel.v1.AuditQuery\x1a\x16.schakel.v1.AuditEntry0\x01\x12H\n\tVerifyLog\x12\x1c.schakel.v1.VerifyLogRequest\x1a\x1d.schakel.v1.VerifyLogResponse\x12T\n\rSubjectReport\x12 .schakel.v1.SubjectReportRequest\x1a!.schakel.v1.SubjectReportResponse\x12O\n\rGetCheckpoint\x12 .schakel.v1.GetCheckpointRequest\x1a\x1c.schakel.v1.SignedCheckpoint\x12U\n\x11GetInclusionProof\x12$.schakel.v1.GetInclusionProofRequest\x1a\x1a.schakel.v1.InclusionProof\x12[\n\x13GetConsistencyProof\x12&.schakel.v1.GetConsistencyProofRequest\x1a\x1c.schakel.v1.ConsistencyProofb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16schakel/v1/audit.proto\x12\nschakel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schakel/v1/common.proto\"\xb3\x04\n\x0b\x41uditRecord\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0f\n\x07span_id\x18\x02 \x01(\t\x12\x16\n\x0eparent_span_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06status\x18\x07 \x01(\x0e\x32\x16.schakel.v1.SpanStatus\x12\x1e\n\x16processing_activity_id\x18\x08 \x01(\t\x12\x17\n\x0f\x64\x61ta_subject_id\x18\t \x01(\t\x12\x1c\n\x14\x64\x61ta_subject_id_type\x18\n \x01(\t\x12#\n\x1b\x66oreign_operation_processor\x18\x0b \x01(\t\x12-\n\x08\x64\x65\x63ision\x18\x0c \x01(\x0b\x32\x1b.schakel.v1.DecisionSummary\x12\x0f\n\x07purpose\x18\r \x01(\t\x12 \n\x05phase\x18\x0e \x01(\x0e\x32\x11.schakel.v1.Phase\x12\x11\n\trequester\x18\x0f \x01(\t\x12\x10\n\x08provider\x18\x10 \x01(\t\x12\x18\n\x10\x63\x61tegories_asked\x18\x11 \x03(\t\x12%\n\x08\x63\x61se_ref\x18\x12 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x11\n\tlog_index\x18\x13 \x01(\x04\"z\n\nAuditEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\tleaf_data\x18\x02 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\'\n\x06record\x18\x04 \x01(\x0b\x32\x17.schakel.v1.AuditRecord\x12\x0e\n\x06\x65rased\x18\x05 \x01(\x08\"\xe6\x01\n\nAuditQuery\x12\x17\n\x0f\x64\x61ta_subject_id\x18\x01 \x01(\t\x12\x1e\n\x16processing_activity_id\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07outcome\x18\x06 \x01(\x0e\x32\x1b.schakel.v1.DecisionOutcome\x12\r\n\x05limit\x18\x07 \x01(\r\"\x12\n\x10VerifyLogRequest\"~\n\x11VerifyLogResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\x1c\n\x0f\x66irst_bad_index\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x05 \x01(\tB\x12\n\x10_first_bad_index\"G\n\x14SubjectReportRequest\x12/\n\x07subject\x18\x01 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\"\x8c\x01\n\x15SubjectReportResponse\x12\x17\n\x0f\x64\x61ta_subject_id\x18\x01 \x01(\t\x12\x30\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1c.schakel.v1.SignedCheckpoint\x12(\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x17.schakel.v1.ProvenEntry\"_\n\x0bProvenEntry\x12%\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x16.schakel.v1.AuditEntry\x12)\n\x05proof\x18\x02 \x01(\x0b\x32\x1a.schakel.v1.InclusionProof\"\x16\n\x14GetCheckpointRequest\"a\n\x10SignedCheckpoint\x12\x0c\n\x04note\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63osignatures\x18\x04 \x01(\r\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"<\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"B\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"F\n\x10\x43onsistencyProof\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c*T\n\nSpanStatus\x12\x1b\n\x17SPAN_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSPAN_STATUS_OK\x10\x01\x12\x15\n\x11SPAN_STATUS_ERROR\x10\x02\x32\xf5\x03\n\x0c\x41uditService\x12@\n\x0cQueryRecords\x12\x16.schakel.v1.AuditQuery\x1a\x16.schakel.v1.AuditEntry0\x01\x12H\n\tVerifyLog\x12\x1c.schakel.v1.VerifyLogRequest\x1a\x1d.schakel.v1.VerifyLogResponse\x12T\n\rSubjectReport\x12 .schakel.v1.SubjectReportRequest\x1a!.schakel.v1.SubjectReportResponse\x12O\n\rGetCheckpoint\x12 .schakel.v1.GetCheckpointRequest\x1a\x1c.schakel.v1.SignedCheckpoint\x12U\n\x11GetInclusionProof\x12$.schakel.v1.GetInclusionProofRequest\x1a\x1a.schakel.v1.InclusionProof\x12[\n\x13GetConsistencyProof\x12&.schakel.v1.GetConsistencyProofRequest\x1a\x1c.schakel.v1.ConsistencyProofb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'schakel.v1.audit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SPANSTATUS']._serialized_start=1852
-  _globals['_SPANSTATUS']._serialized_end=1936
+  _globals['_SPANSTATUS']._serialized_start=1871
+  _globals['_SPANSTATUS']._serialized_end=1955
   _globals['_AUDITRECORD']._serialized_start=97
-  _globals['_AUDITRECORD']._serialized_end=641
-  _globals['_AUDITENTRY']._serialized_start=643
-  _globals['_AUDITENTRY']._serialized_end=765
-  _globals['_AUDITQUERY']._serialized_start=768
-  _globals['_AUDITQUERY']._serialized_end=998
-  _globals['_VERIFYLOGREQUEST']._serialized_start=1000
-  _globals['_VERIFYLOGREQUEST']._serialized_end=1018
-  _globals['_VERIFYLOGRESPONSE']._serialized_start=1020
-  _globals['_VERIFYLOGRESPONSE']._serialized_end=1146
-  _globals['_SUBJECTREPORTREQUEST']._serialized_start=1148
-  _globals['_SUBJECTREPORTREQUEST']._serialized_end=1219
-  _globals['_SUBJECTREPORTRESPONSE']._serialized_start=1222
-  _globals['_SUBJECTREPORTRESPONSE']._serialized_end=1362
-  _globals['_PROVENENTRY']._serialized_start=1364
-  _globals['_PROVENENTRY']._serialized_end=1459
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1461
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1483
-  _globals['_SIGNEDCHECKPOINT']._serialized_start=1485
-  _globals['_SIGNEDCHECKPOINT']._serialized_end=1582
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1584
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1644
-  _globals['_INCLUSIONPROOF']._serialized_start=1646
-  _globals['_INCLUSIONPROOF']._serialized_end=1712
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1714
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1778
-  _globals['_CONSISTENCYPROOF']._serialized_start=1780
-  _globals['_CONSISTENCYPROOF']._serialized_end=1850
-  _globals['_AUDITSERVICE']._serialized_start=1939
-  _globals['_AUDITSERVICE']._serialized_end=2440
+  _globals['_AUDITRECORD']._serialized_end=660
+  _globals['_AUDITENTRY']._serialized_start=662
+  _globals['_AUDITENTRY']._serialized_end=784
+  _globals['_AUDITQUERY']._serialized_start=787
+  _globals['_AUDITQUERY']._serialized_end=1017
+  _globals['_VERIFYLOGREQUEST']._serialized_start=1019
+  _globals['_VERIFYLOGREQUEST']._serialized_end=1037
+  _globals['_VERIFYLOGRESPONSE']._serialized_start=1039
+  _globals['_VERIFYLOGRESPONSE']._serialized_end=1165
+  _globals['_SUBJECTREPORTREQUEST']._serialized_start=1167
+  _globals['_SUBJECTREPORTREQUEST']._serialized_end=1238
+  _globals['_SUBJECTREPORTRESPONSE']._serialized_start=1241
+  _globals['_SUBJECTREPORTRESPONSE']._serialized_end=1381
+  _globals['_PROVENENTRY']._serialized_start=1383
+  _globals['_PROVENENTRY']._serialized_end=1478
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1480
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1502
+  _globals['_SIGNEDCHECKPOINT']._serialized_start=1504
+  _globals['_SIGNEDCHECKPOINT']._serialized_end=1601
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1603
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1663
+  _globals['_INCLUSIONPROOF']._serialized_start=1665
+  _globals['_INCLUSIONPROOF']._serialized_end=1731
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1733
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1797
+  _globals['_CONSISTENCYPROOF']._serialized_start=1799
+  _globals['_CONSISTENCYPROOF']._serialized_end=1869
+  _globals['_AUDITSERVICE']._serialized_start=1958
+  _globals['_AUDITSERVICE']._serialized_end=2459
 # @@protoc_insertion_point(module_scope)

@@ -73,6 +73,7 @@ class AuditRecord(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     CATEGORIES_ASKED_FIELD_NUMBER: _builtins.int
     CASE_REF_FIELD_NUMBER: _builtins.int
+    LOG_INDEX_FIELD_NUMBER: _builtins.int
     trace_id: _builtins.str
     """W3C trace id, 32 hex characters."""
     span_id: _builtins.str
@@ -105,6 +106,11 @@ class AuditRecord(_message.Message):
     """Identity URI of the requester."""
     provider: _builtins.str
     """Identity URI of the provider, if any."""
+    log_index: _builtins.int
+    """The record's position in the log, set by the log at append time. Being
+    part of the hashed bytes, it lets a verifier name a moved, inserted or
+    deleted record by its position instead of only noticing a wrong root.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the processing started."""
@@ -146,10 +152,11 @@ class AuditRecord(_message.Message):
         provider: _builtins.str = ...,
         categories_asked: _abc.Iterable[_builtins.str] | None = ...,
         case_ref: _common_pb2.CaseRef | None = ...,
+        log_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "decision", b"decision", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "categories_asked", b"categories_asked", "data_subject_id", b"data_subject_id", "data_subject_id_type", b"data_subject_id_type", "decision", b"decision", "end_time", b"end_time", "foreign_operation_processor", b"foreign_operation_processor", "name", b"name", "parent_span_id", b"parent_span_id", "phase", b"phase", "processing_activity_id", b"processing_activity_id", "provider", b"provider", "purpose", b"purpose", "requester", b"requester", "span_id", b"span_id", "start_time", b"start_time", "status", b"status", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "categories_asked", b"categories_asked", "data_subject_id", b"data_subject_id", "data_subject_id_type", b"data_subject_id_type", "decision", b"decision", "end_time", b"end_time", "foreign_operation_processor", b"foreign_operation_processor", "log_index", b"log_index", "name", b"name", "parent_span_id", b"parent_span_id", "phase", b"phase", "processing_activity_id", b"processing_activity_id", "provider", b"provider", "purpose", b"purpose", "requester", b"requester", "span_id", b"span_id", "start_time", b"start_time", "status", b"status", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
