@@ -1,0 +1,48 @@
+"""Polymorphic pseudonyms: ElGamal on ristretto255 with domain transcryption (DESIGN.md §3).
+
+A partner encrypts a subject under the federation key ``Y``; a node, holding
+only the transcryptor secrets, converts the ciphertext to a recipient's
+domain; the recipient decrypts it to its own stable pseudonym. No party but
+the original holder ever sees the identifier. See README.md beside this file
+for the byte-exact scheme and test_vectors.json for known answers.
+"""
+
+from policy.pseudonyms.elgamal import (
+    CIPHERTEXT_BYTES,
+    Ciphertext,
+    decrypt,
+    encrypt,
+    encrypt_with,
+    pseudonym_hex,
+    rerandomise,
+)
+from policy.pseudonyms.errors import PseudonymError
+from policy.pseudonyms.identifiers import BSN, check_identifier, is_valid_bsn, subject_point
+from policy.pseudonyms.keys import (
+    DomainKey,
+    FederationKeys,
+    KeyFileError,
+    TranscryptorKeys,
+)
+from policy.pseudonyms.transcrypt import Transcryptor, check_domain
+
+__all__ = [
+    "BSN",
+    "CIPHERTEXT_BYTES",
+    "Ciphertext",
+    "DomainKey",
+    "FederationKeys",
+    "KeyFileError",
+    "PseudonymError",
+    "Transcryptor",
+    "TranscryptorKeys",
+    "check_domain",
+    "check_identifier",
+    "decrypt",
+    "encrypt",
+    "encrypt_with",
+    "is_valid_bsn",
+    "pseudonym_hex",
+    "rerandomise",
+    "subject_point",
+]
