@@ -1,0 +1,193 @@
+"""``schakel certs``: run the federation CA from the command line.
+
+Sub-commands: ``init-ca``, ``issue``, ``revoke``, ``crl`` and ``show``.
+Every error prints one line saying what is wrong and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from certs.ca_store import (
+    REVOCATION_REASONS,
+    CaError,
+    CaStore,
+    format_serial,
+    load_certificate,
+)
+from certs.identity import (
+    ORG_TYPES,
+    ROLES,
+    IdentityError,
+    PeerKind,
+    identity_from_certificate,
+    make_identity,
+)
+
+EXIT_ERROR = 1
+
+
+def _ca_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ca-dir", type=Path, default=Path("ca"), help="the CA directory (default: ./ca)"
+    )
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``certs`` area to the ``schakel`` command; returns its parser."""
+    certs: argparse.ArgumentParser = subparsers.add_parser(
+        "certs", help="federation PKI: CA, issuance, revocation"
+    )
+    sub = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init-ca", help="create a federation root CA in a directory")
+    _ca_dir(init)
+    init.add_argument("--name", default="Schakel federatie root CA", help="CA common name")
+    init.add_argument("--days", type=int, default=3650, help="validity (default 3650)")
+    init.add_argument("--force", action="store_true", help="replace an existing CA")
+    init.set_defaults(func=_init_ca)
+
+    issue = sub.add_parser("issue", help="issue a node, partner, officer or collector certificate")
+    issue.add_argument("kind", choices=[k.value for k in PeerKind])
+    _ca_dir(issue)
+    issue.add_argument("--node-id", default="", help="the node (ZVH) id, e.g. zvh-haaglanden")
+    issue.add_argument(
+        "--org-id", default="", help="organisation id (partner, officer) or collector id"
+    )
+    issue.add_argument("--org-type", default="", help=f"one of {', '.join(sorted(ORG_TYPES))}")
+    issue.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        help=f"role, repeatable: {', '.join(sorted(ROLES))}",
+    )
+    issue.add_argument("--oin", required=True, help="the organisation's OIN (20 digits)")
+    issue.add_argument("--days", type=int, default=365, help="validity (default 365)")
+    issue.add_argument("--dns", action="append", default=[], help="DNS name for a node, repeatable")
+    issue.add_argument("--out", type=Path, default=Path("."), help="output directory")
+    issue.add_argument("--name", help="file stem (default derived from the identity)")
+    issue.add_argument("--force", action="store_true", help="replace existing files")
+    issue.set_defaults(func=_issue)
+
+    revoke = sub.add_parser("revoke", help="revoke a certificate (file or hex serial)")
+    revoke.add_argument("target", help="certificate file, or serial in hex as `show` prints it")
+    _ca_dir(revoke)
+    revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
+    revoke.set_defaults(func=_revoke)
+
+    crl = sub.add_parser("crl", help="publish a CRL of every revoked certificate")
+    _ca_dir(crl)
+    crl.add_argument("--out", type=Path, help="where to write it (default <ca-dir>/crl.pem)")
+    crl.add_argument(
+        "--next-update-days", type=int, default=7, help="days until the next CRL is due"
+    )
+    crl.set_defaults(func=_crl)
+
+    show = sub.add_parser("show", help="print the identity in a certificate")
+    show.add_argument("cert", type=Path)
+    show.set_defaults(func=_show)
+    return certs
+
+
+def _fail(message: str) -> int:
+    print(f"schakel certs: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _init_ca(args: argparse.Namespace) -> int:
+    try:
+        store = CaStore.init(args.ca_dir, args.name, days=args.days, force=args.force)
+    except (CaError, OSError) as exc:
+        return _fail(str(exc))
+    serial = format_serial(store.cert.serial_number)
+    print(f"created CA {args.name!r} in {store.directory} (serial {serial})")
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    try:
+        identity = make_identity(
+            PeerKind(args.kind),
+            node_id=args.node_id,
+            org_id=args.org_id,
+            org_type=args.org_type,
+            roles=set(args.role),
+            oin=args.oin,
+        )
+        store = CaStore.open(args.ca_dir)
+        issued = store.issue(
+            identity,
+            args.out,
+            days=args.days,
+            dns_names=tuple(args.dns),
+            name=args.name,
+            force=args.force,
+        )
+    except (CaError, IdentityError, OSError) as exc:
+        return _fail(str(exc))
+    print(f"issued {identity.uri} serial {format_serial(issued.cert.serial_number)}")
+    print(f"  certificate {issued.cert_path}")
+    print(f"  key         {issued.key_path} (0600)")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    try:
+        store = CaStore.open(args.ca_dir)
+        serial = store.serial_of(args.target)
+        newly = store.revoke(serial, args.reason)
+    except (CaError, OSError) as exc:
+        return _fail(str(exc))
+    state = "revoked" if newly else "was already revoked:"
+    print(f"{state} serial {format_serial(serial)}; run `schakel certs crl` to publish")
+    return 0
+
+
+def _crl(args: argparse.Namespace) -> int:
+    try:
+        store = CaStore.open(args.ca_dir)
+        path = store.publish_crl(args.out, next_update_days=args.next_update_days)
+    except (CaError, OSError) as exc:
+        return _fail(str(exc))
+    print(f"published CRL with {len(store.revoked())} revoked serial(s) to {path}")
+    return 0
+
+
+def describe(cert: x509.Certificate) -> list[tuple[str, str]]:
+    """The identity and validity of ``cert`` as labelled lines."""
+    identity = identity_from_certificate(cert)
+    dns = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        pass
+    return [
+        ("uri", identity.uri),
+        ("kind", identity.kind.value),
+        ("node", identity.node_id or "-"),
+        ("org", identity.org_id or "-"),
+        ("org-type", identity.org_type),
+        ("roles", ",".join(sorted(identity.roles)) or "-"),
+        ("oin", identity.oin),
+        ("dns", ",".join(dns) or "-"),
+        ("serial", format_serial(cert.serial_number)),
+        ("issuer", cert.issuer.rfc4514_string()),
+        ("not-before", cert.not_valid_before_utc.isoformat()),
+        ("not-after", cert.not_valid_after_utc.isoformat()),
+    ]
+
+
+def _show(args: argparse.Namespace) -> int:
+    try:
+        lines = describe(load_certificate(args.cert))
+    except (CaError, IdentityError) as exc:
+        return _fail(f"{args.cert}: {exc}")
+    for label, value in lines:
+        print(f"{label + ':':<12}{value}")
+    return 0

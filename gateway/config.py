@@ -1,0 +1,282 @@
+"""Node configuration: a TOML file plus environment overrides, checked at start.
+
+The file has one table per section; every key maps onto a field of a typed,
+frozen dataclass below. Unknown keys, wrong types and missing files are
+errors that name the key, e.g. ``node.toml: tls.ca_file: file not found: /x``.
+
+Environment overrides: ``SCHAKEL_<SECTION>__<KEY>=value`` sets
+``<section>.<key>`` (case-insensitive; ``__`` separates levels, a single
+``_`` stays part of the name), e.g. ``SCHAKEL_NODE__LISTEN=0.0.0.0:7443`` or
+``SCHAKEL_TLS__CRL_FILE=/etc/schakel/crl.pem``. A value is converted to the
+field's type: integers, ``true``/``false``, comma-separated lists.
+
+Relative paths are resolved against the directory of the config file. A
+later issue adds its section by adding a dataclass field to
+:class:`NodeConfig` (with a default, so older files stay valid).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from certs.identity import IdentityError, check_slug
+from gateway.logging import LEVELS
+
+ENV_PREFIX = "SCHAKEL_"
+ENV_SEPARATOR = "__"
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the source and the key."""
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    """``[node]``: who this node is and where it listens."""
+
+    id: str
+    """The node id, as in the node certificate's URI ``schakel://node/<id>``."""
+    listen: str = "127.0.0.1:7443"
+    """``host:port`` (``[v6addr]:port`` for IPv6); port 0 picks a free port."""
+    state_dir: Path = Path("state")
+    """Where the node keeps its files (the default SQLite database)."""
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class TlsSection:
+    """``[tls]``: the federation CA, this node's certificate, and the CRL."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    crl_file: Path | None = None
+    """CRL published by ``schakel certs crl``; re-read whenever it changes."""
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    """``[database]``: SQLAlchemy URL; empty means SQLite in the state dir."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The whole, validated configuration of one node."""
+
+    node: NodeSection
+    tls: TlsSection
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    source: str = field(default="", metadata={"internal": True})
+    """Where the configuration came from, for error messages; not a key."""
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, defaulting to ``<state_dir>/node.db`` on SQLite."""
+        return self.database.url or f"sqlite:///{self.node.state_dir / 'node.db'}"
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        """``node.listen`` split into host and port."""
+        return split_listen(self.node.listen)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port``; raise ValueError saying what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"port {port!r} is not a number from 0 to 65535")
+    return host.strip("[]"), int(port)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read, override from ``environ`` (default ``os.environ``) and validate a node config."""
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{source}: config file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    overrides = _env_overrides(os.environ if environ is None else environ)
+    loader = _Loader(source, path.resolve().parent, overrides)
+    config: NodeConfig = dataclasses.replace(loader.build(NodeConfig, raw, ""), source=source)
+    loader.check_unused_overrides()
+    _validate(config, source)
+    return config
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], tuple[str, str]]:
+    """Dotted key path -> (env var name, value), for every ``SCHAKEL_A__B`` variable."""
+    found: dict[tuple[str, ...], tuple[str, str]] = {}
+    for name, value in environ.items():
+        if name.upper().startswith(ENV_PREFIX) and ENV_SEPARATOR in name:
+            keys = tuple(k.lower() for k in name[len(ENV_PREFIX) :].split(ENV_SEPARATOR))
+            found[keys] = (name, value)
+    return found
+
+
+class _Loader:
+    """Builds dataclasses from TOML tables, applying overrides and naming bad keys."""
+
+    def __init__(
+        self, source: str, base: Path, overrides: dict[tuple[str, ...], tuple[str, str]]
+    ) -> None:
+        self.source = source
+        self.base = base
+        self.overrides = overrides
+        self.used: set[tuple[str, ...]] = set()
+        self.env_name: str | None = None
+
+    def error(self, key: str, message: str) -> ConfigError:
+        if self.env_name is not None:
+            return ConfigError(f"{self.env_name} (environment override of {key}): {message}")
+        return ConfigError(f"{self.source}: {key}: {message}")
+
+    def build(self, cls: type[Any], table: object, key: str) -> Any:
+        if not isinstance(table, dict):
+            return self._raise_type(key, "a table", table)
+        hints = typing.get_type_hints(cls)
+        fields = [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+        for unknown in sorted(set(table) - {f.name for f in fields}):
+            raise self.error(_join(key, unknown), "unknown key")
+        prefix = tuple(key.split(".")) if key else ()
+        values: dict[str, Any] = {}
+        for f in fields:
+            sub = _join(key, f.name)
+            override = self.overrides.get((*prefix, f.name))
+            if override is not None:
+                self.used.add((*prefix, f.name))
+                values[f.name] = self._from_env(hints[f.name], sub, *override)
+            elif f.name in table:
+                values[f.name] = self._convert(hints[f.name], table[f.name], sub)
+            elif dataclasses.is_dataclass(hints[f.name]) and _has_override_under(
+                self.overrides, (*prefix, f.name)
+            ):
+                values[f.name] = self.build(hints[f.name], {}, sub)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise self.error(sub, "missing (required)")
+        return cls(**values)
+
+    def check_unused_overrides(self) -> None:
+        for keys, (name, _value) in sorted(self.overrides.items()):
+            if keys not in self.used:
+                raise ConfigError(f"{name}: unknown key {'.'.join(keys)} (environment override)")
+
+    def _from_env(self, hint: Any, key: str, name: str, text: str) -> Any:
+        target = _strip_optional(hint)
+        if target is Path and not text.strip() and target is not hint:
+            return None
+        self.env_name = name
+        try:
+            value: Any = text
+            if target is int:
+                if not text.strip().lstrip("-").isdigit():
+                    raise self.error(key, f"{text!r} is not an integer")
+                value = int(text)
+            elif target is bool:
+                lowered = text.strip().lower()
+                if lowered not in {"true", "false", "1", "0"}:
+                    raise self.error(key, f"{text!r} is not true or false")
+                value = lowered in {"true", "1"}
+            elif typing.get_origin(target) is list:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+            return self._convert(hint, value, key)
+        finally:
+            self.env_name = None
+
+    def _convert(self, hint: Any, value: object, key: str) -> Any:
+        target = _strip_optional(hint)
+        if dataclasses.is_dataclass(target):
+            return self.build(typing.cast(type[Any], target), value, key)
+        origin = typing.get_origin(target)
+        if origin is list:
+            (item,) = typing.get_args(target)
+            if not isinstance(value, list):
+                return self._raise_type(key, "a list", value)
+            return [self._convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        if target is Path:
+            if not isinstance(value, str) or not value:
+                return self._raise_type(key, "a non-empty path string", value)
+            path = Path(value).expanduser()
+            return path if path.is_absolute() else self.base / path
+        if target is bool:
+            if not isinstance(value, bool):
+                return self._raise_type(key, "true or false", value)
+            return value
+        if target is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                return self._raise_type(key, "an integer", value)
+            return value
+        if target is str:
+            if not isinstance(value, str):
+                return self._raise_type(key, "a string", value)
+            return value
+        raise self.error(key, f"unsupported field type {target!r}")
+
+    def _raise_type(self, key: str, wanted: str, value: object) -> Any:
+        raise self.error(key, f"must be {wanted}, not {type(value).__name__}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _has_override_under(
+    overrides: Mapping[tuple[str, ...], object], prefix: tuple[str, ...]
+) -> bool:
+    return any(keys[: len(prefix)] == prefix for keys in overrides)
+
+
+def _strip_optional(hint: Any) -> Any:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def config_error(config: NodeConfig, key: str, message: str) -> ConfigError:
+    """An error about ``key`` of ``config``, naming where the config came from."""
+    return ConfigError(f"{config.source}: {key}: {message}")
+
+
+def _validate(config: NodeConfig, source: str) -> None:
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: {message}")
+
+    try:
+        check_slug(config.node.id, "node id")
+    except IdentityError as exc:
+        raise fail("node.id", str(exc)) from exc
+    try:
+        split_listen(config.node.listen)
+    except ValueError as exc:
+        raise fail("node.listen", str(exc)) from exc
+    if config.node.log_level not in LEVELS:
+        raise fail("node.log_level", f"{config.node.log_level!r} is not one of {sorted(LEVELS)}")
+    files = {
+        "tls.ca_file": config.tls.ca_file,
+        "tls.cert_file": config.tls.cert_file,
+        "tls.key_file": config.tls.key_file,
+        "tls.crl_file": config.tls.crl_file,
+    }
+    for key, path in files.items():
+        if path is not None and not path.is_file():
+            raise fail(key, f"file not found: {path}")
+    url = config.database.url
+    if url and not url.startswith(("sqlite://", "postgresql")):
+        raise fail("database.url", "must be a sqlite:// or postgresql+psycopg:// URL")
