@@ -169,6 +169,9 @@ class _Loader:
                 values[f.name] = self.build(hints[f.name], {}, sub)
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise self.error(sub, "missing (required)")
+            elif isinstance(f.default, Path):
+                # A default path is relative to the config file, like a written one.
+                values[f.name] = self._convert(hints[f.name], str(f.default), sub)
         return cls(**values)
 
     def check_unused_overrides(self) -> None:

@@ -1,0 +1,207 @@
+"""Configuration errors name the key; a node that cannot start says why and exits 2."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+
+from gateway import node_cli
+from gateway.config import ConfigError, load_config
+from gateway.server import StartupError, build_server
+from gateway.storage import alembic_config, make_engine
+from tests.gateway.conftest import RR, Federation
+
+MINIMAL = """
+[node]
+id = "zvh-haaglanden"
+
+[tls]
+ca_file = "ca.pem"
+cert_file = "node.pem"
+key_file = "node.key"
+"""
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    for name in ("ca.pem", "node.pem", "node.key"):
+        (tmp_path / name).write_text("placeholder")
+    (tmp_path / "node.toml").write_text(MINIMAL)
+    return tmp_path
+
+
+def _error(path: Path, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ or {})
+    return str(err.value)
+
+
+def test_defaults_and_relative_paths(config_dir: Path) -> None:
+    config = load_config(config_dir / "node.toml", {})
+    assert config.node.id == "zvh-haaglanden"
+    assert config.node.listen == "127.0.0.1:7443"
+    assert config.node.log_level == "info"
+    assert config.tls.ca_file == config_dir / "ca.pem"
+    assert config.tls.crl_file is None
+    assert config.database_url == f"sqlite:///{config_dir / 'state' / 'node.db'}"
+
+
+def test_environment_overrides_name_section_and_key(config_dir: Path) -> None:
+    (config_dir / "crl.pem").write_text("placeholder")
+    config = load_config(
+        config_dir / "node.toml",
+        {
+            "SCHAKEL_NODE__LISTEN": "0.0.0.0:8443",
+            "SCHAKEL_TLS__CRL_FILE": "crl.pem",
+            "schakel_database__url": "postgresql+psycopg://db/schakel",
+            "SCHAKEL_TEST_PG": "not an override: no double underscore",
+        },
+    )
+    assert config.node.listen == "0.0.0.0:8443"
+    assert config.tls.crl_file == config_dir / "crl.pem"
+    assert config.database_url == "postgresql+psycopg://db/schakel"
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "expected"),
+    [
+        (MINIMAL + "bogus = 1\n", {}, "node.toml: tls.bogus: unknown key"),
+        (MINIMAL + "[peers]\n", {}, "node.toml: peers: unknown key"),
+        (
+            MINIMAL.replace('id = "zvh-haaglanden"', "id = 7"),
+            {},
+            "node.id: must be a string, not int",
+        ),
+        (
+            MINIMAL.replace('id = "zvh-haaglanden"', 'id = "ZVH Haaglanden"'),
+            {},
+            "node.toml: node.id: node id",
+        ),
+        (
+            MINIMAL.replace('key_file = "node.key"\n', ""),
+            {},
+            "node.toml: tls.key_file: missing (required)",
+        ),
+        (
+            MINIMAL.replace("[tls]", 'listen = "7443"\n[tls]'),
+            {},
+            "node.toml: node.listen: '7443' is not host:port",
+        ),
+        (
+            MINIMAL.replace("[tls]", 'log_level = "loud"\n[tls]'),
+            {},
+            "node.toml: node.log_level: 'loud'",
+        ),
+        (
+            MINIMAL + '[database]\nurl = "mysql://x"\n',
+            {},
+            "node.toml: database.url: must be a sqlite",
+        ),
+        (MINIMAL, {"SCHAKEL_NODE__LISTN": "x:1"}, "SCHAKEL_NODE__LISTN: unknown key node.listn"),
+        (
+            MINIMAL,
+            {"SCHAKEL_NODE__LISTEN": "nope"},
+            "node.toml: node.listen: 'nope' is not host:port",
+        ),
+        (MINIMAL + "[tls\n", {}, "node.toml: not valid TOML"),
+    ],
+)
+def test_errors_name_the_key(
+    config_dir: Path, toml: str, environ: dict[str, str], expected: str
+) -> None:
+    (config_dir / "node.toml").write_text(toml)
+    assert expected in _error(config_dir / "node.toml", environ)
+
+
+def test_a_missing_ca_file_names_key_and_path(config_dir: Path) -> None:
+    (config_dir / "ca.pem").unlink()
+    message = _error(config_dir / "node.toml")
+    assert (
+        message
+        == f"{config_dir / 'node.toml'}: tls.ca_file: file not found: {config_dir / 'ca.pem'}"
+    )
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    node_cli.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def test_node_run_with_a_missing_ca_exits_2_with_one_clear_line(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (config_dir / "ca.pem").unlink()
+    assert _cli(["node", "run", "--config", str(config_dir / "node.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("schakel node: config error: ")
+    assert "tls.ca_file: file not found" in err
+    assert "Traceback" not in err
+
+
+def test_node_run_with_a_missing_config_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(["node", "run", "--config", str(tmp_path / "absent.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+async def test_unusable_tls_files_name_their_key(federation: Federation) -> None:
+    node = federation.node(RR)
+    config = federation.config(node)
+    node.cert_file.write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"tls\.cert_file: .* holds no PEM certificate"):
+        build_server(config)
+    other = federation.partner(RR, "politie-rr", "politie")
+    node = federation.node(RR, force=True)
+    node.key_file.write_bytes(other.key_file.read_bytes())
+    with pytest.raises(ConfigError, match=r"tls\.key_file: .* does not belong to"):
+        build_server(config)
+
+
+async def test_a_crl_from_another_ca_is_a_config_error(
+    federation: Federation, tmp_path: Path
+) -> None:
+    config = federation.config(federation.node(RR))
+    (tmp_path / "other").mkdir()
+    federation.crl_file.write_bytes(Federation(tmp_path / "other").crl_file.read_bytes())
+    with pytest.raises(ConfigError, match=r"tls\.crl_file: .* not signed by the CA"):
+        build_server(config)
+
+
+async def test_a_taken_port_names_node_listen(federation: Federation) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = federation.write_config(federation.node(RR))
+        path.write_text(path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+        with pytest.raises(
+            StartupError, match=rf"node\.listen: cannot listen on 127\.0\.0\.1:{port}"
+        ):
+            build_server(load_config(path, {}))
+
+
+def test_node_migrate_brings_the_schema_to_head(
+    federation: Federation, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = federation.write_config(federation.node(RR), extra=f'\n[database]\nurl = "{db_url}"\n')
+    assert _cli(["node", "migrate", "--config", str(path)]) == 0
+    assert "newest revision" in capsys.readouterr().out
+    engine = make_engine(db_url)
+    try:
+        head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+        with engine.connect() as conn:
+            current = conn.execute(sa.text("select version_num from alembic_version")).scalar()
+        assert current == head
+        # Running it again is harmless.
+        assert _cli(["node", "migrate", "--config", str(path)]) == 0
+    finally:
+        engine.dispose()
