@@ -1,0 +1,176 @@
+"""Connects an adapter to its node: keeps the task stream open and answers tasks.
+
+For each task the runner decrypts the subject with the partner's domain key
+to the partner's own pseudonym, asks the adapter (in a worker thread, since
+adapters do blocking I/O) and answers through the SDK. A broken stream is
+reopened with exponential backoff; a task that fails is logged by its id and
+kind only, never with a pseudonym or content, and does not stop the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+import grpc
+import structlog
+from schakel.v1 import partner_pb2
+
+from adapters.base import Adapter
+from adapters.sdk.client import PartnerClient, RetryPolicy
+from adapters.sdk.errors import PartnerRpcError
+from adapters.sdk.subjects import decrypt_subject
+from policy.pseudonyms import DomainKey
+
+log = structlog.get_logger(__name__)
+
+FATAL = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
+)
+"""Stream failures that a reconnect cannot cure: wrong certificate, wrong node, bad request."""
+
+_KIND_NAMES = {
+    partner_pb2.TASK_KIND_HIT_QUERY: "hit_query",
+    partner_pb2.TASK_KIND_FACT_QUERY: "fact_query",
+    partner_pb2.TASK_KIND_FACT_DELIVERY: "fact_delivery",
+}
+
+
+class AdapterRunner:
+    """Serves one adapter's tasks from the node until :meth:`stop`."""
+
+    def __init__(
+        self,
+        client: PartnerClient,
+        adapter: Adapter,
+        *,
+        keys: DomainKey,
+        kinds: Iterable[partner_pb2.TaskKind.ValueType] = (),
+        reconnect: RetryPolicy | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        """Prepare to serve; ``kinds`` limits the task kinds asked for (default: all)."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._client = client
+        self._adapter = adapter
+        self._domain_key = keys.secret_key
+        self._kinds = list(kinds)
+        self._reconnect = reconnect or RetryPolicy(
+            max_attempts=1_000_000, initial_backoff=0.2, max_backoff=30.0
+        )
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stopping = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.stats: Counter[str] = Counter()
+        """Counts of ``answered.<kind>``, ``failed.<kind>``, ``lapsed``, ``connects`` and
+        ``disconnects``, for monitoring and tests."""
+        self.connected = asyncio.Event()
+        """Set while the task stream is open."""
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the tasks in hand are answered."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Receive and answer tasks, reconnecting with backoff, until :meth:`stop`.
+
+        Raises :class:`PartnerRpcError` when the node refuses the stream for a
+        reason a reconnect cannot cure (see :data:`FATAL`).
+        """
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                received = await self._serve_stream()
+                if self._stopping.is_set():
+                    break
+                failures = 0 if received else failures + 1
+                delay = self._reconnect.backoff(max(failures, 1))
+                log.info("task stream reconnecting", delay_s=round(delay, 3), failures=failures)
+                stop_wait = asyncio.ensure_future(self._stopping.wait())
+                try:
+                    await asyncio.wait_for(asyncio.shield(stop_wait), timeout=delay)
+                except TimeoutError:
+                    stop_wait.cancel()
+        finally:
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _serve_stream(self) -> int:
+        """One stream's life; returns how many tasks it delivered."""
+        received = 0
+        stream = self._client.receive_tasks(self._kinds)
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        try:
+            self.stats["connects"] += 1
+            self.connected.set()
+            while True:
+                next_task = asyncio.ensure_future(anext(stream))
+                done, _ = await asyncio.wait(
+                    {next_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if next_task not in done:
+                    next_task.cancel()
+                    return received
+                try:
+                    task = next_task.result()
+                except StopAsyncIteration:
+                    log.info("task stream closed by the node")
+                    return received
+                received += 1
+                await self._slots.acquire()
+                job = asyncio.create_task(self._handle_guarded(task))
+                self._inflight.add(job)
+                job.add_done_callback(self._inflight.discard)
+        except PartnerRpcError as exc:
+            if exc.code in FATAL:
+                raise
+            log.warning("task stream broken", code=exc.code.name)
+            return received
+        finally:
+            self.connected.clear()
+            self.stats["disconnects"] += 1
+            stop_wait.cancel()
+            await stream.aclose()
+
+    async def _handle_guarded(self, task: partner_pb2.PartnerTask) -> None:
+        kind = _KIND_NAMES.get(task.kind, "unknown")
+        try:
+            await self.handle(task)
+        except (PartnerRpcError, ValueError) as exc:
+            self.stats[f"failed.{kind}"] += 1
+            code = exc.code.name if isinstance(exc, PartnerRpcError) else type(exc).__name__
+            log.warning("task failed", task_id=task.task_id, kind=kind, error=code)
+        finally:
+            self._slots.release()
+
+    async def handle(self, task: partner_pb2.PartnerTask) -> None:
+        """Answer one task (also usable without a stream, e.g. in tests or batch jobs)."""
+        kind = _KIND_NAMES.get(task.kind)
+        if kind is None:
+            raise ValueError(f"task of unknown kind {task.kind}")
+        if task.HasField("deadline") and task.deadline.ToMicroseconds() / 1e6 < time.time():
+            self.stats["lapsed"] += 1
+            log.info("task lapsed before it was handled", task_id=task.task_id, kind=kind)
+            return
+        pseudonym = decrypt_subject(task.subject, self._domain_key)
+        if task.kind == partner_pb2.TASK_KIND_HIT_QUERY:
+            contact = await asyncio.to_thread(self._adapter.known, pseudonym)
+            await self._client.answer_hit(
+                task, known=contact is not None, contact_handle=contact or ""
+            )
+        elif task.kind == partner_pb2.TASK_KIND_FACT_QUERY:
+            asked = list(task.categories)
+            facts = await asyncio.to_thread(self._adapter.facts, pseudonym, asked)
+            await self._client.answer_facts(task, [f for f in facts if f.category in asked])
+        else:
+            await asyncio.to_thread(self._adapter.deliver, pseudonym, task)
+        self.stats[f"answered.{kind}"] += 1
+        log.info("task answered", task_id=task.task_id, kind=kind)
