@@ -1,0 +1,292 @@
+"""``schakel policy``: validate, test, explain, diff, keygen and sign bundles.
+
+Exit codes: 0 success; 1 a finding (invalid bundle, failing case, changed
+decisions for ``diff``); 2 a usage problem such as an unreadable key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from policy.cases import CASES_FILE, load_cases, run_cases
+from policy.compiler import CompiledPolicy, compile_bundle
+from policy.evaluator import CategoryResult, Evaluator, Request
+from policy.loader import load_bundle
+from policy.model import Ground, PolicyError
+from policy.signing import (
+    generate_key,
+    load_public_key,
+    read_signed,
+    sign_bundle,
+    signature_path,
+)
+from policy.yamlread import PolicyLoadError
+
+OK, FINDING, USAGE = 0, 1, 2
+
+
+def register(sub: Any) -> None:
+    """Add the ``policy`` area to the ``schakel`` command."""
+    parser = sub.add_parser("policy", help="policy bundles: validate, test, explain, diff, sign")
+    cmds = parser.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+
+    p = cmds.add_parser("validate", help="check a bundle's schema, references and signature")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--key", type=Path, help="public policy key: also verify BUNDLE.sig")
+    p.set_defaults(func=cmd_validate)
+
+    p = cmds.add_parser("test", help="run the table-driven cases kept next to a bundle")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--cases", type=Path, help=f"cases file (default: {CASES_FILE} beside BUNDLE)")
+    p.set_defaults(func=cmd_test)
+
+    p = cmds.add_parser("explain", help="show which rules decide a request, or why none do")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--activity", required=True, help="processing activity id")
+    p.add_argument("--phase", required=True)
+    p.add_argument("--provider", required=True, help="provider organisation type")
+    p.add_argument("--recipient", required=True, help="recipient organisation type")
+    p.add_argument("--role", action="append", default=[], help="recipient role (repeatable)")
+    p.add_argument(
+        "--category", action="append", required=True, help="category asked for (repeatable)"
+    )
+    p.add_argument("--case-accepted", action="store_true", help="the case passed triage")
+    p.add_argument(
+        "--ground",
+        action="append",
+        default=[],
+        metavar="CATEGORY=GROUND",
+        help="a recorded ground, e.g. zorg.in_zorg=consent (repeatable)",
+    )
+    p.set_defaults(func=cmd_explain)
+
+    p = cmds.add_parser("diff", help="list the decisions that change between two bundles")
+    p.add_argument("old", type=Path)
+    p.add_argument("new", type=Path)
+    p.set_defaults(func=cmd_diff)
+
+    p = cmds.add_parser("keygen", help="create a policy signing key (and KEY.pub)")
+    p.add_argument("key", type=Path)
+    p.set_defaults(func=cmd_keygen)
+
+    p = cmds.add_parser("sign", help="sign a bundle: writes BUNDLE.sig")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--key", type=Path, required=True, help="private policy key")
+    p.set_defaults(func=cmd_sign)
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _compile(path: Path) -> CompiledPolicy | None:
+    try:
+        return compile_bundle(load_bundle(path))
+    except PolicyLoadError as exc:
+        for problem in exc.problems:
+            _err(str(problem))
+        _err(f"{path}: invalid ({len(exc.problems)} problem(s))")
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a bundle, and its signature when a key is given."""
+    policy = _compile(args.bundle)
+    if policy is None:
+        return FINDING
+    for warning in policy.warnings:
+        _err(f"warning: {warning}")
+    bundle = policy.bundle
+    signed = ""
+    if args.key is not None:
+        try:
+            key = load_public_key(args.key)
+        except PolicyError as exc:
+            _err(str(exc))
+            return USAGE
+        try:
+            read_signed(args.bundle, key)
+        except PolicyError as exc:
+            _err(f"{args.bundle}: {exc}")
+            return FINDING
+        signed = f", signature {signature_path(args.bundle).name} verified"
+    print(
+        f"{args.bundle}: valid: {bundle.name} {bundle.version}, {len(bundle.activities)} "
+        f"activities, {len(bundle.categories)} categories, {len(bundle.rules)} rules{signed}"
+    )
+    print(f"sha256 {bundle.sha256}")
+    return OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Run a bundle's cases; exit 1 when any fails."""
+    policy = _compile(args.bundle)
+    if policy is None:
+        return FINDING
+    cases_path = args.cases or args.bundle.parent / CASES_FILE
+    try:
+        cases = load_cases(cases_path)
+    except PolicyLoadError as exc:
+        for problem in exc.problems:
+            _err(str(problem))
+        return FINDING
+    results = run_cases(Evaluator(policy), cases)
+    for result in results:
+        mark = "PASS" if result.passed else "FAIL"
+        print(f"{mark} {cases_path}:{result.case.line} {result.case.name}")
+        for mismatch in result.mismatches:
+            print(f"     {mismatch}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return FINDING if failed else OK
+
+
+def _parse_grounds(items: list[str]) -> frozenset[tuple[str, str]] | None:
+    known = [g.value for g in Ground]
+    out = set()
+    for item in items:
+        category, sep, ground = item.partition("=")
+        if not sep or not category or ground not in known:
+            _err(f"--ground {item!r}: expected CATEGORY=GROUND with GROUND one of {known}")
+            return None
+        out.add((category, ground))
+    return frozenset(out)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Print the decision for one request with its reasons."""
+    grounds = _parse_grounds(args.ground)
+    if grounds is None:
+        return USAGE
+    try:
+        request = Request(
+            activity=args.activity,
+            phase=args.phase,
+            provider=args.provider,
+            recipient=args.recipient,
+            categories=tuple(args.category),
+            roles=frozenset(args.role),
+            case_accepted=args.case_accepted,
+            grounds=grounds,
+        )
+    except PolicyError as exc:
+        _err(str(exc))
+        return USAGE
+    policy = _compile(args.bundle)
+    if policy is None:
+        return FINDING
+    for line in Evaluator(policy).explain(request):
+        print(line)
+    return OK
+
+
+def _condition_sets() -> list[tuple[bool, frozenset[str]]]:
+    """Case accepted or not, times no ground or one of each ground."""
+    grounds: list[frozenset[str]] = [frozenset(), *(frozenset({g.value}) for g in Ground)]
+    return [(accepted, g) for accepted in (False, True) for g in grounds]
+
+
+def grid(old: CompiledPolicy, new: CompiledPolicy) -> Iterator[Request]:
+    """Every single-category request over the union of both bundles' vocabularies."""
+    a, b = old.bundle, new.bundle
+    activities = sorted({*a.activities, *b.activities})
+    phases = sorted({*a.phases, *b.phases})
+    org_types = sorted({*a.org_types, *b.org_types})
+    roles = sorted({*a.roles, *b.roles})
+    categories = sorted({*a.categories, *b.categories})
+    recipients = [(t, frozenset[str]()) for t in org_types]
+    recipients += [("zvh", frozenset({role})) for role in roles]
+    for activity, phase, provider, (recipient, rroles), category, (
+        accepted,
+        grounds,
+    ) in itertools.product(
+        activities, phases, org_types, recipients, categories, _condition_sets()
+    ):
+        yield Request(
+            activity=activity,
+            phase=phase,
+            provider=provider,
+            recipient=recipient,
+            categories=(category,),
+            roles=rroles,
+            case_accepted=accepted,
+            grounds=frozenset((category, g) for g in grounds),
+        )
+
+
+def _describe(result: CategoryResult) -> str:
+    if not result.released:
+        return f"withheld ({result.reason})"
+    assert result.plan is not None
+    kept = ", ".join(f"{f}:{how}" for f, how in result.plan.describe().items() if how != "drop")
+    return f"released by {result.rule_id} [{'+'.join(result.legal_basis)}] {{{kept}}}"
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Print every grid decision that differs; exit 1 when any does (like diff(1))."""
+    old = _compile(args.old)
+    new = _compile(args.new)
+    if old is None or new is None:
+        return USAGE
+    before, after = Evaluator(old), Evaluator(new)
+    changed = total = 0
+    for request in grid(old, new):
+        total += 1
+        x = before.decide(request).results[0]
+        y = after.decide(request).results[0]
+        if _describe(x) == _describe(y):
+            continue
+        changed += 1
+        who = request.recipient + "".join(f"+{r}" for r in sorted(request.roles))
+        conditions = ["accepted" if request.case_accepted else "not-accepted"]
+        conditions += sorted(g for _, g in request.grounds)
+        print(
+            f"{request.activity} {request.phase} {request.provider}->{who} "
+            f"{request.categories[0]} [{','.join(conditions)}]:\n"
+            f"    - {_describe(x)}\n    + {_describe(y)}"
+        )
+    print(f"{changed} of {total} decisions change")
+    return FINDING if changed else OK
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Create a policy key pair."""
+    try:
+        pub = generate_key(args.key)
+    except PolicyError as exc:
+        _err(str(exc))
+        return USAGE
+    print(f"private key {args.key} (keep it off the node), public key {pub}")
+    return OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Validate, then sign a bundle."""
+    if _compile(args.bundle) is None:
+        _err("refusing to sign an invalid bundle")
+        return FINDING
+    try:
+        sig = sign_bundle(args.bundle, args.key)
+    except PolicyError as exc:
+        _err(str(exc))
+        return USAGE
+    print(f"signed {args.bundle}: {sig}")
+    return OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``schakel policy ...`` on its own (``python -m policy.cli validate ...``)."""
+    parser = argparse.ArgumentParser(prog="schakel")
+    register(parser.add_subparsers(dest="area", required=True, metavar="AREA"))
+    args = parser.parse_args(["policy", *(sys.argv[1:] if argv is None else argv)])
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

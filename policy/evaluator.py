@@ -1,0 +1,457 @@
+"""Default-deny policy decisions: ``Evaluator.decide(request) -> Decision``.
+
+A category is released only when a rule for the request's activity, phase,
+provider and recipient names it and the rule's conditions hold. Whatever a
+rule says, an art. 9 category is released only with a recorded consent,
+legal duty or conflict van plichten for that category.
+
+Speed: per (activity, phase, provider, recipient, roles) the evaluator
+precomputes, for every category and each of the 16 condition sets (case
+accepted x the three grounds), the frozen per-category result, so a decision
+is a handful of dictionary look-ups plus assembling the tuple of results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+from schakel.v1 import common_pb2
+
+from policy.compiler import CompiledPolicy, Plan
+from policy.model import (
+    GROUND_BASIS,
+    PHASES,
+    Condition,
+    Ground,
+    PolicyError,
+    Rule,
+    Sensitivity,
+)
+
+UNKNOWN_ACTIVITY = "unknown-activity"
+UNKNOWN_PHASE = "unknown-phase"
+UNKNOWN_PROVIDER = "unknown-provider"
+UNKNOWN_RECIPIENT = "unknown-recipient"
+UNKNOWN_CATEGORY = "unknown-category"
+NO_RULE = "no-rule"
+"""No rule releases the category from this provider to this recipient in any phase."""
+PHASE_NOT_ALLOWED = "phase-not-allowed"
+"""Some rule releases it from this provider to this recipient, but not in this phase."""
+ART9_NO_GROUND = "art9-no-ground"
+CASE_NOT_ACCEPTED = "condition-unmet:case-accepted"
+GROUND_UNMET = "condition-unmet:ground"
+"""The rule needs a ground (e.g. consent) for the category that is not recorded."""
+
+REASONS = (
+    UNKNOWN_ACTIVITY,
+    UNKNOWN_PHASE,
+    UNKNOWN_PROVIDER,
+    UNKNOWN_RECIPIENT,
+    UNKNOWN_CATEGORY,
+    NO_RULE,
+    PHASE_NOT_ALLOWED,
+    ART9_NO_GROUND,
+    CASE_NOT_ACCEPTED,
+    GROUND_UNMET,
+)
+"""Every reason code a withheld category can carry."""
+
+# Bit layout of a condition set, the index into a category's 16 results.
+_ACCEPTED = 1
+_GROUND_BITS: Mapping[Ground, int] = {
+    Ground.CONSENT: 2,
+    Ground.LEGAL_DUTY: 4,
+    Ground.CONFLICT_VAN_PLICHTEN: 8,
+}
+_GROUND_BY_NAME: Mapping[str, int] = {g.value: bit for g, bit in _GROUND_BITS.items()}
+_CONDITION_SETS = 16
+
+_PHASE_NAMES: Mapping[int, str] = {
+    common_pb2.PHASE_AANMELDING: "aanmelding",
+    common_pb2.PHASE_TRIAGE: "triage",
+    common_pb2.PHASE_CASUSOVERLEG: "casusoverleg",
+    common_pb2.PHASE_AFSCHALING: "afschaling",
+}
+
+
+def phase_name(phase: int) -> str:
+    """The bundle's name for a proto ``schakel.v1.Phase`` value ("" for unspecified)."""
+    return _PHASE_NAMES.get(phase, "")
+
+
+class Outcome(StrEnum):
+    """The outcome of a decision."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    PARTIAL = "partial"
+
+
+_OUTCOME_PROTO: Mapping[Outcome, common_pb2.DecisionOutcome.ValueType] = {
+    Outcome.ALLOW: common_pb2.DECISION_OUTCOME_ALLOW,
+    Outcome.DENY: common_pb2.DECISION_OUTCOME_DENY,
+    Outcome.PARTIAL: common_pb2.DECISION_OUTCOME_PARTIAL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What is asked: which categories cross from a provider to a recipient, and why.
+
+    ``grounds`` holds (category, ground) pairs recorded for the case, e.g.
+    ``("zorg.in_zorg", "consent")``; build it with :func:`grounds_of`.
+    """
+
+    activity: str
+    phase: str
+    provider: str
+    """Provider organisation type."""
+    recipient: str
+    """Recipient organisation type."""
+    categories: tuple[str, ...]
+    roles: frozenset[str] = frozenset()
+    """Roles of the recipient (procesregisseur, fg)."""
+    case_accepted: bool = False
+    grounds: frozenset[tuple[str, str]] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.categories:
+            raise PolicyError("a policy request must name at least one category")
+        if len(set(self.categories)) != len(self.categories):
+            raise PolicyError("a policy request names a category twice")
+        for _category, ground in self.grounds:
+            if ground not in _GROUND_BY_NAME:
+                raise PolicyError(f"unknown ground {ground!r}; known: {', '.join(_GROUND_BY_NAME)}")
+
+
+def grounds_of(recorded: Mapping[str, Iterable[str]]) -> frozenset[tuple[str, str]]:
+    """Request grounds from a mapping category -> recorded grounds."""
+    return frozenset((cat, g) for cat, kinds in recorded.items() for g in kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryResult:
+    """The decision on one category."""
+
+    category: str
+    released: bool
+    reason: str
+    """Empty when released, else one of :data:`REASONS`."""
+    rule_id: str
+    """The rule that released it, or whose condition was unmet; empty otherwise."""
+    legal_basis: tuple[str, ...]
+    """The basis it crossed on: the rule's, plus the ground's for a release on a ground."""
+    ground: str
+    """The recorded ground a release relied on, or empty."""
+    plan: Plan | None
+    retention_days: int | None
+    """How long the recipient may keep it (None: the activity's retention profile)."""
+
+
+class Decision(NamedTuple):
+    """The outcome of one request, with its own explanation.
+
+    A named tuple rather than a frozen dataclass: it is built on every
+    uncached decision, and tuple construction is several times cheaper.
+    """
+
+    outcome: Outcome
+    results: tuple[CategoryResult, ...]
+    rule_ids: tuple[str, ...]
+    """Rules under which categories were released."""
+    legal_basis: tuple[str, ...]
+    bundle_hash: str
+
+    @property
+    def released(self) -> tuple[str, ...]:
+        """Categories released, in request order."""
+        return tuple(r.category for r in self.results if r.released)
+
+    @property
+    def withheld(self) -> tuple[tuple[str, str], ...]:
+        """(category, reason) of every category withheld, in request order."""
+        return tuple((r.category, r.reason) for r in self.results if not r.released)
+
+    def result(self, category: str) -> CategoryResult | None:
+        """The result for ``category``, or None when it was not asked for."""
+        for r in self.results:
+            if r.category == category:
+                return r
+        return None
+
+    def to_proto(self) -> common_pb2.DecisionSummary:
+        """The summary recorded in the audit log and returned to callers.
+
+        The proto carries one legal basis; several are joined with "," in
+        first-use order (e.g. "WGS,toestemming").
+        """
+        return common_pb2.DecisionSummary(
+            outcome=_OUTCOME_PROTO[self.outcome],
+            released=self.released,
+            withheld=[
+                common_pb2.WithheldCategory(category=c, reason=reason)
+                for c, reason in self.withheld
+            ],
+            bundle_hash=self.bundle_hash,
+            rule_ids=self.rule_ids,
+            legal_basis=common_pb2.LegalBasis(code=",".join(self.legal_basis)),
+        )
+
+
+_TableKey = tuple[str, str, str, str, frozenset[str]]
+_DecisionKey = tuple[tuple[str, ...], bool, frozenset[tuple[str, str]]]
+
+DECISION_CACHE_SIZE = 1024
+"""Decisions kept per request key; callers can vary the category list freely,
+so the cache is bounded, and when full further decisions are computed fresh."""
+
+
+class _Table:
+    """Precomputed results for one (activity, phase, provider, recipient, roles)."""
+
+    __slots__ = ("decisions", "rows")
+
+    def __init__(self, rows: Mapping[str, tuple[CategoryResult, ...]]) -> None:
+        self.rows = rows
+        self.decisions: dict[_DecisionKey, Decision] = {}
+
+
+class Evaluator:
+    """Decides requests against one compiled bundle. Thread-safe: tables only grow."""
+
+    def __init__(self, policy: CompiledPolicy) -> None:
+        self.policy = policy
+        bundle = policy.bundle
+        self.bundle_hash = bundle.sha256
+        self._activities = frozenset(bundle.activities)
+        self._phases = frozenset(bundle.phases)
+        self._org_types = frozenset(bundle.org_types)
+        self._roles = frozenset(bundle.roles)
+        self._tables: dict[_TableKey, _Table] = {}
+
+    def decide(self, request: Request) -> Decision:
+        """Decide ``request``: allow, deny or partial, per category with its reason."""
+        key = (
+            request.activity,
+            request.phase,
+            request.provider,
+            request.recipient,
+            request.roles,
+        )
+        table = self._tables.get(key)
+        if table is None:
+            table = self._table_for(request)
+        dkey = (request.categories, request.case_accepted, request.grounds)
+        decision = table.decisions.get(dkey)
+        if decision is not None:
+            return decision
+        accepted = _ACCEPTED if request.case_accepted else 0
+        grounds = request.grounds
+        rows = table.rows
+        results = []
+        for category in request.categories:
+            row = rows.get(category)
+            if row is None:
+                row = self._unknown_category(category)
+            bits = accepted
+            if grounds:
+                for cat, ground in grounds:
+                    if cat == category:
+                        bits |= _GROUND_BY_NAME[ground]
+            results.append(row[bits])
+        decision = self._assemble(tuple(results))
+        if len(table.decisions) < DECISION_CACHE_SIZE:
+            table.decisions[dkey] = decision
+        return decision
+
+    def _assemble(self, results: tuple[CategoryResult, ...]) -> Decision:
+        released = [r for r in results if r.released]
+        if not released:
+            return Decision(Outcome.DENY, results, (), (), self.bundle_hash)
+        outcome = Outcome.ALLOW if len(released) == len(results) else Outcome.PARTIAL
+        if len(released) == 1:
+            only = released[0]
+            return Decision(outcome, results, (only.rule_id,), only.legal_basis, self.bundle_hash)
+        rule_ids = tuple(dict.fromkeys(r.rule_id for r in released))
+        bases = tuple(dict.fromkeys(b for r in released for b in r.legal_basis))
+        return Decision(outcome, results, rule_ids, bases, self.bundle_hash)
+
+    def _table_for(self, request: Request) -> _Table:
+        """Build (and, for values the bundle knows, cache) the results for a request key."""
+        reason = self._key_problem(request)
+        categories = self.policy.bundle.categories
+        if reason:
+            table = _Table({c: _constant(c, reason) for c in categories})
+        else:
+            recipients = (request.recipient, *sorted(request.roles & self._roles))
+            table = _Table(
+                {
+                    c: tuple(
+                        self._evaluate(request, recipients, c, bits)
+                        for bits in range(_CONDITION_SETS)
+                    )
+                    for c in categories
+                }
+            )
+        if self._is_known(request):
+            self._tables[
+                (
+                    request.activity,
+                    request.phase,
+                    request.provider,
+                    request.recipient,
+                    request.roles,
+                )
+            ] = table
+        return table
+
+    def _is_known(self, request: Request) -> bool:
+        return (
+            request.activity in self._activities
+            and request.phase in self._phases
+            and request.provider in self._org_types
+            and request.recipient in self._org_types
+            and request.roles <= self._roles
+        )
+
+    def _key_problem(self, request: Request) -> str:
+        if request.activity not in self._activities:
+            return UNKNOWN_ACTIVITY
+        if request.phase not in self._phases:
+            return UNKNOWN_PHASE
+        if request.provider not in self._org_types:
+            return UNKNOWN_PROVIDER
+        if request.recipient not in self._org_types:
+            return UNKNOWN_RECIPIENT
+        return ""
+
+    def _unknown_category(self, category: str) -> tuple[CategoryResult, ...]:
+        return _constant(category, UNKNOWN_CATEGORY)
+
+    def candidates(self, request: Request, category: str) -> tuple[Rule, ...]:
+        """The rules that could release ``category`` for the request's key, in order."""
+        recipients = (request.recipient, *sorted(request.roles & self._roles))
+        rules: list[Rule] = []
+        for recipient in recipients:
+            key = (request.activity, request.phase, request.provider, recipient)
+            for rule in self.policy.index.get(key, {}).get(category, ()):
+                if rule not in rules:
+                    rules.append(rule)
+        return tuple(rules)
+
+    def _evaluate(
+        self, request: Request, recipients: tuple[str, ...], category: str, bits: int
+    ) -> CategoryResult:
+        rules = self.candidates(request, category)
+        if not rules:
+            other_phases = any(
+                (request.activity, request.provider, r, category) in self.policy.released_phases
+                for r in recipients
+            )
+            return _withheld(category, PHASE_NOT_ALLOWED if other_phases else NO_RULE, "")
+        art9 = self.policy.bundle.categories[category].sensitivity is Sensitivity.ART9
+        recorded = [g for g, bit in _GROUND_BITS.items() if bits & bit]
+        first_failure: CategoryResult | None = None
+        for rule in rules:
+            failure = ""
+            ground: Ground | None = None
+            if Condition.CASE_ACCEPTED in rule.conditions and not bits & _ACCEPTED:
+                failure = CASE_NOT_ACCEPTED
+            elif art9 or rule.grounds:
+                usable = [g for g in recorded if not rule.grounds or g in rule.grounds]
+                if usable:
+                    ground = usable[0]
+                elif art9 and not recorded:
+                    failure = ART9_NO_GROUND
+                else:
+                    failure = GROUND_UNMET
+            if failure:
+                first_failure = first_failure or _withheld(category, failure, rule.id)
+                continue
+            basis: tuple[str, ...] = (rule.legal_basis,)
+            if ground is not None and GROUND_BASIS[ground] != rule.legal_basis:
+                basis = (rule.legal_basis, GROUND_BASIS[ground])
+            return CategoryResult(
+                category=category,
+                released=True,
+                reason="",
+                rule_id=rule.id,
+                legal_basis=basis,
+                ground=ground.value if ground is not None else "",
+                plan=self.policy.plans[(rule.id, category)],
+                retention_days=rule.retention_days,
+            )
+        assert first_failure is not None
+        return first_failure
+
+    def explain(self, request: Request) -> list[str]:
+        """Human-readable lines: per category, the decision and the rules behind it."""
+        decision = self.decide(request)
+        lines = [
+            f"outcome: {decision.outcome.value} (bundle {self.bundle_hash[:16]}...)",
+        ]
+        for result in decision.results:
+            if result.released:
+                assert result.plan is not None
+                via = f" on ground {result.ground}" if result.ground else ""
+                lines.append(
+                    f"{result.category}: released by rule {result.rule_id!r}{via}, "
+                    f"legal basis {'+'.join(result.legal_basis)}"
+                )
+                for field, how in result.plan.describe().items():
+                    lines.append(f"    {field}: {how}")
+                continue
+            lines.append(f"{result.category}: withheld ({result.reason})")
+            lines.extend(f"    {line}" for line in self._why(request, result))
+        return lines
+
+    def _why(self, request: Request, result: CategoryResult) -> list[str]:
+        reason = result.reason
+        if reason == UNKNOWN_ACTIVITY:
+            return [f"activity {request.activity!r} is not in the bundle"]
+        if reason == UNKNOWN_PHASE:
+            return [f"phase {request.phase!r} is not one of {', '.join(PHASES)}"]
+        if reason == UNKNOWN_PROVIDER:
+            return [f"provider org type {request.provider!r} is not in the bundle"]
+        if reason == UNKNOWN_RECIPIENT:
+            return [f"recipient org type {request.recipient!r} is not in the bundle"]
+        if reason == UNKNOWN_CATEGORY:
+            return [f"category {result.category!r} is not defined in the bundle"]
+        if reason == NO_RULE:
+            return [
+                f"no rule of activity {request.activity!r} releases it from "
+                f"{request.provider} to {request.recipient} in any phase"
+            ]
+        if reason == PHASE_NOT_ALLOWED:
+            recipients = (request.recipient, *sorted(request.roles & self._roles))
+            phases: set[str] = set()
+            for r in recipients:
+                key = (request.activity, request.provider, r, result.category)
+                phases |= self.policy.released_phases.get(key, frozenset())
+            ordered = [p for p in PHASES if p in phases]
+            return [f"rules release it only in phase(s): {', '.join(ordered)}"]
+        lines = []
+        for rule in self.candidates(request, result.category):
+            needs = sorted(c.value for c in rule.conditions)
+            if rule.grounds:
+                needs.append("one of grounds " + "/".join(sorted(g.value for g in rule.grounds)))
+            lines.append(
+                f"rule {rule.id!r} (line {rule.line}) needs: {', '.join(needs) or 'nothing'}"
+            )
+        if reason == ART9_NO_GROUND:
+            lines.append(
+                "art. 9 data crosses only with a recorded consent, legal duty or "
+                "conflict van plichten for this category"
+            )
+        return lines
+
+
+def _withheld(category: str, reason: str, rule_id: str) -> CategoryResult:
+    return CategoryResult(category, False, reason, rule_id, (), "", None, None)
+
+
+def _constant(category: str, reason: str) -> tuple[CategoryResult, ...]:
+    return (_withheld(category, reason, ""),) * _CONDITION_SETS

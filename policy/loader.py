@@ -1,0 +1,487 @@
+"""Load a policy bundle from YAML, validating schema and every reference.
+
+Each problem names the file, line and column and says what is wrong; all
+problems of a file are reported together (see :class:`PolicyLoadError`).
+The bundle's hash is the SHA-256 of the exact bytes read, which are also the
+bytes the policy key signs (:mod:`policy.signing`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+from types import MappingProxyType
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from certs.identity import OFFICER_ROLES, ORG_TYPES
+from policy.model import (
+    PHASES,
+    TRANSFORM_TYPES,
+    Activity,
+    Bundle,
+    Category,
+    Condition,
+    FieldDef,
+    FieldType,
+    Ground,
+    Retention,
+    Rule,
+    Sensitivity,
+    Transform,
+    TransformKind,
+)
+from policy.yamlread import PolicyLoadError, Reader
+
+SCHEMA = "schakel.policy/v1"
+"""The value of the bundle's ``schema`` key this loader understands."""
+
+_TOP_REQUIRED = (
+    "schema",
+    "name",
+    "version",
+    "phases",
+    "org_types",
+    "legal_bases",
+    "activities",
+    "categories",
+    "rules",
+)
+_TOP_OPTIONAL = ("description", "roles", "lists")
+_LISTS = ("outcomes", "bottlenecks", "themes")
+_RULE_REQUIRED = (
+    "id",
+    "activity",
+    "phases",
+    "providers",
+    "recipients",
+    "categories",
+    "legal_basis",
+)
+_RULE_OPTIONAL = ("description", "conditions", "grounds", "minimise", "retention_days")
+
+__all__ = ["SCHEMA", "PolicyLoadError", "load_bundle", "load_bundle_bytes"]
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and validate the bundle at ``path``; raises :class:`PolicyLoadError`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reader = Reader(str(path))
+        reader.fail(None, f"cannot read the bundle: {exc.strerror or type(exc).__name__}")
+        reader.check()
+        raise AssertionError("unreachable") from exc
+    return load_bundle_bytes(data, str(path))
+
+
+def load_bundle_bytes(data: bytes, source: str) -> Bundle:
+    """Validate a bundle given as the bytes of its YAML file; ``source`` names it in errors."""
+    reader = Reader(source)
+    root = reader.compose(data)
+    if root is not None:
+        bundle = _Builder(reader, data).build(root)
+        reader.check()
+        if bundle is not None:
+            return bundle
+    reader.check()
+    raise PolicyLoadError([])
+
+
+class _Builder:
+    def __init__(self, reader: Reader, data: bytes) -> None:
+        self.r = reader
+        self.data = data
+        self.phases: tuple[str, ...] = ()
+        self.org_types: tuple[str, ...] = ()
+        self.roles: tuple[str, ...] = ()
+        self.legal_bases: dict[str, str] = {}
+        self.lists: dict[str, tuple[str, ...]] = {name: () for name in _LISTS}
+        self.activities: dict[str, Activity] = {}
+        self.categories: dict[str, Category] = {}
+
+    def build(self, root: Node) -> Bundle | None:
+        r = self.r
+        top = r.mapping(root, "the bundle", _TOP_REQUIRED, _TOP_OPTIONAL, extensions=True)
+        if top is None:
+            return None
+        if "schema" in top:
+            schema = r.string(top["schema"], "schema")
+            if schema is not None and schema != SCHEMA:
+                r.fail(top["schema"], f"schema {schema!r} is not supported; expected {SCHEMA!r}")
+        name = r.string(top["name"], "name") if "name" in top else None
+        version = r.string(top["version"], "version") if "version" in top else None
+        description = ""
+        if "description" in top:
+            description = r.string(top["description"], "description") or ""
+        if "phases" in top:
+            self.phases = self._names(top["phases"], "phases", PHASES, "phase")
+        if "org_types" in top:
+            self.org_types = self._names(top["org_types"], "org_types", ORG_TYPES, "org type")
+        if "roles" in top:
+            self.roles = self._names(top["roles"], "roles", OFFICER_ROLES, "role")
+        if "legal_bases" in top:
+            self._legal_bases(top["legal_bases"])
+        if "lists" in top:
+            self._lists(top["lists"])
+        if "categories" in top:
+            self._categories(top["categories"])
+        if "activities" in top:
+            self._activities(top["activities"])
+        rules = self._rules(top["rules"]) if "rules" in top else ()
+        if name is None or version is None:
+            return None
+        return Bundle(
+            name=name,
+            version=version,
+            description=description,
+            phases=self.phases,
+            org_types=self.org_types,
+            roles=self.roles,
+            legal_bases=MappingProxyType(self.legal_bases),
+            activities=MappingProxyType(self.activities),
+            categories=MappingProxyType(self.categories),
+            rules=rules,
+            outcomes=self.lists["outcomes"],
+            bottlenecks=self.lists["bottlenecks"],
+            themes=self.lists["themes"],
+            sha256=hashlib.sha256(self.data).hexdigest(),
+            source=self.r.source,
+        )
+
+    def _names(
+        self, node: Node, what: str, known: tuple[str, ...] | frozenset[str], kind: str
+    ) -> tuple[str, ...]:
+        out = []
+        for value, item in self.r.strings(node, what, scalar_ok=False):
+            if value not in known:
+                self.r.fail(item, f"unknown {kind} {value!r}; known: {', '.join(sorted(known))}")
+            else:
+                out.append(value)
+        return tuple(out)
+
+    def _legal_bases(self, node: Node) -> None:
+        for code, _key, value in self.r.keyed(node, "legal_bases") or []:
+            text = self.r.string(value, f"the description of legal basis {code!r}")
+            if text is not None:
+                self.legal_bases[code] = text
+
+    def _lists(self, node: Node) -> None:
+        lists = self.r.mapping(node, "lists", (), _LISTS) or {}
+        for name, value in lists.items():
+            self.lists[name] = tuple(v for v, _ in self.r.strings(value, f"lists.{name}"))
+
+    def _categories(self, node: Node) -> None:
+        r = self.r
+        for name, _key, value in r.keyed(node, "categories") or []:
+            what = f"category {name!r}"
+            spec = r.mapping(value, what, ("sensitivity", "fields"), ("description",))
+            if spec is None or "sensitivity" not in spec or "fields" not in spec:
+                continue
+            sens = r.string(spec["sensitivity"], f"the sensitivity of {what}")
+            if sens is not None and sens not in Sensitivity.__members__.values():
+                r.fail(
+                    spec["sensitivity"],
+                    f"sensitivity {sens!r} of {what} is unknown; "
+                    f"known: {', '.join(s.value for s in Sensitivity)}",
+                )
+                sens = None
+            description = ""
+            if "description" in spec:
+                description = r.string(spec["description"], f"the description of {what}") or ""
+            fields = self._fields(spec["fields"], what)
+            if sens is not None and fields is not None:
+                self.categories[name] = Category(
+                    name, description, Sensitivity(sens), MappingProxyType(fields)
+                )
+
+    def _fields(self, node: Node, what: str) -> dict[str, FieldDef] | None:
+        r = self.r
+        entries = r.keyed(node, f"the fields of {what}")
+        if entries is None:
+            return None
+        if not entries:
+            r.fail(node, f"{what} declares no fields")
+            return None
+        fields: dict[str, FieldDef] = {}
+        for fname, _key, value in entries:
+            fwhat = f"field {fname!r} of {what}"
+            values: frozenset[str] = frozenset()
+            type_node = value
+            if isinstance(value, MappingNode):
+                spec = r.mapping(value, fwhat, ("type",), ("values", "values_from"))
+                if spec is None or "type" not in spec:
+                    continue
+                type_node = spec["type"]
+                if "values" in spec and "values_from" in spec:
+                    r.fail(value, f"{fwhat} has both 'values' and 'values_from'; use one")
+                    continue
+                if "values" in spec:
+                    values = frozenset(v for v, _ in r.strings(spec["values"], f"{fwhat} values"))
+                elif "values_from" in spec:
+                    source = r.string(spec["values_from"], f"values_from of {fwhat}")
+                    if source not in _LISTS:
+                        r.fail(
+                            spec["values_from"],
+                            f"values_from of {fwhat} must name one of the lists "
+                            f"{', '.join(_LISTS)}",
+                        )
+                        continue
+                    values = frozenset(self.lists[source])
+                    if not values:
+                        r.fail(spec["values_from"], f"lists.{source} is empty or missing")
+                        continue
+            ftype = r.string(type_node, f"the type of {fwhat}")
+            if ftype is None:
+                continue
+            if ftype not in FieldType.__members__.values():
+                r.fail(
+                    type_node,
+                    f"type {ftype!r} of {fwhat} is unknown; "
+                    f"known: {', '.join(t.value for t in FieldType)}",
+                )
+                continue
+            if values and ftype != FieldType.CODE:
+                r.fail(value, f"{fwhat} has allowed values but is not of type 'code'")
+                continue
+            fields[fname] = FieldDef(fname, FieldType(ftype), values)
+        return fields
+
+    def _activities(self, node: Node) -> None:
+        r = self.r
+        for aid, _key, value in r.keyed(node, "activities") or []:
+            what = f"activity {aid!r}"
+            spec = r.mapping(
+                value,
+                what,
+                ("uri", "purpose", "legal_bases", "retention"),
+                ("personal_data",),
+            )
+            if spec is None or len(spec.keys() & {"uri", "purpose", "legal_bases"}) < 3:
+                continue
+            uri = r.string(spec["uri"], f"the uri of {what}")
+            if uri is not None and ":" not in uri:
+                r.fail(spec["uri"], f"the uri of {what} must be an absolute URI")
+                uri = None
+            purpose = r.string(spec["purpose"], f"the purpose of {what}")
+            bases = []
+            for code, item in r.strings(spec["legal_bases"], f"the legal_bases of {what}"):
+                if code not in self.legal_bases:
+                    r.fail(item, f"legal basis {code!r} of {what} is not in legal_bases")
+                else:
+                    bases.append(code)
+            retention = self._retention(spec["retention"], what) if "retention" in spec else None
+            personal = True
+            if "personal_data" in spec:
+                flag = r.boolean(spec["personal_data"], f"personal_data of {what}")
+                personal = True if flag is None else flag
+            if uri is None or purpose is None or retention is None:
+                continue
+            self.activities[aid] = Activity(aid, uri, purpose, tuple(bases), retention, personal)
+
+    def _retention(self, node: Node, what: str) -> Retention | None:
+        keys = ("facts_days", "links_days", "audit_days")
+        spec = self.r.mapping(node, f"the retention of {what}", keys, ())
+        if spec is None:
+            return None
+        days = [
+            self.r.integer(spec[k], f"retention {k} of {what}", minimum=0) if k in spec else None
+            for k in keys
+        ]
+        if any(d is None for d in days):
+            return None
+        facts, links, audit = (int(d or 0) for d in days)
+        return Retention(facts, links, audit)
+
+    def _rules(self, node: Node) -> tuple[Rule, ...]:
+        rules: list[Rule] = []
+        ids: set[str] = set()
+        for item in self.r.sequence(node, "rules") or []:
+            rule = self._rule(item, ids)
+            if rule is not None:
+                rules.append(rule)
+        return tuple(rules)
+
+    def _rule(self, node: Node, ids: set[str]) -> Rule | None:
+        r = self.r
+        spec = r.mapping(node, "a rule", _RULE_REQUIRED, _RULE_OPTIONAL)
+        if spec is None or any(k not in spec for k in _RULE_REQUIRED):
+            return None
+        rid = r.string(spec["id"], "the rule id")
+        if rid is None:
+            return None
+        if rid in ids:
+            r.fail(spec["id"], f"rule id {rid!r} is used twice")
+            return None
+        ids.add(rid)
+        what = f"rule {rid!r}"
+        activities = self._refs(
+            spec["activity"], f"the activity of {what}", tuple(self.activities), "activity"
+        )
+        acts = [self.activities[a] for a in activities]
+        ok = bool(activities)
+        for act in acts:
+            if not act.personal_data:
+                r.fail(
+                    spec["activity"],
+                    f"{what} serves activity {act.id!r}, which is declared personal_data: false",
+                )
+                ok = False
+        phases = self._refs(spec["phases"], f"the phases of {what}", self.phases, "phase")
+        providers = self._refs(
+            spec["providers"], f"the providers of {what}", self.org_types, "org type"
+        )
+        recipients = self._refs(
+            spec["recipients"],
+            f"the recipients of {what}",
+            (*self.org_types, *self.roles),
+            "org type or role",
+        )
+        categories = self._refs(
+            spec["categories"], f"the categories of {what}", tuple(self.categories), "category"
+        )
+        basis = r.string(spec["legal_basis"], f"the legal_basis of {what}")
+        for act in acts:
+            if basis is not None and basis not in act.legal_bases:
+                r.fail(
+                    spec["legal_basis"],
+                    f"legal basis {basis!r} of {what} is not one of activity {act.id!r}'s: "
+                    f"{', '.join(act.legal_bases)}",
+                )
+                ok = False
+        conditions = frozenset(
+            Condition(c)
+            for c in self._enum(spec.get("conditions"), f"the conditions of {what}", Condition)
+        )
+        grounds = frozenset(
+            Ground(g) for g in self._enum(spec.get("grounds"), f"the grounds of {what}", Ground)
+        )
+        minimise = self._minimise(spec.get("minimise"), what, categories)
+        retention: int | None = None
+        if "retention_days" in spec:
+            retention = r.integer(spec["retention_days"], f"retention_days of {what}", minimum=0)
+            for act in acts:
+                if retention is not None and retention > act.retention.facts_days:
+                    r.fail(
+                        spec["retention_days"],
+                        f"retention_days of {what} exceeds activity {act.id!r}'s facts_days "
+                        f"({act.retention.facts_days})",
+                    )
+                    ok = False
+        description = ""
+        if "description" in spec:
+            description = r.string(spec["description"], f"the description of {what}") or ""
+        if not (ok and phases and providers and recipients and categories and basis):
+            return None
+        if minimise is None:
+            return None
+        return Rule(
+            id=rid,
+            description=description,
+            activities=activities,
+            phases=phases,
+            providers=providers,
+            recipients=recipients,
+            categories=categories,
+            legal_basis=basis,
+            conditions=conditions,
+            grounds=grounds,
+            minimise=MappingProxyType(minimise),
+            retention_days=retention,
+            line=node.start_mark.line + 1,
+        )
+
+    def _refs(self, node: Node, what: str, known: tuple[str, ...], kind: str) -> tuple[str, ...]:
+        """Names that must be declared elsewhere in the bundle; empty on any problem."""
+        values = self.r.strings(node, what)
+        bad = False
+        for value, item in values:
+            if value not in known:
+                self.r.fail(item, f"{what}: {kind} {value!r} is not declared in the bundle")
+                bad = True
+        if not values and not bad:
+            self.r.fail(node, f"{what} must name at least one {kind}")
+        return () if bad else tuple(v for v, _ in values)
+
+    def _enum(
+        self, node: Node | None, what: str, enum: type[Condition] | type[Ground]
+    ) -> list[str]:
+        if node is None:
+            return []
+        known = [e.value for e in enum]
+        out = []
+        for value, item in self.r.strings(node, what):
+            if value not in known:
+                self.r.fail(item, f"{what}: {value!r} is unknown; known: {', '.join(known)}")
+            else:
+                out.append(value)
+        return out
+
+    def _minimise(
+        self, node: Node | None, what: str, categories: tuple[str, ...]
+    ) -> dict[str, MappingProxyType[str, Transform]] | None:
+        r = self.r
+        out: dict[str, MappingProxyType[str, Transform]] = {}
+        if node is None or not categories:
+            return out
+        entries = r.keyed(node, f"the minimise section of {what}")
+        if entries is None:
+            return None
+        for cname, key, value in entries:
+            if cname not in categories:
+                r.fail(
+                    key, f"the minimise section of {what} names {cname!r}, not in its categories"
+                )
+                continue
+            category = self.categories[cname]
+            per_field: dict[str, Transform] = {}
+            for fname, fkey, tnode in r.keyed(value, f"minimise.{cname} of {what}") or []:
+                fdef = category.fields.get(fname)
+                if fdef is None:
+                    r.fail(fkey, f"{what}: category {cname!r} has no field {fname!r}")
+                    continue
+                transform = self._transform(tnode, f"{what} {cname}.{fname}")
+                if transform is None:
+                    continue
+                if fdef.type not in TRANSFORM_TYPES[transform.kind]:
+                    allowed = ", ".join(sorted(t.value for t in TRANSFORM_TYPES[transform.kind]))
+                    r.fail(
+                        tnode,
+                        f"{what}: transform {transform.kind.value!r} does not apply to "
+                        f"{cname}.{fname} of type {fdef.type.value!r} (applies to: {allowed})",
+                    )
+                    continue
+                per_field[fname] = transform
+            out[cname] = MappingProxyType(per_field)
+        return out
+
+    def _transform(self, node: Node, what: str) -> Transform | None:
+        r = self.r
+        if isinstance(node, ScalarNode):
+            kind = r.string(node, f"the transform of {what}")
+            if kind is None:
+                return None
+            if kind == TransformKind.BAND:
+                r.fail(node, f"{what}: 'band' needs its edges, e.g. {{band: [0, 1, 3, 6]}}")
+                return None
+            if kind not in TransformKind.__members__.values():
+                known = ", ".join(k.value for k in TransformKind)
+                r.fail(node, f"{what}: transform {kind!r} is unknown; known: {known}")
+                return None
+            return Transform(TransformKind(kind))
+        spec = r.mapping(node, f"the transform of {what}", ("band",), ())
+        if spec is None or "band" not in spec:
+            return None
+        items = r.sequence(spec["band"], f"the band edges of {what}") or []
+        edges = [r.integer(i, f"a band edge of {what}") for i in items]
+        if not items or any(e is None for e in edges):
+            if not items:
+                r.fail(spec["band"], f"{what}: band needs at least one edge")
+            return None
+        clean = tuple(int(e or 0) for e in edges)
+        if any(b <= a for a, b in itertools.pairwise(clean)):
+            r.fail(spec["band"], f"{what}: band edges must be strictly increasing")
+            return None
+        return Transform(TransformKind.BAND, clean)

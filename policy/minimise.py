@@ -1,0 +1,123 @@
+"""Minimise facts before they leave, under the plan of a decision.
+
+Only declared fields can leave, each through its transform: drop, keep,
+coarsen a date to month or year, band a number, reduce a value to its
+presence (yes/no) or keep a contact handle. Undeclared fields are dropped,
+never passed through. A fact of a category the decision did not release is
+refused. A declared field with a value of the wrong kind is an error: the
+provider is sending something other than what the bundle describes.
+
+Error messages name categories, fields and kinds, never values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from schakel.v1 import common_pb2
+
+from policy.compiler import FieldStep, Plan
+from policy.evaluator import Decision
+from policy.model import FieldType, PolicyError, TransformKind
+
+MAX_CONTACT_LENGTH = 256
+"""A contact handle is a function mailbox or a phone number; longer is not a handle."""
+
+_KIND: dict[FieldType, str] = {
+    FieldType.CODE: "text",
+    FieldType.CONTACT: "text",
+    FieldType.NUMBER: "number",
+    FieldType.BOOL: "flag",
+    FieldType.DATE: "date",
+}
+
+
+class FactRefusedError(PolicyError):
+    """A fact may not leave: its category was not released, or it is malformed."""
+
+
+def minimise_fact(fact: common_pb2.Fact, decision: Decision) -> common_pb2.Fact:
+    """The minimised copy of ``fact`` under ``decision``; the input is left unchanged."""
+    result = decision.result(fact.category)
+    if result is None:
+        raise FactRefusedError(f"category {fact.category!r} was not part of the decision")
+    if not result.released or result.plan is None:
+        raise FactRefusedError(f"category {fact.category!r} was withheld ({result.reason})")
+    return apply_plan(fact, result.plan)
+
+
+def minimise_facts(facts: Iterable[common_pb2.Fact], decision: Decision) -> list[common_pb2.Fact]:
+    """Minimise every fact, or raise on the first refused one (then nothing is returned)."""
+    return [minimise_fact(f, decision) for f in facts]
+
+
+def apply_plan(fact: common_pb2.Fact, plan: Plan) -> common_pb2.Fact:
+    """Apply ``plan`` to ``fact``: the core of :func:`minimise_fact`."""
+    if fact.category != plan.category:
+        raise FactRefusedError(
+            f"a fact of {fact.category!r} cannot use the plan for {plan.category!r}"
+        )
+    out = common_pb2.Fact(category=fact.category)
+    steps = plan.steps
+    for name, value in fact.fields.items():
+        step = steps.get(name)
+        if step is None:
+            continue
+        _check(fact.category, step, value)
+        kind = step.transform.kind
+        if kind is TransformKind.DROP:
+            continue
+        target = out.fields[name]
+        if kind is TransformKind.KEEP or kind is TransformKind.KEEP_CONTACT:
+            target.CopyFrom(value)
+        elif kind is TransformKind.COARSEN_MONTH:
+            target.date.year = value.date.year
+            target.date.month = value.date.month
+        elif kind is TransformKind.COARSEN_YEAR:
+            target.date.year = value.date.year
+        elif kind is TransformKind.BAND:
+            target.text = step.transform.band_label(value.number)
+        else:
+            target.flag = _present(value)
+    return out
+
+
+def _present(value: common_pb2.FactValue) -> bool:
+    """Whether a value says "yes, there is something": a non-zero count, a code, true, a date."""
+    which = value.WhichOneof("kind")
+    if which == "number":
+        return value.number != 0
+    if which == "text":
+        return value.text != ""
+    if which == "flag":
+        return value.flag
+    return True
+
+
+def _check(category: str, step: FieldStep, value: common_pb2.FactValue) -> None:
+    which = value.WhichOneof("kind")
+    expected = _KIND[step.type]
+    where = f"field {step.name!r} of a {category!r} fact"
+    if which != expected:
+        raise FactRefusedError(f"{where} must carry a {expected} ({step.type.value}), not {which}")
+    if step.type is FieldType.CODE:
+        if step.values and value.text not in step.values:
+            raise FactRefusedError(
+                f"{where} carries a code that is not in the category's value set"
+            )
+    elif step.type is FieldType.CONTACT:
+        text = value.text
+        if not text or len(text) > MAX_CONTACT_LENGTH or not text.isprintable():
+            raise FactRefusedError(
+                f"{where} must be a printable contact handle of 1-{MAX_CONTACT_LENGTH} characters"
+            )
+    elif step.type is FieldType.DATE:
+        d = value.date
+        valid = (
+            1 <= d.year <= 9999
+            and 0 <= d.month <= 12
+            and 0 <= d.day <= 31
+            and not (d.month == 0 and d.day != 0)
+        )
+        if not valid:
+            raise FactRefusedError(f"{where} is not a valid (possibly coarsened) date")
