@@ -1,0 +1,69 @@
+"""``schakel node run`` as a real process: serves over mTLS, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.tls import channel_credentials, node_channel
+from tests.gateway.conftest import RR, Federation
+
+# Only the node area: the `schakel` dispatcher also imports areas other issues deliver.
+RUNNER = (
+    "import argparse, sys; from gateway import node_cli; "
+    "p = argparse.ArgumentParser(); node_cli.register(p.add_subparsers()); "
+    "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_serving(target: str, creds: grpc.ChannelCredentials, deadline: float) -> int:
+    while True:
+        try:
+            async with node_channel(target, RR, creds) as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+                return int(reply.status)
+        except grpc.aio.AioRpcError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_node_run_serves_and_stops_on_sigterm(federation: Federation) -> None:
+    port = _free_port()
+    path = federation.write_config(federation.node(RR))
+    path.write_text(path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, "node", "run", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        politie = federation.partner(RR, "politie-rr", "politie")
+        creds = channel_credentials(federation.ca_file, politie.cert_file, politie.key_file)
+        status = await _wait_serving(f"127.0.0.1:{port}", creds, time.monotonic() + 20)
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert '"event": "node_started"' in err
+    assert '"event": "node_stopped"' in err
+    assert (federation.root / f"state-{RR}" / "node.db").is_file()
