@@ -1,0 +1,53 @@
+"""The node's case registry (DESIGN.md §4, issue #6): cases, phases, grounds, hits, facts.
+
+See README.md in this directory for the model and its rules.
+"""
+
+from gateway.cases.errors import (
+    CaseError,
+    CaseInputError,
+    CaseNotFoundError,
+    FactIntegrityError,
+    IllegalTransitionError,
+    ReferralConflictError,
+)
+from gateway.cases.model import (
+    OPEN_PHASES,
+    REJECTED_OUTCOME,
+    Case,
+    Ground,
+    GroundKind,
+    Hit,
+    Participant,
+    Phase,
+    Referral,
+)
+from gateway.cases.registry import CaseRegistry, HitAnswer, ReferralResult, StoredFact, utc_now
+from gateway.cases.signals import SignalCount, count_cases
+from gateway.cases.vault import FactVault
+
+__all__ = [
+    "OPEN_PHASES",
+    "REJECTED_OUTCOME",
+    "Case",
+    "CaseError",
+    "CaseInputError",
+    "CaseNotFoundError",
+    "CaseRegistry",
+    "FactIntegrityError",
+    "FactVault",
+    "Ground",
+    "GroundKind",
+    "Hit",
+    "HitAnswer",
+    "IllegalTransitionError",
+    "Participant",
+    "Phase",
+    "Referral",
+    "ReferralConflictError",
+    "ReferralResult",
+    "SignalCount",
+    "StoredFact",
+    "count_cases",
+    "utc_now",
+]

@@ -1,0 +1,252 @@
+"""Values of the case registry: phases, grounds, participants, cases, and input checks.
+
+Every value that enters the registry passes a check here first, so a bad
+argument is refused with a message that names the field before anything is
+written. Codes (themes, criteria, outcomes, categories, bottleneck tags) are
+short machine codes, never free text: that keeps content out of columns that
+are not encrypted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from schakel.v1 import case_pb2, common_pb2
+
+from certs.identity import ORG_TYPES, IdentityError, check_slug
+from gateway.cases.errors import CaseInputError
+
+
+class Phase(StrEnum):
+    """The phases of the national ZVH process; values are the ``schakel.v1.Phase`` names."""
+
+    AANMELDING = "aanmelding"
+    TRIAGE = "triage"
+    CASUSOVERLEG = "casusoverleg"
+    AFSCHALING = "afschaling"
+
+    def to_proto(self) -> common_pb2.Phase.ValueType:
+        """The ``schakel.v1.Phase`` value."""
+        return common_pb2.Phase.Value(f"PHASE_{self.name}")
+
+    @classmethod
+    def from_proto(cls, value: common_pb2.Phase.ValueType) -> Phase:
+        """The phase of a ``schakel.v1.Phase`` value; PHASE_UNSPECIFIED is refused."""
+        if value == common_pb2.PHASE_UNSPECIFIED or value not in common_pb2.Phase.values():
+            raise CaseInputError(f"phase {value} is not one of the four case phases")
+        return cls[common_pb2.Phase.Name(value).removeprefix("PHASE_")]
+
+
+OPEN_PHASES = frozenset({Phase.AANMELDING, Phase.TRIAGE, Phase.CASUSOVERLEG})
+"""Phases in which a case is active (it counts for federated hit/no-hit)."""
+
+REJECTED_OUTCOME = "niet-ontvankelijk"
+"""The outcome of a case rejected at triage."""
+
+
+class GroundKind(StrEnum):
+    """What lets special-category data cross; values follow ``schakel.v1.GroundKind``."""
+
+    CONSENT = "consent"
+    LEGAL_DUTY = "legal_duty"
+    CONFLICT_VAN_PLICHTEN = "conflict_van_plichten"
+
+    def to_proto(self) -> case_pb2.GroundKind.ValueType:
+        """The ``schakel.v1.GroundKind`` value."""
+        return case_pb2.GroundKind.Value(f"GROUND_KIND_{self.name}")
+
+    @classmethod
+    def from_proto(cls, value: case_pb2.GroundKind.ValueType) -> GroundKind:
+        """The kind of a ``schakel.v1.GroundKind`` value; UNSPECIFIED is refused."""
+        if value == case_pb2.GROUND_KIND_UNSPECIFIED or value not in case_pb2.GroundKind.values():
+            raise CaseInputError(f"ground kind {value} is not consent, legal duty or conflict")
+        return cls[case_pb2.GroundKind.Name(value).removeprefix("GROUND_KIND_")]
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A participant (deelnemer): a partner organisation at a node."""
+
+    org_id: str
+    org_type: str
+    node_id: str
+
+    def check(self) -> Participant:
+        """Return self if every field is valid, else raise CaseInputError."""
+        check_org(self.org_id, self.org_type, "participant")
+        check_id(self.node_id, "participant node id")
+        return self
+
+
+@dataclass(frozen=True)
+class Ground:
+    """A recorded ground for one fact category and provider organisation."""
+
+    kind: GroundKind
+    category: str
+    provider_org_id: str
+    evidence_ref: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class Hit:
+    """An organisation (or, with empty org_id, a peer node) that knows the subject."""
+
+    org_id: str
+    node_id: str
+    contact_handle: str
+
+
+@dataclass(frozen=True)
+class Referral:
+    """What a referrer submits to open a case (aanmelding)."""
+
+    referrer_org_id: str
+    referrer_org_type: str
+    idempotency_key: str
+    subject: str
+    """The subject's pseudonym in the node's own domain, 64 lowercase hex characters."""
+    theme: str
+    criteria: tuple[str, ...] = ()
+    reason_codes: tuple[str, ...] = ()
+    external_ref: str = ""
+
+    def check(self) -> Referral:
+        """Return self if every field is valid, else raise CaseInputError."""
+        check_org(self.referrer_org_id, self.referrer_org_type, "referrer")
+        check_idempotency_key(self.idempotency_key)
+        check_pseudonym(self.subject)
+        check_code(self.theme, "theme")
+        check_codes(self.criteria, "criteria")
+        check_codes(self.reason_codes, "reason_codes")
+        check_external_ref(self.external_ref)
+        return self
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case as stored. After the retention purge only the skeleton remains.
+
+    The skeleton is theme, phase, outcome, triage reason, bottleneck tags and
+    dates; every field that could link to the subject is empty then.
+    """
+
+    id: str
+    theme: str
+    phase: Phase
+    referrer_org_id: str
+    referrer_org_type: str
+    external_ref: str
+    subject: str
+    """The node-domain pseudonym; empty after the purge."""
+    criteria: tuple[str, ...]
+    reason_codes: tuple[str, ...]
+    triage_reason: str
+    outcome: str
+    participants: tuple[Participant, ...]
+    grounds: tuple[Ground, ...]
+    hits: tuple[Hit, ...]
+    bottlenecks: tuple[str, ...]
+    opened_at: datetime
+    triage_at: datetime | None
+    accepted_at: datetime | None
+    closed_at: datetime | None
+    retain_until: datetime | None
+    purged_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        """True while the case is active (not yet in afschaling)."""
+        return self.phase in OPEN_PHASES
+
+
+_CODE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_CONTACT = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$")
+_CASE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_code(value: str, what: str) -> str:
+    """A machine code: 1-64 of lowercase letters, digits, '.', '_' or '-'."""
+    if not isinstance(value, str) or not _CODE.match(value):
+        raise CaseInputError(
+            f"{what} must be a code of 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (free text is not allowed)"
+        )
+    return value
+
+
+def check_codes(values: Iterable[str], what: str) -> tuple[str, ...]:
+    """A list of distinct codes; returned as a tuple in the given order."""
+    out = tuple(values)
+    for value in out:
+        check_code(value, f"each of {what}")
+    if len(set(out)) != len(out):
+        raise CaseInputError(f"{what} lists a code more than once")
+    return out
+
+
+def check_pseudonym(value: str) -> str:
+    """A node-domain pseudonym: 64 lowercase hex characters (32 bytes)."""
+    if not isinstance(value, str) or not _HEX64.match(value):
+        # The value itself stays out of the message: it is personal data.
+        raise CaseInputError("subject must be a node-domain pseudonym: 64 lowercase hex digits")
+    return value
+
+
+def check_idempotency_key(value: str) -> str:
+    """1-128 printable ASCII characters without spaces."""
+    if not isinstance(value, str) or not _KEY.match(value):
+        raise CaseInputError("idempotency key must be 1-128 printable ASCII characters, no spaces")
+    return value
+
+
+def check_external_ref(value: str) -> str:
+    """The referrer's own reference: empty, or up to 128 of letters, digits and ``._:/-``."""
+    if value and (not isinstance(value, str) or not _REF.match(value)):
+        raise CaseInputError(
+            "external_ref must be up to 128 letters, digits, '.', '_', ':', '/' or '-'"
+        )
+    return value
+
+
+def check_contact(value: str) -> str:
+    """A contact handle: 1-200 printable ASCII characters, no leading or trailing space."""
+    if not isinstance(value, str) or not _CONTACT.match(value):
+        raise CaseInputError(
+            "contact handle must be 1-200 printable ASCII characters "
+            "(a function mailbox or phone number)"
+        )
+    return value
+
+
+def check_id(value: str, what: str) -> str:
+    """A node or organisation id (the certificate slug rules)."""
+    try:
+        return check_slug(value, what)
+    except (IdentityError, TypeError):
+        # Not str(exc): it echoes the value, and a caller may have put anything there.
+        raise CaseInputError(
+            f"{what} must be 1-63 lowercase letters, digits or '-', starting with a letter or digit"
+        ) from None
+
+
+def check_org(org_id: str, org_type: str, what: str) -> None:
+    """An organisation id and a known organisation type."""
+    check_id(org_id, f"{what} org id")
+    if org_type not in ORG_TYPES:
+        raise CaseInputError(f"{what} org type is unknown; known: {', '.join(sorted(ORG_TYPES))}")
+
+
+def check_case_id(value: str) -> str:
+    """A case id as the registry hands them out: 32 lowercase hex characters."""
+    if not isinstance(value, str) or not _CASE_ID.match(value):
+        raise CaseInputError("case id must be 32 lowercase hex characters")
+    return value

@@ -1,0 +1,87 @@
+"""Aggregate case counts for national signalling (issue #7), without suppression.
+
+Small-cell and complementary suppression belong to the signals service; this
+module only counts. No cell carries a case id, a pseudonym or a date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from gateway.cases.errors import CaseInputError
+from gateway.cases.model import Phase
+from gateway.cases.tables import case_bottlenecks, cases
+
+
+@dataclass(frozen=True, order=True)
+class SignalCount:
+    """The number of cases in one (theme, phase, outcome, bottleneck tag) cell."""
+
+    theme: str
+    phase: Phase
+    """The phase at the end of the period."""
+    outcome: str
+    """The outcome if closed before the end of the period, else empty."""
+    bottleneck: str
+    """One bottleneck tag, or empty for cases without one."""
+    count: int
+
+
+def count_cases(engine: Engine, period_start: datetime, period_end: datetime) -> list[SignalCount]:
+    """Counts per theme, phase, outcome and bottleneck tag of cases active in the period.
+
+    A case counts when it was opened before ``period_end`` and not closed
+    before ``period_start``; purged skeletons count like any other case. Its
+    phase and outcome are those at the end of the period. A case with several
+    bottleneck tags counts once in the cell of each tag, so cells of one theme
+    may add up to more than its number of cases; a case without tags counts
+    in the cell with an empty tag.
+    """
+    for name, value in (("period_start", period_start), ("period_end", period_end)):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise CaseInputError(f"{name} must be a timezone-aware datetime")
+    if period_start >= period_end:
+        raise CaseInputError("period_start must be before period_end")
+    end = sa.literal(period_end, cases.c.opened_at.type)
+    # A NULL timestamp compares as unknown, so a step not yet taken never matches.
+    closed = cases.c.closed_at < end
+    phase = sa.case(
+        (closed, Phase.AFSCHALING.value),
+        (cases.c.accepted_at < end, Phase.CASUSOVERLEG.value),
+        (cases.c.triage_at < end, Phase.TRIAGE.value),
+        else_=Phase.AANMELDING.value,
+    )
+    # The per-case rows go through a subquery so that GROUP BY names plain
+    # columns: PostgreSQL cannot tell that two CASE expressions with separately
+    # bound parameters are the same expression.
+    per_case = (
+        sa.select(
+            cases.c.theme.label("theme"),
+            phase.label("phase"),
+            sa.case((closed, cases.c.outcome), else_="").label("outcome"),
+            sa.func.coalesce(case_bottlenecks.c.tag, "").label("bottleneck"),
+        )
+        .select_from(cases.outerjoin(case_bottlenecks, case_bottlenecks.c.case_id == cases.c.id))
+        .where(
+            cases.c.opened_at < end,
+            sa.or_(
+                cases.c.closed_at.is_(None),
+                cases.c.closed_at >= sa.literal(period_start, cases.c.opened_at.type),
+            ),
+        )
+        .subquery()
+    )
+    query = sa.select(
+        per_case.c.theme,
+        per_case.c.phase,
+        per_case.c.outcome,
+        per_case.c.bottleneck,
+        sa.func.count().label("n"),
+    ).group_by(per_case.c.theme, per_case.c.phase, per_case.c.outcome, per_case.c.bottleneck)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return sorted(SignalCount(r.theme, Phase(r.phase), r.outcome, r.bottleneck, r.n) for r in rows)

@@ -1,0 +1,129 @@
+"""Tables of the case registry, declared on :data:`gateway.storage.metadata`.
+
+The schema is created by the Alembic revision ``0002_cases``; keep the two in
+step (tests/cases compares them). Nothing here holds an identifier: the
+subject is the node-domain pseudonym, and facts are AES-256-GCM ciphertext.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from gateway.storage import metadata
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite stores no offset, so values are converted to UTC before they are
+    written and get UTC attached when read; naive datetimes are refused so
+    that no local time slips in.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC; a naive datetime is a programming error."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Attach UTC where the backend dropped it."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+cases = sa.Table(
+    "cases",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("theme", sa.String(64), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    # Referrer, idempotency key, reference, subject, criteria and reasons are
+    # cleared by the retention purge: they can link the skeleton to a person.
+    sa.Column("referrer_org_id", sa.String(63)),
+    sa.Column("referrer_org_type", sa.String(32)),
+    sa.Column("idempotency_key", sa.String(128)),
+    sa.Column("external_ref", sa.String(128)),
+    sa.Column("subject_pseudonym", sa.String(64), index=True),
+    sa.Column("criteria", sa.JSON),
+    sa.Column("reason_codes", sa.JSON),
+    sa.Column("triage_reason", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(64), nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("triage_at", UTCDateTime),
+    sa.Column("accepted_at", UTCDateTime),
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("retain_until", UTCDateTime, index=True),
+    sa.Column("purged_at", UTCDateTime),
+    sa.UniqueConstraint("referrer_org_id", "idempotency_key"),
+    sa.CheckConstraint(
+        "phase IN ('aanmelding', 'triage', 'casusoverleg', 'afschaling')", name="phase"
+    ),
+)
+
+case_participants = sa.Table(
+    "case_participants",
+    metadata,
+    sa.Column("case_id", sa.String(32), sa.ForeignKey("cases.id"), primary_key=True),
+    sa.Column("node_id", sa.String(63), primary_key=True),
+    sa.Column("org_id", sa.String(63), primary_key=True),
+    sa.Column("org_type", sa.String(32), nullable=False),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+)
+
+case_grounds = sa.Table(
+    "case_grounds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(32), sa.ForeignKey("cases.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("provider_org_id", sa.String(63), nullable=False),
+    sa.Column("evidence_ref", sa.String(128), nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+case_hits = sa.Table(
+    "case_hits",
+    metadata,
+    sa.Column("case_id", sa.String(32), sa.ForeignKey("cases.id"), primary_key=True),
+    sa.Column("node_id", sa.String(63), primary_key=True),
+    # Empty for a hit at a peer node rather than at one of its organisations.
+    sa.Column("org_id", sa.String(63), primary_key=True),
+    sa.Column("contact_handle", sa.String(200), nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+case_bottlenecks = sa.Table(
+    "case_bottlenecks",
+    metadata,
+    sa.Column("case_id", sa.String(32), sa.ForeignKey("cases.id"), primary_key=True),
+    sa.Column("tag", sa.String(64), primary_key=True),
+)
+
+case_facts = sa.Table(
+    "case_facts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("case_id", sa.String(32), sa.ForeignKey("cases.id"), nullable=False, index=True),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("provider_node_id", sa.String(63), nullable=False),
+    sa.Column("provider_org_id", sa.String(63), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    # 12-byte nonce || AES-256-GCM ciphertext and tag of a serialized schakel.v1.Fact.
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+)
