@@ -72,11 +72,9 @@ class Ciphertext:
         return cls(msg.b, msg.c, msg.public_key)
 
 
-def encrypt_with(point: bytes, public_key: bytes, r: bytes) -> Ciphertext:
-    """Encrypt with the given randomness ``r``: only for test vectors, never for real data."""
+def _encrypt(point: bytes, public_key: bytes, r: bytes) -> Ciphertext:
     _group.check_point(point, "subject point")
     _group.check_point(public_key, "public key")
-    _group.check_scalar(r, "encryption randomness")
     return Ciphertext._trusted(
         _group.mul_base(r, "encryption"),
         _group.add(point, _group.mul(r, public_key, "encryption"), "encryption"),
@@ -84,14 +82,17 @@ def encrypt_with(point: bytes, public_key: bytes, r: bytes) -> Ciphertext:
     )
 
 
+def encrypt_with(point: bytes, public_key: bytes, r: bytes) -> Ciphertext:
+    """Encrypt with the given randomness ``r``: only for test vectors, never for real data."""
+    return _encrypt(point, public_key, _group.check_scalar(r, "encryption randomness"))
+
+
 def encrypt(point: bytes, public_key: bytes) -> Ciphertext:
     """Encrypt a subject point under ``public_key`` with fresh randomness: ``(rG, M + rP, P)``."""
-    return encrypt_with(point, public_key, _group.random_scalar())
+    return _encrypt(point, public_key, _group.random_scalar())
 
 
-def rerandomise_with(ct: Ciphertext, r: bytes) -> Ciphertext:
-    """Rerandomise with the given ``r``: only for test vectors, never for real data."""
-    _group.check_scalar(r, "rerandomisation randomness")
+def _rerandomise(ct: Ciphertext, r: bytes) -> Ciphertext:
     return Ciphertext._trusted(
         _group.add(ct.b, _group.mul_base(r, "rerandomisation"), "rerandomisation"),
         _group.add(ct.c, _group.mul(r, ct.public_key, "rerandomisation"), "rerandomisation"),
@@ -99,9 +100,16 @@ def rerandomise_with(ct: Ciphertext, r: bytes) -> Ciphertext:
     )
 
 
+def rerandomise_with(ct: Ciphertext, r: bytes) -> Ciphertext:
+    """Rerandomise with the given ``r``: only for test vectors, never for real data."""
+    return _rerandomise(ct, _group.check_scalar(r, "rerandomisation randomness"))
+
+
 def rerandomise(ct: Ciphertext) -> Ciphertext:
     """The same plaintext under the same key, unlinkable to ``ct``: ``(B + rG, C + rP, P)``."""
-    return rerandomise_with(ct, _group.random_scalar())
+    if not isinstance(ct, Ciphertext):
+        raise PseudonymError(f"expected a Ciphertext, not {type(ct).__name__}")
+    return _rerandomise(ct, _group.random_scalar())
 
 
 @functools.lru_cache(maxsize=64)
@@ -116,6 +124,8 @@ def decrypt(ct: Ciphertext, domain_key: bytes) -> bytes:
     A key that does not belong to ``ct.public_key`` is refused, so a wrong key
     gives an error rather than a meaningless pseudonym.
     """
+    if not isinstance(ct, Ciphertext):
+        raise PseudonymError(f"expected a Ciphertext, not {type(ct).__name__}")
     if _public_key_of(domain_key) != ct.public_key:
         raise PseudonymError(
             "the domain key does not match the ciphertext's public key: "

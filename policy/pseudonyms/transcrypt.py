@@ -12,7 +12,7 @@ import functools
 from cryptography.hazmat.primitives import hashes, hmac
 
 from policy.pseudonyms import _group
-from policy.pseudonyms.elgamal import Ciphertext, rerandomise
+from policy.pseudonyms.elgamal import Ciphertext, _rerandomise
 from policy.pseudonyms.errors import PseudonymError
 
 PSEUDONYMISE_LABEL = b"schakel/v1/pseudonymise|"
@@ -137,7 +137,9 @@ class Transcryptor:
         ``to_domain``'s key and rerandomises, so the result cannot be linked
         to ``ct`` without the secrets.
         """
-        return rerandomise(self._reshuffle_rekey(ct, to_domain, from_domain))
+        return _rerandomise(
+            self._reshuffle_rekey(ct, to_domain, from_domain), _group.random_scalar()
+        )
 
     def _reshuffle_rekey(
         self, ct: Ciphertext, to_domain: str, from_domain: str | None

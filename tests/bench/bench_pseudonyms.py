@@ -1,0 +1,114 @@
+"""Pseudonym throughput on one core: encrypt, transcrypt (cached and not), decrypt.
+
+HMAC-SHA256 of a BSN-sized message is the same-run baseline: it is what a
+plain keyed-hash pseudonym would cost, so the ratios show the price of
+unlinkable, convertible pseudonyms. The primitive rows show where a
+transcryption's time goes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pysodium
+
+from policy.pseudonyms import FederationKeys, decrypt, encrypt, subject_point
+from policy.pseudonyms.elgamal import rerandomise
+from tests.bench.harness import Result, median_rate
+
+AREA = "pseudonyms"
+OPS = 400
+BASE = "hmac_sha256"
+
+
+def run() -> list[Result]:
+    """Measure every operation; each rate is the median of five runs of OPS operations."""
+    keys = FederationKeys.generate()
+    transcryptor = keys.transcryptor_keys().transcryptor()
+    point = subject_point("bsn", "123456782")
+    ct = encrypt(point, keys.global_public_key)
+    in_domain = transcryptor.transcrypt(ct, "politie-rotterdam")
+    domain_key = keys.domain_key("politie-rotterdam")
+    hmac_key = os.urandom(32)
+    fresh_domains = (f"gemeente-{n}" for n in itertools.count())
+    scalar = pysodium.crypto_core_ristretto255_scalar_random()
+
+    def repeat(op: Callable[[], object]) -> Callable[[], object]:
+        return lambda: [op() for _ in range(OPS)]
+
+    cases: list[tuple[str, Callable[[], object], str]] = [
+        (BASE, lambda: hmac.digest(hmac_key, b"bsn\x00123456782", "sha256"), ""),
+        ("encrypt", lambda: encrypt(point, keys.global_public_key), "subject point given"),
+        (
+            "encrypt_from_bsn",
+            lambda: encrypt(subject_point("bsn", "123456782"), keys.global_public_key),
+            "elfproef + hash-to-group + encrypt",
+        ),
+        (
+            "transcrypt_cached",
+            lambda: transcryptor.transcrypt(ct, "politie-rotterdam"),
+            "from Y, warm factor cache, rerandomised",
+        ),
+        (
+            "transcrypt_domain_to_domain_cached",
+            lambda: transcryptor.transcrypt(in_domain, "ggz-delfland", "politie-rotterdam"),
+            "warm cache, rerandomised",
+        ),
+        (
+            "transcrypt_uncached",
+            lambda: transcryptor.transcrypt(ct, next(fresh_domains)),
+            "new domain each time: factors derived, rerandomised",
+        ),
+        (
+            "reshuffle_rekey_only",
+            lambda: transcryptor._reshuffle_rekey(ct, "politie-rotterdam", None),
+            "transcrypt without the final rerandomisation (not for use)",
+        ),
+        ("rerandomise", lambda: rerandomise(in_domain), ""),
+        ("decrypt", lambda: decrypt(in_domain, domain_key), "key check cached"),
+        (
+            "prim_scalarmult",
+            lambda: pysodium.crypto_scalarmult_ristretto255(scalar, point),
+            "libsodium variable-base, incl. decode/encode",
+        ),
+        (
+            "prim_scalarmult_base",
+            lambda: pysodium.crypto_scalarmult_ristretto255_base(scalar),
+            "libsodium fixed-base",
+        ),
+        (
+            "prim_add",
+            lambda: pysodium.crypto_core_ristretto255_add(point, point),
+            "libsodium, two decodes + one encode",
+        ),
+    ]
+
+    def transcrypt_two_threads() -> object:
+        # libsodium calls through ctypes release the GIL, so threads use both cores.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(
+                pool.map(lambda _: transcryptor.transcrypt(ct, "politie-rotterdam"), range(OPS))
+            )
+
+    results = []
+    for name, op, notes in cases:
+        rate = median_rate(repeat(op), OPS)
+        results.append(
+            Result(AREA, name, rate, "ops/s", baseline="" if name == BASE else BASE, notes=notes)
+        )
+    rate = median_rate(transcrypt_two_threads, OPS)
+    results.append(
+        Result(
+            AREA,
+            "transcrypt_cached_2_threads",
+            rate,
+            "ops/s",
+            baseline=BASE,
+            notes="as transcrypt_cached, 2 worker threads: the GIL is released in libsodium",
+        )
+    )
+    return results
