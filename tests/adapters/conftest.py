@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -11,12 +11,20 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from schakel.v1 import partner_pb2_grpc
+from schakel.v1 import common_pb2, partner_pb2_grpc
 
+from adapters.index import Pseudonymiser
 from adapters.sdk.client import PartnerClient, RetryPolicy
+from adapters.sdk.subjects import decrypt_subject
 from certs.authority import Validity, create_root_ca, issue
 from certs.identity import PeerKind, make_identity
-from policy.pseudonyms import DomainKey, FederationKeys
+from policy.pseudonyms import (
+    Ciphertext,
+    DomainKey,
+    FederationKeys,
+    encrypt,
+    subject_point,
+)
 from tests.adapters.simnode import NODE_ID, SimulatedNode
 
 POLICE = "politie-rotterdam"
@@ -154,3 +162,24 @@ async def client(pki: Pki, sim: RunningNode) -> AsyncIterator[PartnerClient]:
     """The police partner's client connected to the simulated node."""
     async with partner_client(pki, sim.target) as c:
         yield c
+
+
+def local_pseudonymiser(federation: FederationKeys, org: str) -> Pseudonymiser:
+    """Transcrypts in-process like the node's Pseudonymise, for tests that need no gRPC."""
+    transcryptor = federation.transcryptor_keys().transcryptor()
+
+    async def pseudonymise(
+        batch: Sequence[common_pb2.EncryptedPseudonym],
+    ) -> list[common_pb2.EncryptedPseudonym]:
+        return [transcryptor.transcrypt(Ciphertext.from_proto(m), org).to_proto() for m in batch]
+
+    return pseudonymise
+
+
+def pseudonym_of(federation: FederationKeys, org: str, bsn: str) -> str:
+    """The domain pseudonym (hex) ``org`` has for ``bsn``, computed the long way round."""
+    transcryptor = federation.transcryptor_keys().transcryptor()
+    fresh = encrypt(subject_point("bsn", bsn), federation.global_public_key)
+    return decrypt_subject(
+        transcryptor.transcrypt(fresh, org).to_proto(), federation.domain_key(org)
+    )
