@@ -67,8 +67,9 @@ class Transcryptor:
 
     Derived factors, their inverses and rekeyed public keys are cached per
     instance (bounded LRU), so a warm transcryption costs three variable-base
-    and one fixed-base scalar multiplication. Thread-safe: libsodium calls
-    release the GIL and the caches are functools.lru_cache.
+    scalar multiplications, one fixed-base multiplication and two additions.
+    Thread-safe: the caches are functools.lru_cache, and libsodium calls
+    release the GIL, so threads sharing one instance use every core.
     """
 
     def __init__(
@@ -121,7 +122,7 @@ class Transcryptor:
     def domain_public_key(self, domain: str, global_public_key: bytes) -> bytes:
         """``k_d * Y``: the public key of ``domain``, which equals ``y_d * G``."""
         _group.check_point(global_public_key, "the global public key")
-        return self._rekeyed(self._factors(domain)[1], global_public_key)
+        return self._rekeyed(self._factors(check_domain(domain))[1], global_public_key)
 
     def _source_key(self, from_domain: str | None) -> bytes | None:
         if self._global_public_key is None or from_domain is None:
@@ -147,10 +148,15 @@ class Transcryptor:
         # Deterministic, hence linkable: only transcrypt() and the test vectors call it.
         if not isinstance(ct, Ciphertext):
             raise PseudonymError(f"expected a Ciphertext, not {type(ct).__name__}")
+        # The caches validate domains on a miss; a non-string would fail as unhashable first.
+        if not isinstance(to_domain, str):
+            check_domain(to_domain)
+        if from_domain is not None and not isinstance(from_domain, str):
+            check_domain(from_domain)
         expected = self._source_key(from_domain)
         if expected is not None and ct.public_key != expected:
-            source = "the global key" if from_domain is None else f"domain {from_domain!r}"
-            raise PseudonymError(f"the ciphertext is not encrypted under the key of {source}")
+            source = "the global key" if from_domain is None else f"the key of {from_domain!r}"
+            raise PseudonymError(f"the ciphertext is not encrypted under {source}")
         s, k, b_factor = self._conversion(to_domain, from_domain)
         return Ciphertext._trusted(
             _group.mul(b_factor, ct.b, "transcryption"),

@@ -154,13 +154,19 @@ def test_bad_other_identifier_is_refused_without_echoing_it(value: object, messa
     assert "secret" not in str(info.value)
 
 
-@pytest.mark.parametrize("domain", ["", "has space", "tab\there", "x" * 256, None])
+@pytest.mark.parametrize("domain", ["", "has space", "tab\there", "x" * 256, None, ["list"]])
 def test_bad_domain_is_refused(keys: FederationKeys, domain: object) -> None:
     with pytest.raises(PseudonymError, match="domain id must"):
         check_domain(domain)
     transcryptor = keys.transcryptor_keys().transcryptor()
     with pytest.raises(PseudonymError, match="domain id must"):
         transcryptor.transcrypt(valid_ct(keys), domain)  # type: ignore[arg-type]
+    if domain is not None:  # None as the source means the global key
+        in_om = transcryptor.transcrypt(valid_ct(keys), "om")
+        with pytest.raises(PseudonymError, match="domain id must"):
+            transcryptor.transcrypt(in_om, "om", domain)  # type: ignore[arg-type]
+    with pytest.raises(PseudonymError, match="domain id must"):
+        transcryptor.domain_public_key(domain, keys.global_public_key)  # type: ignore[arg-type]
 
 
 def test_short_transcryptor_secrets_are_refused() -> None:
@@ -173,9 +179,9 @@ def test_short_transcryptor_secrets_are_refused() -> None:
 def test_ciphertext_under_the_wrong_source_key_is_refused(keys: FederationKeys) -> None:
     transcryptor = keys.transcryptor_keys().transcryptor()
     in_a = transcryptor.transcrypt(valid_ct(keys), "politie-rotterdam")
-    with pytest.raises(PseudonymError, match="not encrypted under the key of the global key"):
+    with pytest.raises(PseudonymError, match="not encrypted under the global key"):
         transcryptor.transcrypt(in_a, "ggz-delfland")
-    with pytest.raises(PseudonymError, match="not encrypted under the key of domain 'om'"):
+    with pytest.raises(PseudonymError, match="not encrypted under the key of 'om'"):
         transcryptor.transcrypt(in_a, "ggz-delfland", "om")
 
 
