@@ -73,7 +73,7 @@ class AdapterRunner:
         """Counts of ``answered.<kind>``, ``failed.<kind>``, ``lapsed``, ``connects`` and
         ``disconnects``, for monitoring and tests."""
         self.connected = asyncio.Event()
-        """Set while the task stream is open."""
+        """Set while a task stream is requested; the node may not have accepted it yet."""
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the tasks in hand are answered."""
@@ -118,6 +118,8 @@ class AdapterRunner:
                 )
                 if next_task not in done:
                     next_task.cancel()
+                    # Let the cancellation reach the stream before it is closed below.
+                    await asyncio.gather(next_task, return_exceptions=True)
                     return received
                 try:
                     task = next_task.result()

@@ -91,14 +91,16 @@ class SimulatedNode(partner_pb2_grpc.PartnerServiceServicer):
         categories: tuple[str, ...] = (),
         facts: tuple[common_pb2.Fact, ...] = (),
         deadline_s: float = 30.0,
+        subject_domain: str | None = None,
     ) -> str:
         """Queue a task for ``org`` about an identifier; returns its id.
 
         The subject is encrypted under Y here (as a referring partner would)
-        and transcrypted to ``org``'s domain, like the node does.
+        and transcrypted to ``org``'s domain, like the node does (or, to
+        simulate a faulty node, to ``subject_domain``).
         """
         fresh = encrypt(subject_point(id_type, id_value), self.keys.global_public_key)
-        subject = self.transcryptor.transcrypt(fresh, org).to_proto()
+        subject = self.transcryptor.transcrypt(fresh, subject_domain or org).to_proto()
         deadline = timestamp_pb2.Timestamp()
         deadline.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=deadline_s))
         task_id = uuid.uuid4().hex
