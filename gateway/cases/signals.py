@@ -17,7 +17,7 @@ from gateway.cases.model import Phase
 from gateway.cases.tables import case_bottlenecks, cases
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class SignalCount:
     """The number of cases in one (theme, phase, outcome, bottleneck tag) cell."""
 
@@ -33,6 +33,8 @@ class SignalCount:
 
 def count_cases(engine: Engine, period_start: datetime, period_end: datetime) -> list[SignalCount]:
     """Counts per theme, phase, outcome and bottleneck tag of cases active in the period.
+
+    Cells come sorted by theme, phase in process order, outcome and tag.
 
     A case counts when it was opened before ``period_end`` and not closed
     before ``period_start``; purged skeletons count like any other case. Its
@@ -84,4 +86,6 @@ def count_cases(engine: Engine, period_start: datetime, period_end: datetime) ->
     ).group_by(per_case.c.theme, per_case.c.phase, per_case.c.outcome, per_case.c.bottleneck)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return sorted(SignalCount(r.theme, Phase(r.phase), r.outcome, r.bottleneck, r.n) for r in rows)
+    order = list(Phase)
+    counts = [SignalCount(r.theme, Phase(r.phase), r.outcome, r.bottleneck, r.n) for r in rows]
+    return sorted(counts, key=lambda c: (c.theme, order.index(c.phase), c.outcome, c.bottleneck))
