@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from certs.ca_store import node_dns_name
 from gateway.logging import get_logger
+from gateway.tracing import TracePropagator
 
 log = get_logger("tls")
 
@@ -239,10 +240,13 @@ def node_channel(
 
     The server must present the DNS name :func:`node_dns_name` of ``node_id``,
     which only that node's certificate carries, so a channel cannot end up at
-    another federation member that happens to listen on ``target``.
+    another federation member that happens to listen on ``target``. Every call
+    carries the current W3C trace context.
     """
     return grpc.aio.secure_channel(
         target,
         credentials,
         options=[("grpc.ssl_target_name_override", node_dns_name(node_id))],
+        # grpc-stubs declares the aio interceptor list with a placeholder type.
+        interceptors=[TracePropagator()],  # type: ignore[list-item]
     )

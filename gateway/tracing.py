@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
+
+import grpc
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _TRACESTATE_MAX = 512
@@ -119,3 +122,54 @@ def outgoing_metadata(trace: TraceContext | None = None) -> list[tuple[str, str]
     if trace.tracestate:
         metadata.append(("tracestate", trace.tracestate))
     return metadata
+
+
+def _with_trace(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    metadata = list(details.metadata or ())
+    if any(key == "traceparent" for key, _ in metadata):
+        return details
+    return grpc.aio.ClientCallDetails(
+        details.method,
+        details.timeout,
+        grpc.aio.Metadata(*metadata, *outgoing_metadata()),
+        details.credentials,
+        details.wait_for_ready,
+    )
+
+
+class TracePropagator(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """Client interceptor: every outgoing call carries the current span as its parent.
+
+    Installed on node-to-node channels (:func:`gateway.tls.node_channel`), so a
+    servicer that calls a peer node continues its own trace without thinking
+    about it. A ``traceparent`` the caller put in the metadata is kept.
+    """
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        """Add the trace context to a unary call."""
+        return await continuation(_with_trace(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        """Add the trace context to a server-streaming call."""
+        return await continuation(_with_trace(client_call_details), request)
+
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        """Add the trace context to a client-streaming call."""
+        return await continuation(_with_trace(client_call_details), request_iterator)
+
+    async def intercept_stream_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        """Add the trace context to a bidirectional call."""
+        return await continuation(_with_trace(client_call_details), request_iterator)

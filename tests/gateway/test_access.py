@@ -10,6 +10,7 @@ PERMISSION_DENIED and a message saying why.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -30,6 +31,7 @@ from certs.ca_store import node_dns_name
 from gateway.auth import current_identity
 from gateway.server import NodeServer, Servicers
 from gateway.services import UnimplementedPartnerService
+from gateway.tls import channel_credentials, node_channel
 from gateway.tracing import current_trace
 from tests.gateway.conftest import HL, RR, Credential, Federation, LogCapture, StartNode, channel_to
 
@@ -275,3 +277,80 @@ async def test_nodes_may_not_ask_for_signals_and_officers_need_their_role(
             case_pb2_grpc.CaseServiceStub(channel).Triage(case_pb2.TriageRequest(), timeout=5)
         )
     assert code is grpc.StatusCode.UNIMPLEMENTED
+
+
+class StreamingPartnerService(UnimplementedPartnerService):
+    """Test-only: a task stream that names its caller, as an async generator."""
+
+    async def ReceiveTasks(
+        self, request: partner_pb2.ReceiveTasksRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[partner_pb2.PartnerTask]:
+        for n in range(3):
+            yield partner_pb2.PartnerTask(task_id=f"{current_identity().org_id}-{n}")
+
+
+async def test_streaming_calls_pass_the_same_checks(
+    federation: Federation, start_node: StartNode, logs: LogCapture
+) -> None:
+    node = await start_node(
+        federation.config(federation.node(RR)), Servicers(partner=StreamingPartnerService())
+    )
+    async with channel_to(
+        node, federation.partner(RR, "ggz-rr", "ggz"), federation.ca_file
+    ) as channel:
+        stream = partner_pb2_grpc.PartnerServiceStub(channel).ReceiveTasks(
+            partner_pb2.ReceiveTasksRequest(), timeout=5
+        )
+        assert [task.task_id async for task in stream] == ["ggz-rr-0", "ggz-rr-1", "ggz-rr-2"]
+    async with channel_to(node, federation.node(HL), federation.ca_file) as channel:
+        stream = partner_pb2_grpc.PartnerServiceStub(channel).ReceiveTasks(
+            partner_pb2.ReceiveTasksRequest(), timeout=5
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            [task async for task in stream]
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    statuses = [e["status"] for e in logs.events("rpc") if e["method"].endswith("ReceiveTasks")]
+    assert statuses == ["OK", "PERMISSION_DENIED"]
+
+
+class RelayPartnerService(UnimplementedPartnerService):
+    """Test-only: asks a peer node for its health, as a node would in a federated call."""
+
+    def __init__(self, peer: NodeServer, me: Credential, ca_file: Path) -> None:
+        self.peer, self.me, self.ca_file = peer, me, ca_file
+
+    async def GetCaseStatus(
+        self, request: partner_pb2.GetCaseStatusRequest, context: grpc.aio.ServicerContext
+    ) -> partner_pb2.CaseStatus:
+        creds = channel_credentials(self.ca_file, self.me.cert_file, self.me.key_file)
+        async with node_channel(self.peer.address, self.peer.config.node.id, creds) as channel:
+            await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+        trace = current_trace()
+        assert trace is not None
+        return partner_pb2.CaseStatus(theme=trace.span_id)
+
+
+async def test_a_node_to_node_call_continues_the_trace(
+    federation: Federation, start_node: StartNode, logs: LogCapture
+) -> None:
+    hl = await start_node(federation.config(federation.node(HL)))
+    rr_cred = federation.node(RR)
+    rr = await start_node(
+        federation.config(rr_cred),
+        Servicers(partner=RelayPartnerService(hl, rr_cred, federation.ca_file)),
+    )
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with channel_to(
+        rr, federation.partner(RR, "politie-rr", "politie"), federation.ca_file
+    ) as channel:
+        reply = await partner_pb2_grpc.PartnerServiceStub(channel).GetCaseStatus(
+            partner_pb2.GetCaseStatusRequest(),
+            metadata=[("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01")],
+            timeout=5,
+        )
+    (at_hl,) = [e for e in logs.events("rpc") if e["peer"] == f"schakel://node/{RR}"]
+    assert at_hl["method"] == "/grpc.health.v1.Health/Check"
+    assert at_hl["trace_id"] == trace_id
+    assert at_hl["parent_span_id"] == reply.theme

@@ -51,6 +51,11 @@ async def test_request_contents_never_reach_a_log_line(
     assert "huiselijk_geweld" not in text
     calls = [line for line in logs.lines() if line.get("method", "").endswith("SubmitReferral")]
     assert {line["event"] for line in calls} == {"rpc", "rpc_refused"}
+    finished = {line["peer"]: line["status"] for line in calls if line["event"] == "rpc"}
+    assert finished == {
+        f"schakel://partner/{RR}/politie-rr": "UNIMPLEMENTED",
+        f"schakel://partner/{HL}/politie-hl": "PERMISSION_DENIED",
+    }
     for line in calls:
         assert set(line) <= RPC_FIELDS
         assert line["peer"].startswith("schakel://partner/")
