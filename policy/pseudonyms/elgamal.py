@@ -126,6 +126,8 @@ def decrypt(ct: Ciphertext, domain_key: bytes) -> bytes:
     """
     if not isinstance(ct, Ciphertext):
         raise PseudonymError(f"expected a Ciphertext, not {type(ct).__name__}")
+    if not isinstance(domain_key, bytes):  # unhashable input would never reach the check
+        _group.check_scalar(domain_key, "domain key")
     if _public_key_of(domain_key) != ct.public_key:
         raise PseudonymError(
             "the domain key does not match the ciphertext's public key: "

@@ -191,6 +191,7 @@ def test_ciphertext_under_the_wrong_source_key_is_refused(keys: FederationKeys) 
         (bytes(32), "domain key is zero"),
         (b"\xff" * 32, "not a canonical scalar"),
         (bytes(16), "must be 32 bytes, got 16"),
+        (bytearray(32), "domain key must be bytes, not bytearray"),
     ],
 )
 def test_bad_domain_key_is_refused(keys: FederationKeys, key: bytes, message: str) -> None:
