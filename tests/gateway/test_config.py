@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from gateway import node_cli
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, _env_overrides, _Loader, load_config, split_listen
 from gateway.server import StartupError, build_server
 from gateway.storage import alembic_config, make_engine
 from tests.gateway.conftest import RR, Federation
@@ -205,3 +206,86 @@ def test_node_migrate_brings_the_schema_to_head(
         assert _cli(["node", "migrate", "--config", str(path)]) == 0
     finally:
         engine.dispose()
+
+
+@dataclass(frozen=True)
+class _PeerSection:
+    """Shaped like a section a later issue adds: typed scalars, lists, nested tables."""
+
+    node_id: str
+    port: int = 7443
+    enabled: bool = True
+    tags: list[str] = field(default_factory=list)
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Sections:
+    peers: list[_PeerSection] = field(default_factory=list)
+    main: _PeerSection | None = None
+
+
+def _load_sections(table: dict[str, object], environ: dict[str, str]) -> _Sections:
+    overrides = _env_overrides(environ)
+    loader = _Loader("x.toml", Path("/etc/schakel"), overrides)
+    built: _Sections = loader.build(_Sections, table, "")
+    loader.check_unused_overrides()
+    return built
+
+
+def test_typed_fields_for_later_sections_convert_from_toml_and_environment() -> None:
+    table = {
+        "peers": [{"node_id": "zvh-a", "tags": ["x"], "ca_file": "ca.pem"}],
+        "main": {"node_id": "zvh-b"},
+    }
+    environ = {
+        "SCHAKEL_MAIN__PORT": "9443",
+        "SCHAKEL_MAIN__ENABLED": "false",
+        "SCHAKEL_MAIN__TAGS": "a, b",
+    }
+    sections = _load_sections(table, environ)
+    assert sections.peers == [
+        _PeerSection("zvh-a", tags=["x"], ca_file=Path("/etc/schakel/ca.pem"))
+    ]
+    assert sections.main == _PeerSection("zvh-b", port=9443, enabled=False, tags=["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("table", "environ", "expected"),
+    [
+        (
+            {"peers": [{"node_id": "a", "port": "x"}]},
+            {},
+            "x.toml: peers[0].port: must be an integer, not str",
+        ),
+        (
+            {"peers": [{"node_id": "a", "enabled": 1}]},
+            {},
+            "peers[0].enabled: must be true or false, not int",
+        ),
+        ({"peers": {"node_id": "a"}}, {}, "x.toml: peers: must be a list, not dict"),
+        ({"peers": [{"port": 1}]}, {}, "x.toml: peers[0].node_id: missing (required)"),
+        (
+            {"main": {"node_id": "a"}},
+            {"SCHAKEL_MAIN__PORT": "12x"},
+            "SCHAKEL_MAIN__PORT (environment override of main.port): '12x' is not an integer",
+        ),
+        (
+            {"main": {"node_id": "a"}},
+            {"SCHAKEL_MAIN__ENABLED": "ja"},
+            "SCHAKEL_MAIN__ENABLED (environment override of main.enabled): 'ja' is not true",
+        ),
+    ],
+)
+def test_typed_field_errors_name_the_key(
+    table: dict[str, object], environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        _load_sections(table, environ)
+    assert expected in str(err.value)
+
+
+def test_an_ipv6_listen_address_splits() -> None:
+    assert split_listen("[::1]:7443") == ("::1", 7443)
+    with pytest.raises(ValueError, match="port '99999'"):
+        split_listen("[::1]:99999")
