@@ -14,7 +14,8 @@ validity period at handshake. Per call, the interceptor then:
    :func:`gateway.tracing.current_trace`, and logs one line per call.
 
 grpc.aio's ``intercept_service`` sees no peer, so the check wraps the
-handler's behaviour, which receives the ServicerContext.
+handler's behaviour, which receives the ServicerContext. Servicer methods
+must therefore be ``async`` (coroutines, or async generators for streams).
 """
 
 from __future__ import annotations

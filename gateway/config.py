@@ -115,7 +115,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeCon
     loader = _Loader(source, path.resolve().parent, overrides)
     config: NodeConfig = dataclasses.replace(loader.build(NodeConfig, raw, ""), source=source)
     loader.check_unused_overrides()
-    _validate(config, source)
+    _validate(config, source, loader.origins)
     return config
 
 
@@ -140,6 +140,8 @@ class _Loader:
         self.overrides = overrides
         self.used: set[tuple[str, ...]] = set()
         self.env_name: str | None = None
+        self.origins: dict[str, str] = {}
+        """Dotted key -> the environment variable that set it."""
 
     def error(self, key: str, message: str) -> ConfigError:
         if self.env_name is not None:
@@ -160,13 +162,14 @@ class _Loader:
             override = self.overrides.get((*prefix, f.name))
             if override is not None:
                 self.used.add((*prefix, f.name))
+                self.origins[sub] = override[0]
                 values[f.name] = self._from_env(hints[f.name], sub, *override)
             elif f.name in table:
                 values[f.name] = self._convert(hints[f.name], table[f.name], sub)
-            elif dataclasses.is_dataclass(hints[f.name]) and _has_override_under(
+            elif dataclasses.is_dataclass(_strip_optional(hints[f.name])) and _has_override_under(
                 self.overrides, (*prefix, f.name)
             ):
-                values[f.name] = self.build(hints[f.name], {}, sub)
+                values[f.name] = self.build(_strip_optional(hints[f.name]), {}, sub)
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise self.error(sub, "missing (required)")
             elif isinstance(f.default, Path):
@@ -257,8 +260,10 @@ def config_error(config: NodeConfig, key: str, message: str) -> ConfigError:
     return ConfigError(f"{config.source}: {key}: {message}")
 
 
-def _validate(config: NodeConfig, source: str) -> None:
+def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> None:
     def fail(key: str, message: str) -> ConfigError:
+        if key in origins:
+            return ConfigError(f"{origins[key]} (environment override of {key}): {message}")
         return ConfigError(f"{source}: {key}: {message}")
 
     try:

@@ -107,7 +107,7 @@ def test_environment_overrides_name_section_and_key(config_dir: Path) -> None:
         (
             MINIMAL,
             {"SCHAKEL_NODE__LISTEN": "nope"},
-            "node.toml: node.listen: 'nope' is not host:port",
+            "SCHAKEL_NODE__LISTEN (environment override of node.listen): 'nope' is not host:port",
         ),
         (MINIMAL + "[tls\n", {}, "node.toml: not valid TOML"),
     ],
@@ -231,6 +231,11 @@ def _load_sections(table: dict[str, object], environ: dict[str, str]) -> _Sectio
     built: _Sections = loader.build(_Sections, table, "")
     loader.check_unused_overrides()
     return built
+
+
+def test_an_optional_section_can_come_from_the_environment_alone() -> None:
+    sections = _load_sections({}, {"SCHAKEL_MAIN__NODE_ID": "zvh-c"})
+    assert sections.main == _PeerSection("zvh-c")
 
 
 def test_typed_fields_for_later_sections_convert_from_toml_and_environment() -> None:
