@@ -185,14 +185,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return OK
 
 
-def _condition_sets() -> list[tuple[bool, frozenset[str]]]:
-    """Case accepted or not, times no ground or one of each ground."""
-    grounds: list[frozenset[str]] = [frozenset(), *(frozenset({g.value}) for g in Ground)]
-    return [(accepted, g) for accepted in (False, True) for g in grounds]
-
-
 def grid(old: CompiledPolicy, new: CompiledPolicy) -> Iterator[Request]:
-    """Every single-category request over the union of both bundles' vocabularies."""
+    """Every single-category request over the union of both bundles' vocabularies.
+
+    Each is asked with the case accepted or not, times no ground or one of
+    each ground recorded for the category.
+    """
     a, b = old.bundle, new.bundle
     activities = sorted({*a.activities, *b.activities})
     phases = sorted({*a.phases, *b.phases})
@@ -201,12 +199,17 @@ def grid(old: CompiledPolicy, new: CompiledPolicy) -> Iterator[Request]:
     categories = sorted({*a.categories, *b.categories})
     recipients = [(t, frozenset[str]()) for t in org_types]
     recipients += [("zvh", frozenset({role})) for role in roles]
-    for activity, phase, provider, (recipient, rroles), category, (
+    conditions = [
+        (category, accepted, grounds)
+        for category in categories
+        for accepted in (False, True)
+        for grounds in [frozenset(), *(frozenset({(category, g.value)}) for g in Ground)]
+    ]
+    for activity, phase, provider, (recipient, rroles), (
+        category,
         accepted,
         grounds,
-    ) in itertools.product(
-        activities, phases, org_types, recipients, categories, _condition_sets()
-    ):
+    ) in itertools.product(activities, phases, org_types, recipients, conditions):
         yield Request(
             activity=activity,
             phase=phase,
@@ -215,7 +218,7 @@ def grid(old: CompiledPolicy, new: CompiledPolicy) -> Iterator[Request]:
             categories=(category,),
             roles=rroles,
             case_accepted=accepted,
-            grounds=frozenset((category, g) for g in grounds),
+            grounds=grounds,
         )
 
 
@@ -234,12 +237,22 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if old is None or new is None:
         return USAGE
     before, after = Evaluator(old), Evaluator(new)
+    # Results are mostly shared objects from the evaluators' tables: describe
+    # each once. The memo holds the object too, so its id cannot be reused.
+    described: dict[int, tuple[CategoryResult, str]] = {}
+
+    def describe(result: CategoryResult) -> str:
+        hit = described.get(id(result))
+        if hit is None:
+            hit = described[id(result)] = (result, _describe(result))
+        return hit[1]
+
     changed = total = 0
     for request in grid(old, new):
         total += 1
-        x = before.decide(request).results[0]
-        y = after.decide(request).results[0]
-        if _describe(x) == _describe(y):
+        x = describe(before.results(request)[0])
+        y = describe(after.results(request)[0])
+        if x == y:
             continue
         changed += 1
         who = request.recipient + "".join(f"+{r}" for r in sorted(request.roles))
@@ -247,8 +260,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         conditions += sorted(g for _, g in request.grounds)
         print(
             f"{request.activity} {request.phase} {request.provider}->{who} "
-            f"{request.categories[0]} [{','.join(conditions)}]:\n"
-            f"    - {_describe(x)}\n    + {_describe(y)}"
+            f"{request.categories[0]} [{','.join(conditions)}]:\n    - {x}\n    + {y}"
         )
     print(f"{changed} of {total} decisions change")
     return FINDING if changed else OK

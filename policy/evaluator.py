@@ -234,20 +234,34 @@ class Evaluator:
 
     def decide(self, request: Request) -> Decision:
         """Decide ``request``: allow, deny or partial, per category with its reason."""
-        key = (
-            request.activity,
-            request.phase,
-            request.provider,
-            request.recipient,
-            request.roles,
+        table = self._tables.get(
+            (request.activity, request.phase, request.provider, request.recipient, request.roles)
         )
-        table = self._tables.get(key)
         if table is None:
             table = self._table_for(request)
         dkey = (request.categories, request.case_accepted, request.grounds)
         decision = table.decisions.get(dkey)
         if decision is not None:
             return decision
+        decision = self._assemble(self._results(request, table))
+        if len(table.decisions) < DECISION_CACHE_SIZE:
+            table.decisions[dkey] = decision
+        return decision
+
+    def results(self, request: Request) -> tuple[CategoryResult, ...]:
+        """The per-category results of ``request`` without assembling a decision.
+
+        For tools that sweep many requests (``schakel policy diff``): it skips
+        the decision cache, which such sweeps would only fill.
+        """
+        table = self._tables.get(
+            (request.activity, request.phase, request.provider, request.recipient, request.roles)
+        )
+        if table is None:
+            table = self._table_for(request)
+        return self._results(request, table)
+
+    def _results(self, request: Request, table: _Table) -> tuple[CategoryResult, ...]:
         accepted = _ACCEPTED if request.case_accepted else 0
         grounds = request.grounds
         rows = table.rows
@@ -262,10 +276,7 @@ class Evaluator:
                     if cat == category:
                         bits |= _GROUND_BY_NAME[ground]
             results.append(row[bits])
-        decision = self._assemble(tuple(results))
-        if len(table.decisions) < DECISION_CACHE_SIZE:
-            table.decisions[dkey] = decision
-        return decision
+        return tuple(results)
 
     def _assemble(self, results: tuple[CategoryResult, ...]) -> Decision:
         released = [r for r in results if r.released]
@@ -286,16 +297,7 @@ class Evaluator:
         if reason:
             table = _Table({c: _constant(c, reason) for c in categories})
         else:
-            recipients = (request.recipient, *sorted(request.roles & self._roles))
-            table = _Table(
-                {
-                    c: tuple(
-                        self._evaluate(request, recipients, c, bits)
-                        for bits in range(_CONDITION_SETS)
-                    )
-                    for c in categories
-                }
-            )
+            table = _Table({c: self._row(request, c) for c in categories})
         if self._is_known(request):
             self._tables[
                 (
@@ -342,16 +344,19 @@ class Evaluator:
                     rules.append(rule)
         return tuple(rules)
 
-    def _evaluate(
-        self, request: Request, recipients: tuple[str, ...], category: str, bits: int
-    ) -> CategoryResult:
+    def _row(self, request: Request, category: str) -> tuple[CategoryResult, ...]:
+        """The results for ``category`` under each of the 16 condition sets."""
         rules = self.candidates(request, category)
         if not rules:
+            recipients = (request.recipient, *sorted(request.roles & self._roles))
             other_phases = any(
                 (request.activity, request.provider, r, category) in self.policy.released_phases
                 for r in recipients
             )
-            return _withheld(category, PHASE_NOT_ALLOWED if other_phases else NO_RULE, "")
+            return _constant(category, PHASE_NOT_ALLOWED if other_phases else NO_RULE)
+        return tuple(self._evaluate(rules, category, bits) for bits in range(_CONDITION_SETS))
+
+    def _evaluate(self, rules: tuple[Rule, ...], category: str, bits: int) -> CategoryResult:
         art9 = self.policy.bundle.categories[category].sensitivity is Sensitivity.ART9
         recorded = [g for g, bit in _GROUND_BITS.items() if bits & bit]
         first_failure: CategoryResult | None = None

@@ -102,9 +102,7 @@ def _check(category: str, step: FieldStep, value: common_pb2.FactValue) -> None:
         raise FactRefusedError(f"{where} must carry a {expected} ({step.type.value}), not {which}")
     if step.type is FieldType.CODE:
         if step.values and value.text not in step.values:
-            raise FactRefusedError(
-                f"{where} carries a code that is not in the category's value set"
-            )
+            raise FactRefusedError(f"{where} carries a code outside the category's value set")
     elif step.type is FieldType.CONTACT:
         text = value.text
         if not text or len(text) > MAX_CONTACT_LENGTH or not text.isprintable():
