@@ -38,12 +38,18 @@ def _ca_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``certs`` area to the ``schakel`` command; returns its parser."""
+def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add the ``certs`` area to the ``schakel`` command.
+
+    Returns the area's sub-parsers, so that other ``certs`` commands (the
+    ``pep`` key tools) can be added with their own ``register``.
+    """
     certs: argparse.ArgumentParser = subparsers.add_parser(
         "certs", help="federation PKI: CA, issuance, revocation"
     )
-    sub = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = certs.add_subparsers(
+        dest="certs_command", required=True, metavar="COMMAND"
+    )
 
     init = sub.add_parser("init-ca", help="create a federation root CA in a directory")
     _ca_dir(init)
@@ -91,7 +97,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the identity in a certificate")
     show.add_argument("cert", type=Path)
     show.set_defaults(func=_show)
-    return certs
+    return sub
 
 
 def _fail(message: str) -> int:
