@@ -149,19 +149,11 @@ class PseudonymIndex:
         report.removed = len(stale)
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
-            answers = await pseudonymise([ct for _, ct in batch])
-            if len(answers) != len(batch):
-                raise PseudonymIndexError(
-                    f"the node answered {len(answers)} subjects for a batch of {len(batch)}"
-                )
+            hexes = await _decrypt_batch([ct for _, ct in batch], pseudonymise, keys)
             now = dt.datetime.now(dt.UTC)
             values = [
-                {
-                    "local_key": key,
-                    "pseudonym": decrypt_subject(answer, keys.secret_key),
-                    "indexed_at": now,
-                }
-                for (key, _), answer in zip(batch, answers, strict=True)
+                {"local_key": key, "pseudonym": hexa, "indexed_at": now}
+                for (key, _), hexa in zip(batch, hexes, strict=True)
             ]
             with self._engine.begin() as conn:
                 conn.execute(sa.insert(self.table), values)
@@ -173,6 +165,37 @@ class PseudonymIndex:
             rejected=len(report.rejected),
         )
         return report
+
+
+async def _decrypt_batch(
+    subjects: Sequence[common_pb2.EncryptedPseudonym], pseudonymise: Pseudonymiser, keys: DomainKey
+) -> list[str]:
+    answers = await pseudonymise(subjects)
+    if len(answers) != len(subjects):
+        raise PseudonymIndexError(
+            f"the node answered {len(answers)} subjects for a batch of {len(subjects)}"
+        )
+    return [decrypt_subject(answer, keys.secret_key) for answer in answers]
+
+
+async def pseudonyms_of(
+    identifiers: Sequence[tuple[str, str]],
+    pseudonymise: Pseudonymiser,
+    keys: DomainKey,
+    *,
+    batch_size: int = MAX_BATCH,
+) -> list[str]:
+    """The partner's domain pseudonyms (hex) of ``(id_type, value)`` pairs, in order.
+
+    Raises :class:`policy.pseudonyms.PseudonymError` for an invalid identifier;
+    validate first when one bad identifier must not stop the rest.
+    """
+    out: list[str] = []
+    for start in range(0, len(identifiers), batch_size):
+        batch = identifiers[start : start + batch_size]
+        encrypted = [encrypt_subject(t, v, keys.global_public_key) for t, v in batch]
+        out.extend(await _decrypt_batch(encrypted, pseudonymise, keys))
+    return out
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

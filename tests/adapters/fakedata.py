@@ -7,8 +7,10 @@ re-run with the same data. The BSNs are random, not real people's.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -182,3 +184,109 @@ categories:
       vuurwapen: {column: vuurwapen, type: bool}
       niveau: {column: niveau, type: code, values: [laag, midden, hoog]}
 """
+
+
+HOUSING_STATUS = ("dakloos", "dreigend-dakloos", "huurachterstand", "urgentie")
+
+MUNICIPALITY_SCHEMA = """\
+version: 1
+contact: zvh-loket@rotterdam.example
+exports:
+  huisvesting:
+    pattern: "huisvesting_*.csv"
+    format: csv
+    delimiter: ";"
+    mode: snapshot
+    id: {column: bsn, type: bsn}
+    category: sociaal.huisvesting
+    fields:
+      status:
+        column: status
+        type: code
+        required: true
+        values: [dakloos, dreigend-dakloos, huurachterstand, urgentie]
+      sinds: {column: sinds, type: date}
+  schulden:
+    pattern: "schulden_*.jsonl"
+    format: jsonl
+    mode: append
+    id: {column: burgerservicenummer}
+    category: sociaal.inkomen_schulden
+    fields:
+      schuldhulp: {column: in_schuldhulp, type: bool, required: true}
+      bedrag: {column: totaal_schuld, type: number}
+      sinds: {column: start, type: date}
+"""
+
+
+@dataclass
+class MunicipalityExports:
+    """Simulated municipality exports and the rows the tests expect to be refused."""
+
+    housing: dict[str, tuple[str, dt.date]]
+    """bsn -> (status, sinds) of the good housing rows."""
+    debts: dict[str, tuple[bool, int]]
+    """bsn -> (in schuldhulp, amount) of the good debt rows."""
+    bad_housing_lines: dict[int, str]
+    """CSV line number -> a word the quarantine reason must contain."""
+    bad_debt_lines: dict[int, str]
+    secret_values: list[str]
+    """BSNs (good and bad) and rejected values that must never reach a log line."""
+
+
+def write_municipality_exports(drop: Path, seed: int = 21) -> MunicipalityExports:
+    """Write ``huisvesting_2026-11.csv`` and ``schulden_2026-11.jsonl`` into ``drop``."""
+    rng = random.Random(seed)
+    bsns = fake_bsns(40, seed)
+    housing = {
+        b: (rng.choice(HOUSING_STATUS), dt.date(2025, rng.randrange(1, 13), rng.randrange(1, 28)))
+        for b in bsns[:25]
+    }
+    debts = {b: (rng.random() < 0.5, rng.randrange(100, 40_000)) for b in bsns[15:]}
+    lines = ["bsn;naam;status;sinds"]
+    for b, (status, since) in housing.items():
+        lines.append(f"{b};Fam. {rng.choice('ABCDEFG')};{status};{since.isoformat()}")
+    bad_bsn = invalid_bsn(rng)
+    bad = {
+        len(lines) + 1: ("elfproef", f"{bad_bsn};X;dakloos;2025-01-01"),
+        len(lines) + 2: ("value set", f"{bsns[30]};Y;ontruimd-geheim;2025-01-01"),
+        len(lines) + 3: ("date", f"{bsns[31]};Z;dakloos;31-02-2025"),
+        len(lines) + 4: ("required", f"{bsns[32]};Q;;2025-01-01"),
+    }
+    lines += [row for _, row in bad.values()]
+    (drop / "huisvesting_2026-11.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = []
+    for b, (help_, amount) in debts.items():
+        out.append(
+            json.dumps(
+                {
+                    "burgerservicenummer": b,
+                    "in_schuldhulp": "ja" if help_ else "nee",
+                    "totaal_schuld": amount,
+                    "start": "2024-06",
+                }
+            )
+        )
+    bad_debts = {
+        len(out) + 1: ("not a record", '{"burgerservicenummer": "oops"'),
+        len(out) + 2: ("not a record", "[1, 2, 3]"),
+        len(out) + 3: (
+            "required",
+            json.dumps({"burgerservicenummer": bsns[33], "totaal_schuld": 5}),
+        ),
+        len(out) + 4: (
+            "whole number",
+            json.dumps(
+                {"burgerservicenummer": bsns[34], "in_schuldhulp": True, "totaal_schuld": "veel"}
+            ),
+        ),
+    }
+    out += [row for _, row in bad_debts.values()]
+    (drop / "schulden_2026-11.jsonl").write_text("\n".join(out) + "\n", encoding="utf-8")
+    return MunicipalityExports(
+        housing=housing,
+        debts=debts,
+        bad_housing_lines={line: word for line, (word, _) in bad.items()},
+        bad_debt_lines={line: word for line, (word, _) in bad_debts.items()},
+        secret_values=[*bsns, bad_bsn, "ontruimd-geheim", "veel"],
+    )
