@@ -1,0 +1,292 @@
+"""``schakel audit``: the privacy officer's tools.
+
+- ``keygen``   a checkpoint (log) or cosignature (witness) key pair and its vkey;
+- ``verify``   a database or an export bundle, with only pinned public keys;
+- ``query``    records by subject pseudonym, purpose, partner, time or decision;
+- ``export``   the log as JSON lines, checkpoints and cosignatures included;
+- ``erase``    erase the bodies whose retention ended (leaf hashes stay);
+- ``inzage``   every record about one person (by BSN), with inclusion proofs.
+
+Exit codes: 0 success; 1 a finding (verification failed); 2 a usage problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.audit import notes, query, verify
+
+OK, FINDING, USAGE = 0, 1, 2
+_OUTCOMES = {"allow": 1, "deny": 2, "partial": 3}
+
+
+def register(sub: Any) -> None:
+    """Add the ``audit`` area to the ``schakel`` command."""
+    parser = sub.add_parser("audit", help="audit log: verify, query, export, erase, inzage")
+    cmds = parser.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+
+    p = cmds.add_parser("keygen", help="create a checkpoint or cosignature key and its vkey")
+    p.add_argument("--name", required=True, help="key name: the node id")
+    p.add_argument("--kind", choices=["log", "witness"], required=True)
+    p.add_argument("--out", type=Path, required=True, help="writes OUT.key (0600) and OUT.vkey")
+    p.set_defaults(func=cmd_keygen)
+
+    p = cmds.add_parser("verify", help="verify a database or an export bundle")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", help="database URL (sqlite:///file or postgresql+psycopg://...)")
+    source.add_argument("--bundle", type=Path, help="an export bundle (JSON lines)")
+    _key_args(p)
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="a signed checkpoint obtained elsewhere (e.g. from a witness) that must agree",
+    )
+    p.set_defaults(func=cmd_verify)
+
+    p = cmds.add_parser("query", help="find records")
+    p.add_argument("--db", required=True)
+    p.add_argument("--subject", help="node-domain pseudonym (64 hex)")
+    p.add_argument("--purpose", help="processing activity id")
+    p.add_argument("--partner", help="peer identity URI")
+    p.add_argument("--since", type=_moment, help="ISO time, inclusive")
+    p.add_argument("--until", type=_moment, help="ISO time, exclusive")
+    p.add_argument("--decision", choices=sorted(_OUTCOMES))
+    p.add_argument("--limit", type=int, default=query.MAX_LIMIT)
+    p.set_defaults(func=cmd_query)
+
+    p = cmds.add_parser("export", help="write the log as JSON lines")
+    p.add_argument("--db", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = cmds.add_parser("erase", help="erase record bodies whose retention ended")
+    p.add_argument("--db", required=True)
+    p.set_defaults(func=cmd_erase)
+
+    p = cmds.add_parser("inzage", help="every record about one person, with proofs")
+    p.add_argument("bsn", help="the BSN, or - to read it from stdin (keeps it out of ps)")
+    p.add_argument("--db", required=True)
+    p.add_argument("--transcryptor-keys", type=Path, required=True, help="the node's PS/RS file")
+    p.add_argument("--domain-key", type=Path, required=True, help="the node's domain key file")
+    _key_args(p)
+    p.add_argument("--html", type=Path, help="also write an HTML report here")
+    p.set_defaults(func=cmd_inzage)
+
+
+def _key_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-key", required=True, help="the node's checkpoint vkey (text or file)")
+    p.add_argument(
+        "--witness-key", action="append", default=[], help="a witness vkey (text or file)"
+    )
+    p.add_argument("--quorum", type=int, default=0, help="cosignatures a checkpoint needs")
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _vkey(text: str) -> notes.Verifier:
+    path = Path(text)
+    source = path.read_text(encoding="utf-8") if "+" not in text and path.is_file() else text
+    return notes.Verifier.from_vkey(source)
+
+
+def _keys(args: argparse.Namespace) -> verify.Keys:
+    witnesses = [_vkey(w) for w in args.witness_key]
+    if not 0 <= args.quorum <= len(witnesses):
+        raise ValueError(f"--quorum {args.quorum} needs that many --witness-key options")
+    return verify.Keys(_vkey(args.log_key), witnesses, args.quorum)
+
+
+def _fail(message: str) -> int:
+    print(f"schakel audit: {message}", file=sys.stderr)
+    return USAGE
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr, drawn only on a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        rate = done / max(time.monotonic() - self.start, 1e-9)
+        if total:
+            filled = int(30 * min(done, total) / total)
+            bar = "#" * filled + "-" * (30 - filled)
+            text = f"\r{self.label} [{bar}] {done:,}/{total:,} ({rate:,.0f}/s)"
+        else:
+            text = f"\r{self.label} {done:,} ({rate:,.0f}/s)"
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _engine(url: str) -> Any:
+    from gateway.storage import make_engine  # noqa: PLC0415 - keeps `schakel --help` light
+
+    return make_engine(url)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write a private key (0600, never overwritten) and its vkey."""
+    sig_type = notes.ED25519 if args.kind == "log" else notes.COSIGNATURE_V1
+    try:
+        signer = notes.Signer.generate(args.name, sig_type)
+    except notes.NoteError as exc:
+        return _fail(str(exc))
+    key_path, vkey_path = args.out.with_suffix(".key"), args.out.with_suffix(".vkey")
+    for path in (key_path, vkey_path):
+        if path.exists():
+            return _fail(f"{path} exists; not overwriting a key")
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(signer.pem())
+    vkey_path.write_text(signer.verifier().vkey() + "\n", encoding="utf-8")
+    print(signer.verifier().vkey())
+    return OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify and print the outcome; exit 1 when anything fails."""
+    try:
+        keys = _keys(args)
+        extra = [p.read_bytes() for p in args.checkpoint]
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
+    bar = _ProgressBar("verify")
+    try:
+        if args.db:
+            report = verify.verify_database(_engine(args.db), keys, extra, progress=bar)
+        else:
+            report = verify.verify_bundle(args.bundle, keys, extra, progress=bar)
+    except (OSError, verify.BundleError) as exc:
+        return _fail(str(exc))
+    except SQLAlchemyError as exc:
+        return _fail(f"cannot read the database: {type(exc).__name__}")
+    finally:
+        bar.close()
+    if report.ok:
+        print(f"OK: {report.message}; root {report.root.hex()}")
+        for warning in report.warnings:
+            print(f"note: {warning}")
+        return OK
+    where = (
+        f" (first bad leaf: {report.first_bad_index})" if report.first_bad_index is not None else ""
+    )
+    print(f"FAILED: {report.message}{where}")
+    return FINDING
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Print matching records as JSON lines."""
+    try:
+        where = query.Filter(
+            data_subject_id=args.subject,
+            processing_activity_id=args.purpose,
+            peer=args.partner,
+            since=args.since,
+            until=args.until,
+            outcome=_OUTCOMES[args.decision] if args.decision else None,
+            limit=args.limit,
+        ).checked()
+        entries = query.query(_engine(args.db), where)
+    except ValueError as exc:
+        return _fail(str(exc))
+    except SQLAlchemyError as exc:
+        return _fail(f"cannot read the database: {type(exc).__name__}")
+    for entry in entries:
+        print(json.dumps(json_format.MessageToDict(entry), sort_keys=True))
+    return OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the export bundle."""
+    from gateway.audit.export import export  # noqa: PLC0415 - only this command needs it
+
+    bar = _ProgressBar("export")
+    try:
+        with args.out.open("x", encoding="utf-8") as out:
+            count = export(_engine(args.db), out, progress=bar)
+    except FileExistsError:
+        return _fail(f"{args.out} exists; not overwriting")
+    except SQLAlchemyError as exc:
+        return _fail(f"cannot read the database: {type(exc).__name__}")
+    finally:
+        bar.close()
+    print(f"exported {count} leaves to {args.out}")
+    return OK
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase expired bodies."""
+    from gateway.audit.store import AuditLog  # noqa: PLC0415 - only this command needs it
+
+    try:
+        count = AuditLog(_engine(args.db)).erase_expired()
+    except SQLAlchemyError as exc:
+        return _fail(f"cannot update the database: {type(exc).__name__}")
+    print(f"erased {count} record bodies; their leaf hashes stay")
+    return OK
+
+
+def cmd_inzage(args: argparse.Namespace) -> int:
+    """Print (and optionally write as HTML) the report about one person."""
+    from gateway.audit import inzage  # noqa: PLC0415 - pulls in libsodium
+    from gateway.audit.checkpoint import Checkpoints  # noqa: PLC0415
+    from gateway.audit.store import AuditLog  # noqa: PLC0415
+    from policy.pseudonyms import (  # noqa: PLC0415
+        DomainKey,
+        KeyFileError,
+        PseudonymError,
+        TranscryptorKeys,
+    )
+
+    bsn = sys.stdin.readline().strip() if args.bsn == "-" else args.bsn
+    try:
+        keys = _keys(args)
+        transcryptor = TranscryptorKeys.load(args.transcryptor_keys).transcryptor()
+        domain_key = DomainKey.load(args.domain_key)
+        ciphertext = inzage.encrypt_bsn(bsn, domain_key.global_public_key)
+        pseudonym = inzage.node_resolver(transcryptor, domain_key)(ciphertext)
+    except (OSError, ValueError, KeyFileError, PseudonymError) as exc:
+        # PseudonymError messages name the problem, never the value.
+        return _fail(str(exc))
+    del bsn
+    log = AuditLog(_engine(args.db))
+    checkpointer = Checkpoints(log, witnesses=keys.witnesses, quorum=keys.quorum)
+    try:
+        report = inzage.build_report(checkpointer, pseudonym)
+        inzage.check_report(report.response, keys)
+    except inzage.InzageError as exc:
+        return _fail(str(exc))
+    except SQLAlchemyError as exc:
+        return _fail(f"cannot read the database: {type(exc).__name__}")
+    sys.stdout.write(inzage.render_text(report))
+    if args.html:
+        args.html.write_text(inzage.render_html(report), encoding="utf-8")
+        print(f"HTML report: {args.html}")
+    return OK

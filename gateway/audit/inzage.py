@@ -1,0 +1,230 @@
+"""Inzage (AVG art. 15): every record about one person, each provable offline.
+
+The officer's tool turns the BSN into the node-domain pseudonym the log
+holds, the way the node itself would see it: encrypt under the federation
+key Y, transcrypt to the node's domain, decrypt with the node's domain key.
+The BSN itself goes nowhere: not into the report, a log line or a query.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC
+
+import sqlalchemy as sa
+from schakel.v1 import audit_pb2, common_pb2
+
+from gateway.audit import merkle, notes, query, tables
+from gateway.audit.checkpoint import Checkpoints
+from gateway.audit.verify import Keys
+from policy.pseudonyms import (
+    Ciphertext,
+    DomainKey,
+    Transcryptor,
+    check_identifier,
+    decrypt,
+    encrypt,
+    pseudonym_hex,
+    subject_point,
+)
+
+SubjectResolver = Callable[[Ciphertext], str]
+
+
+class InzageError(Exception):
+    """The report cannot be made; the message says why (never the identifier)."""
+
+
+def node_resolver(transcryptor: Transcryptor, domain_key: DomainKey) -> SubjectResolver:
+    """A resolver from a ciphertext under Y to the node-domain pseudonym (hex)."""
+
+    def resolve(ciphertext: Ciphertext) -> str:
+        moved = transcryptor.transcrypt(ciphertext, domain_key.domain)
+        return pseudonym_hex(decrypt(moved, domain_key.secret_key))
+
+    return resolve
+
+
+def encrypt_bsn(bsn: str, global_public_key: bytes) -> Ciphertext:
+    """The BSN (elfproef-checked) as a fresh ciphertext under Y."""
+    id_type, value = check_identifier("bsn", bsn)
+    return encrypt(subject_point(id_type, value), global_public_key)
+
+
+@dataclass
+class SubjectReport:
+    """The API answer plus the records newer than the cosigned checkpoint."""
+
+    response: audit_pb2.SubjectReportResponse
+    pending: list[audit_pb2.AuditEntry] = field(default_factory=list)
+
+
+def build_report(checkpointer: Checkpoints, pseudonym: str) -> SubjectReport:
+    """Every record of ``pseudonym``; those covered by the latest cosigned checkpoint get proofs."""
+    final = checkpointer.latest_final()
+    if final is None:
+        raise InzageError("the log has no cosigned checkpoint yet; proofs need one")
+    log = checkpointer.log
+    leaf = tables.leaf
+    response = audit_pb2.SubjectReportResponse(
+        data_subject_id=pseudonym, checkpoint=checkpointer.to_proto(final)
+    )
+    report = SubjectReport(response)
+    with log.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(leaf.c.idx, leaf.c.leaf_hash, leaf.c.data)
+            .where(leaf.c.data_subject_id == pseudonym)
+            .order_by(leaf.c.idx)
+        ).all()
+    for idx, digest, data in rows:
+        entry = query.entry(int(idx), bytes(digest), bytes(data))
+        if entry.index < final.size:
+            proof = audit_pb2.InclusionProof(
+                index=entry.index,
+                tree_size=final.size,
+                hashes=log.inclusion_proof(entry.index, final.size),
+            )
+            response.entries.add(entry=entry, proof=proof)
+        else:
+            report.pending.append(entry)
+    return report
+
+
+def check_report(response: audit_pb2.SubjectReportResponse, keys: Keys) -> None:
+    """Verify a report offline: checkpoint signature, quorum, each leaf and its proof.
+
+    Raises :class:`InzageError` naming the first entry that fails.
+    """
+    try:
+        checkpoint, parsed = notes.open_checkpoint(response.checkpoint.note, keys.log)
+    except notes.NoteError as exc:
+        raise InzageError(f"the report's checkpoint does not verify: {exc}") from exc
+    witnesses = {(w.name, w.key_id): w for w in keys.witnesses}
+    cosigned = 0
+    for sig in parsed.signatures:
+        witness = witnesses.get((sig.name, sig.key_id))
+        if witness is not None:
+            try:
+                notes.verify_cosignature(parsed.text, sig, witness)
+            except notes.NoteError as exc:
+                raise InzageError(str(exc)) from exc
+            cosigned += 1
+    if cosigned < keys.quorum:
+        raise InzageError(f"the checkpoint has {cosigned} of {keys.quorum} cosignatures")
+    for proven in response.entries:
+        entry, proof = proven.entry, proven.proof
+        if merkle.leaf_hash(entry.leaf_data) != entry.leaf_hash:
+            raise InzageError(f"record {entry.index}: bytes do not match the leaf hash")
+        if entry.record.data_subject_id != response.data_subject_id:
+            raise InzageError(f"record {entry.index} is about someone else")
+        if proof.tree_size != checkpoint.size or proof.index != entry.index:
+            raise InzageError(f"record {entry.index}: proof is not against the checkpoint")
+        try:
+            merkle.verify_inclusion(
+                entry.leaf_hash, entry.index, checkpoint.size, list(proof.hashes), checkpoint.root
+            )
+        except merkle.ProofError as exc:
+            raise InzageError(f"record {entry.index}: {exc}") from exc
+
+
+_OUTCOME = {
+    common_pb2.DECISION_OUTCOME_ALLOW: "toegestaan",
+    common_pb2.DECISION_OUTCOME_DENY: "geweigerd",
+    common_pb2.DECISION_OUTCOME_PARTIAL: "gedeeltelijk",
+}
+
+
+def _summary(entry: audit_pb2.AuditEntry) -> dict[str, str]:
+    r = entry.record
+    d = r.decision
+    return {
+        "index": str(entry.index),
+        "time": r.start_time.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds"),
+        "operation": r.name,
+        "activity": r.processing_activity_id,
+        "phase": common_pb2.Phase.Name(r.phase),
+        "requester": r.requester,
+        "provider": r.provider,
+        "peer": r.foreign_operation_processor,
+        "outcome": _OUTCOME.get(d.outcome, "onbekend"),
+        "released": ", ".join(d.released) or "-",
+        "withheld": ", ".join(f"{w.category} ({w.reason})" for w in d.withheld) or "-",
+        "basis": d.legal_basis.code or "-",
+        "rules": ", ".join(d.rule_ids) or "-",
+        "leaf_hash": entry.leaf_hash.hex(),
+    }
+
+
+def render_text(report: SubjectReport) -> str:
+    """The report as plain text."""
+    resp = report.response
+    cp = resp.checkpoint
+    out = [
+        "Inzage: verwerkingen over één persoon",
+        f"Pseudoniem (node-domein): {resp.data_subject_id}",
+        f"Checkpoint: grootte {cp.size}, root {cp.root.hex()}, "
+        f"{cp.cosignatures} medeondertekeningen{' (definitief)' if cp.final else ''}",
+        f"Records met inclusiebewijs: {len(resp.entries)}",
+        "",
+    ]
+    for proven in resp.entries:
+        s = _summary(proven.entry)
+        out.append(
+            f"#{s['index']} {s['time']} {s['operation']} [{s['activity']}, {s['phase']}]"
+            f" {s['outcome']}; verstrekt: {s['released']}; achtergehouden: {s['withheld']};"
+            f" grondslag: {s['basis']}; regels: {s['rules']}; aanvrager: {s['requester']};"
+            f" verstrekker: {s['provider']}; bewijs: {len(proven.proof.hashes)} hashes"
+        )
+    if report.pending:
+        out += ["", f"Nieuwer dan de checkpoint (nog zonder bewijs): {len(report.pending)}"]
+        for entry in report.pending:
+            s = _summary(entry)
+            out.append(f"#{s['index']} {s['time']} {s['operation']} {s['outcome']}")
+    return "\n".join(out) + "\n"
+
+
+def render_html(report: SubjectReport) -> str:
+    """The report as a self-contained HTML page (every value escaped)."""
+    resp = report.response
+    cp = resp.checkpoint
+    columns = [
+        "index",
+        "time",
+        "operation",
+        "activity",
+        "phase",
+        "outcome",
+        "released",
+        "withheld",
+        "basis",
+        "rules",
+        "requester",
+        "provider",
+        "leaf_hash",
+    ]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in [*columns, "proof"])
+    rows = []
+    for proven in resp.entries:
+        s = _summary(proven.entry)
+        proof = "<br>".join(h.hex() for h in proven.proof.hashes)
+        cells = "".join(f"<td>{html.escape(s[c])}</td>" for c in columns)
+        rows.append(f"<tr>{cells}<td class=proof>{proof}</td></tr>")
+    pending = "".join(
+        f"<li>#{entry.index} {html.escape(_summary(entry)['operation'])}</li>"
+        for entry in report.pending
+    )
+    note = html.escape(cp.note.decode("utf-8", errors="replace"))
+    return f"""<!doctype html>
+<html lang="nl"><head><meta charset="utf-8"><title>Inzage audit log</title>
+<style>body{{font-family:sans-serif}} td,th{{border:1px solid #ccc;padding:2px 4px;font-size:12px}}
+.proof{{font-family:monospace;font-size:10px}}</style></head><body>
+<h1>Inzage: verwerkingen over één persoon</h1>
+<p>Pseudoniem (node-domein): <code>{html.escape(resp.data_subject_id)}</code></p>
+<p>Checkpoint: grootte {cp.size}, {cp.cosignatures} medeondertekeningen
+{"(definitief)" if cp.final else ""}</p><pre>{note}</pre>
+<table><tr>{head}</tr>{"".join(rows)}</table>
+<h2>Nieuwer dan de checkpoint (nog zonder bewijs)</h2><ul>{pending}</ul>
+</body></html>
+"""

@@ -1,0 +1,176 @@
+"""Audit records: validation, the exact leaf bytes, and the indexed query columns.
+
+A record is the ``schakel.v1.AuditRecord`` message (LDV 1.0 shaped). Its leaf
+bytes are the deterministic protobuf serialisation taken once, at append
+time; they are stored and hashed as they are and never re-serialised,
+because protobuf serialisation is not canonical across implementations.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+from schakel.v1 import audit_pb2
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+# Nine digits not embedded in a longer hex or digit run: a BSN written out,
+# but not a stretch of digits inside a uuid or hash (those are not BSNs and
+# refusing them would fail audit writes at random).
+_NINE_DIGITS = re.compile(r"(?<![0-9a-fA-F])[0-9]{9}(?![0-9a-fA-F])")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+PSEUDONYM_TYPE = "schakel-pseudonym/v1"
+"""The ``data_subject_id_type`` of a node-domain pseudonym."""
+
+
+class RecordError(ValueError):
+    """An audit record is malformed; the message names the field, never its value."""
+
+
+def is_pseudonym(text: str) -> bool:
+    """True for a node-domain pseudonym: 64 lowercase hex characters."""
+    return bool(_PSEUDONYM.match(text))
+
+
+def is_bsn_shaped(text: str) -> bool:
+    """True when ``text`` holds a standalone run of nine digits that passes the elfproef."""
+    for match in _NINE_DIGITS.finditer(text):
+        digits = [int(c) for c in match.group()]
+        total = sum(d * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
+        if (total - digits[8]) % 11 == 0:
+            return True
+    return False
+
+
+def _strings(record: audit_pb2.AuditRecord) -> list[tuple[str, str]]:
+    """(field name, value) of every free-form string the record carries."""
+    decision = record.decision
+    out = [
+        ("name", record.name),
+        ("processing_activity_id", record.processing_activity_id),
+        ("data_subject_id_type", record.data_subject_id_type),
+        ("foreign_operation_processor", record.foreign_operation_processor),
+        ("purpose", record.purpose),
+        ("requester", record.requester),
+        ("provider", record.provider),
+        ("case_ref.node_id", record.case_ref.node_id),
+        ("case_ref.case_id", record.case_ref.case_id),
+        ("decision.legal_basis.code", decision.legal_basis.code),
+    ]
+    out += [("categories_asked", c) for c in record.categories_asked]
+    out += [("decision.released", c) for c in decision.released]
+    out += [("decision.rule_ids", c) for c in decision.rule_ids]
+    for w in decision.withheld:
+        out += [("decision.withheld.category", w.category), ("decision.withheld.reason", w.reason)]
+    return out
+
+
+def _check_no_bsn(record: audit_pb2.AuditRecord) -> None:
+    decision = record.decision
+    joined = "\n".join(
+        (
+            record.name,
+            record.processing_activity_id,
+            record.data_subject_id_type,
+            record.foreign_operation_processor,
+            record.purpose,
+            record.requester,
+            record.provider,
+            record.case_ref.node_id,
+            record.case_ref.case_id,
+            decision.legal_basis.code,
+            *record.categories_asked,
+            *decision.released,
+            *decision.rule_ids,
+            *(f"{w.category}\n{w.reason}" for w in decision.withheld),
+        )
+    )
+    # Almost every record has no nine-digit run at all; field names are only
+    # looked up when one is there.
+    if not _NINE_DIGITS.search(joined) or not is_bsn_shaped(joined):
+        return
+    for field, value in _strings(record):
+        if is_bsn_shaped(value):
+            raise RecordError(f"{field} holds a BSN-shaped value; audit records carry pseudonyms")
+
+
+def validate(record: audit_pb2.AuditRecord) -> None:
+    """Raise :class:`RecordError` when ``record`` may not enter the log.
+
+    Besides the LDV shape (trace and span ids, a name, a processing activity,
+    a pseudonym that is 32 bytes of lowercase hex), this refuses any string
+    that looks like a BSN: the log holds pseudonyms, never identifiers.
+    """
+    trace_id, span_id = record.trace_id, record.span_id
+    if not _HEX32.match(trace_id) or trace_id == _ZERO_TRACE:
+        raise RecordError("trace_id must be 32 lowercase hex characters, not all zero")
+    if not _HEX16.match(span_id) or span_id == _ZERO_SPAN:
+        raise RecordError("span_id must be 16 lowercase hex characters, not all zero")
+    if record.parent_span_id and not _HEX16.match(record.parent_span_id):
+        raise RecordError("parent_span_id must be empty or 16 lowercase hex characters")
+    if not record.name:
+        raise RecordError("name (the operation) is required")
+    if not record.processing_activity_id:
+        raise RecordError("processing_activity_id is required")
+    if not record.HasField("start_time") or not record.HasField("end_time"):
+        raise RecordError("start_time and end_time are required")
+    start, end = record.start_time, record.end_time
+    if (end.seconds, end.nanos) < (start.seconds, start.nanos):
+        raise RecordError("end_time is before start_time")
+    if record.data_subject_id:
+        if not _PSEUDONYM.match(record.data_subject_id):
+            raise RecordError(
+                "data_subject_id must be a node-domain pseudonym: 64 lowercase hex characters"
+            )
+        if not record.data_subject_id_type:
+            raise RecordError("data_subject_id_type is required with a data_subject_id")
+    bundle_hash = record.decision.bundle_hash
+    if bundle_hash and not _PSEUDONYM.match(bundle_hash):
+        raise RecordError("decision.bundle_hash must be 64 lowercase hex characters")
+    if record.log_index:
+        raise RecordError("log_index is assigned by the log; leave it unset")
+    _check_no_bsn(record)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The indexed query columns of one leaf, taken from its record."""
+
+    data_subject_id: str | None
+    processing_activity_id: str
+    peer: str
+    start_us: int
+    outcome: int
+
+
+def columns(record: audit_pb2.AuditRecord) -> Columns:
+    """The query columns of ``record``."""
+    return Columns(
+        data_subject_id=record.data_subject_id or None,
+        processing_activity_id=record.processing_activity_id,
+        peer=record.foreign_operation_processor,
+        start_us=record.start_time.ToMicroseconds(),
+        outcome=int(record.decision.outcome),
+    )
+
+
+def leaf_bytes(record: audit_pb2.AuditRecord, index: int) -> bytes:
+    """The exact bytes to hash for ``record`` at log position ``index``."""
+    placed = audit_pb2.AuditRecord()
+    placed.CopyFrom(record)
+    placed.log_index = index
+    return placed.SerializeToString(deterministic=True)
+
+
+def decode(data: bytes) -> audit_pb2.AuditRecord:
+    """Parse leaf bytes; raise :class:`RecordError` when they are not a record."""
+    record = audit_pb2.AuditRecord()
+    try:
+        record.ParseFromString(data)
+    except DecodeError as exc:
+        raise RecordError("leaf bytes are not an AuditRecord") from exc
+    return record
