@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,14 @@ from adapters.sdk.client import PartnerClient, RetryPolicy
 from adapters.sdk.errors import PartnerRpcError
 from adapters.sql import SqlAdapter, SqlMapping
 from policy.pseudonyms import DomainKey, FederationKeys
-from tests.adapters.conftest import POLICE, Pki, RunningNode, partner_client, start_node
+from tests.adapters.conftest import (
+    POLICE,
+    Pki,
+    RunningNode,
+    partner_client,
+    start_node,
+    until,
+)
 from tests.adapters.fakedata import (
     POLICE_MAPPING,
     TEAMS,
@@ -33,16 +40,6 @@ from tests.adapters.fakedata import (
 from tests.adapters.simnode import PURPOSE
 
 FAST_RECONNECT = RetryPolicy(max_attempts=1_000_000, initial_backoff=0.02, max_backoff=0.1)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until ``condition`` holds; fail the test when it does not within ``timeout``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
