@@ -59,6 +59,11 @@ class Pki:
 
 @pytest.fixture(scope="session")
 def pki() -> Pki:
+    """The session's test PKI."""
+    return make_pki()
+
+
+def make_pki() -> Pki:
     """A CA, a node cert for localhost, a partner of that node and a partner of another node."""
     ca_key, ca_cert = create_root_ca("Schakel test federation CA")
     validity = Validity.days(1)
