@@ -24,6 +24,7 @@ from gateway.cases.model import (
 )
 from gateway.cases.registry import CaseRegistry, HitAnswer, ReferralResult, StoredFact, utc_now
 from gateway.cases.signals import SignalCount, count_cases
+from gateway.cases.status import case_status
 from gateway.cases.vault import FactVault
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "ReferralResult",
     "SignalCount",
     "StoredFact",
+    "case_status",
     "count_cases",
     "utc_now",
 ]

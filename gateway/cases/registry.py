@@ -65,6 +65,27 @@ MAX_FACT_BYTES = 64 * 1024
 MAX_RETENTION_DAYS = 100 * 366
 
 
+# Built once: constructing a select costs more than running it on SQLite.
+_ID: sa.BindParameter[str] = sa.bindparam("case_id", type_=sa.String())
+_CASE = sa.select(cases).where(cases.c.id == _ID)
+_PARTICIPANTS = (
+    sa.select(case_participants)
+    .where(case_participants.c.case_id == _ID)
+    .order_by(case_participants.c.added_at, case_participants.c.node_id)
+)
+_GROUNDS = sa.select(case_grounds).where(case_grounds.c.case_id == _ID).order_by(case_grounds.c.id)
+_HITS = (
+    sa.select(case_hits)
+    .where(case_hits.c.case_id == _ID)
+    .order_by(case_hits.c.node_id, case_hits.c.org_id)
+)
+_TAGS = (
+    sa.select(case_bottlenecks.c.tag)
+    .where(case_bottlenecks.c.case_id == _ID)
+    .order_by(case_bottlenecks.c.tag)
+)
+
+
 def utc_now() -> datetime:
     """The current time in UTC, the registry's default clock."""
     return datetime.now(UTC)
@@ -136,29 +157,14 @@ class CaseRegistry:
             return self._load(conn, case_id)
 
     def _load(self, conn: Connection, case_id: str) -> Case:
-        row = conn.execute(sa.select(cases).where(cases.c.id == case_id)).first()
+        key = {"case_id": case_id}
+        row = conn.execute(_CASE, key).first()
         if row is None:
             raise CaseNotFoundError(f"no case {case_id} at this node")
-        participants = conn.execute(
-            sa.select(case_participants)
-            .where(case_participants.c.case_id == case_id)
-            .order_by(case_participants.c.added_at, case_participants.c.node_id)
-        ).all()
-        grounds = conn.execute(
-            sa.select(case_grounds)
-            .where(case_grounds.c.case_id == case_id)
-            .order_by(case_grounds.c.id)
-        ).all()
-        hits = conn.execute(
-            sa.select(case_hits)
-            .where(case_hits.c.case_id == case_id)
-            .order_by(case_hits.c.node_id, case_hits.c.org_id)
-        ).all()
-        tags = conn.execute(
-            sa.select(case_bottlenecks.c.tag)
-            .where(case_bottlenecks.c.case_id == case_id)
-            .order_by(case_bottlenecks.c.tag)
-        ).scalars()
+        participants = conn.execute(_PARTICIPANTS, key).all()
+        grounds = conn.execute(_GROUNDS, key).all()
+        hits = conn.execute(_HITS, key).all()
+        tags = conn.execute(_TAGS, key).scalars()
         return Case(
             id=row.id,
             theme=row.theme,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC
 
-from gateway.cases import CaseInputError, CaseRegistry, Hit, HitAnswer
+import pytest
+from schakel.v1 import common_pb2
+
+from gateway.cases import CaseInputError, CaseRegistry, Hit, HitAnswer, case_status
 from tests.cases.conftest import POLITIE, pseudonym, referral
 
 REGIE = "procesregie@zvh-haaglanden.example"
@@ -47,3 +50,27 @@ def test_lookup_refuses_malformed_input(registry: CaseRegistry) -> None:
         registry.active_hit(pseudonym(), contact_handle=" spaced ")
     with pytest.raises(CaseInputError, match="hit org id"):
         registry.record_hit(registry.refer(referral()).case.id, Hit("Org X", "zvh-a", REGIE))
+
+
+def test_case_status_carries_no_subject_or_facts(registry: CaseRegistry) -> None:
+    ref = referral()
+    case_id = registry.refer(ref).case.id
+    registry.record_hit(case_id, Hit("", "zvh-rotterdam", REGIE))
+    registry.accept(case_id, reason_code="ok", participants=[POLITIE])
+    registry.set_bottlenecks(case_id, ["huisvesting"])
+    case = registry.close(case_id, outcome="doelen-bereikt", retention_days=30)
+    status = case_status(case, "zvh-haaglanden", for_referrer=True)
+    assert (status.case_ref.node_id, status.case_ref.case_id) == ("zvh-haaglanden", case_id)
+    assert status.phase == common_pb2.PHASE_AFSCHALING and status.outcome == "doelen-bereikt"
+    assert [p.org_id for p in status.participants] == [POLITIE.org_id]
+    assert [h.node_id for h in status.hits] == ["zvh-rotterdam"]
+    assert list(status.bottlenecks) == ["huisvesting"] and status.external_ref == ref.external_ref
+    assert status.opened_at.ToDatetime(tzinfo=UTC) == case.opened_at
+    assert status.closed_at.ToDatetime(tzinfo=UTC) == case.closed_at
+    wire = status.SerializeToString()
+    assert ref.subject.encode() not in wire and bytes.fromhex(ref.subject) not in wire
+    other = case_status(case, "zvh-haaglanden", for_referrer=False)
+    assert other.external_ref == "" and other.HasField("closed_at")
+    assert not case_status(registry.refer(referral("open")).case, "n", for_referrer=True).HasField(
+        "closed_at"
+    )

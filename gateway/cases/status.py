@@ -1,0 +1,44 @@
+"""The ``schakel.v1.CaseStatus`` view of a case, as the partner and case services answer it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from schakel.v1 import common_pb2, partner_pb2
+
+from gateway.cases.model import Case
+
+
+def case_status(case: Case, node_id: str, *, for_referrer: bool) -> partner_pb2.CaseStatus:
+    """The status of ``case`` at node ``node_id``; never carries facts or the subject.
+
+    ``external_ref`` is the referrer's own reference, so it is filled in only
+    when ``for_referrer`` is true (the caller is the referring organisation).
+    """
+    status = partner_pb2.CaseStatus(
+        case_ref=common_pb2.CaseRef(node_id=node_id, case_id=case.id),
+        phase=case.phase.to_proto(),
+        theme=case.theme,
+        participants=[
+            common_pb2.Participant(org_id=p.org_id, org_type=p.org_type, node_id=p.node_id)
+            for p in case.participants
+        ],
+        outcome=case.outcome,
+        bottlenecks=list(case.bottlenecks),
+        hits=[
+            partner_pb2.Hit(org_id=h.org_id, node_id=h.node_id, contact_handle=h.contact_handle)
+            for h in case.hits
+        ],
+        external_ref=case.external_ref if for_referrer else "",
+    )
+    status.opened_at.CopyFrom(_timestamp(case.opened_at))
+    if case.closed_at is not None:
+        status.closed_at.CopyFrom(_timestamp(case.closed_at))
+    return status
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
