@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from policy.model import (
@@ -49,6 +49,15 @@ class Plan:
     category: str
     rule_id: str
     steps: Mapping[str, FieldStep]
+    _lookup: dict[str, FieldStep] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lookup", dict(self.steps))
+
+    @property
+    def lookup(self) -> dict[str, FieldStep]:
+        """``steps`` as a private plain dict, the fastest mapping to probe per field."""
+        return self._lookup
 
     def describe(self) -> dict[str, str]:
         """Field -> transform, as text, e.g. {"aantal": "band 0/1-2/3-5/6+"}."""

@@ -90,6 +90,10 @@ class Outcome(StrEnum):
     PARTIAL = "partial"
 
 
+# Module constants: enum member access through the class costs a few hundred
+# nanoseconds on Python 3.11, a noticeable share of an uncached decision.
+_ALLOW, _DENY, _PARTIAL = Outcome.ALLOW, Outcome.DENY, Outcome.PARTIAL
+
 _OUTCOME_PROTO: Mapping[Outcome, common_pb2.DecisionOutcome.ValueType] = {
     Outcome.ALLOW: common_pb2.DECISION_OUTCOME_ALLOW,
     Outcome.DENY: common_pb2.DECISION_OUTCOME_DENY,
@@ -279,16 +283,23 @@ class Evaluator:
         return tuple(results)
 
     def _assemble(self, results: tuple[CategoryResult, ...]) -> Decision:
-        released = [r for r in results if r.released]
+        # Plain loops and list membership: with one to a few categories per
+        # request they beat generators and dict.fromkeys several times over.
+        released = 0
+        rule_ids: list[str] = []
+        bases: list[str] = []
+        for r in results:
+            if r.released:
+                released += 1
+                if r.rule_id not in rule_ids:
+                    rule_ids.append(r.rule_id)
+                for basis in r.legal_basis:
+                    if basis not in bases:
+                        bases.append(basis)
         if not released:
-            return Decision(Outcome.DENY, results, (), (), self.bundle_hash)
-        outcome = Outcome.ALLOW if len(released) == len(results) else Outcome.PARTIAL
-        if len(released) == 1:
-            only = released[0]
-            return Decision(outcome, results, (only.rule_id,), only.legal_basis, self.bundle_hash)
-        rule_ids = tuple(dict.fromkeys(r.rule_id for r in released))
-        bases = tuple(dict.fromkeys(b for r in released for b in r.legal_basis))
-        return Decision(outcome, results, rule_ids, bases, self.bundle_hash)
+            return Decision(_DENY, results, (), (), self.bundle_hash)
+        outcome = _ALLOW if released == len(results) else _PARTIAL
+        return Decision(outcome, results, tuple(rule_ids), tuple(bases), self.bundle_hash)
 
     def _table_for(self, request: Request) -> _Table:
         """Build (and, for values the bundle knows, cache) the results for a request key."""

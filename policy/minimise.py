@@ -32,6 +32,15 @@ _KIND: dict[FieldType, str] = {
 }
 
 
+_DROP = TransformKind.DROP
+_KEEP = TransformKind.KEEP
+_KEEP_CONTACT = TransformKind.KEEP_CONTACT
+_COARSEN_MONTH = TransformKind.COARSEN_MONTH
+_COARSEN_YEAR = TransformKind.COARSEN_YEAR
+_BAND = TransformKind.BAND
+_CODE, _CONTACT, _DATE = FieldType.CODE, FieldType.CONTACT, FieldType.DATE
+
+
 class FactRefusedError(PolicyError):
     """A fact may not leave: its category was not released, or it is malformed."""
 
@@ -58,24 +67,29 @@ def apply_plan(fact: common_pb2.Fact, plan: Plan) -> common_pb2.Fact:
             f"a fact of {fact.category!r} cannot use the plan for {plan.category!r}"
         )
     out = common_pb2.Fact(category=fact.category)
-    steps = plan.steps
-    for name, value in fact.fields.items():
+    # Plain dict and local names: the plan's mapping proxy, the proto map's
+    # items() view and enum class look-ups dominate a fact's cost otherwise.
+    steps = plan.lookup
+    source = fact.fields
+    target_fields = out.fields
+    for name in source:
         step = steps.get(name)
         if step is None:
             continue
+        value = source[name]
         _check(fact.category, step, value)
         kind = step.transform.kind
-        if kind is TransformKind.DROP:
+        if kind is _DROP:
             continue
-        target = out.fields[name]
-        if kind is TransformKind.KEEP or kind is TransformKind.KEEP_CONTACT:
+        target = target_fields[name]
+        if kind is _KEEP or kind is _KEEP_CONTACT:
             target.CopyFrom(value)
-        elif kind is TransformKind.COARSEN_MONTH:
+        elif kind is _COARSEN_MONTH:
             target.date.year = value.date.year
             target.date.month = value.date.month
-        elif kind is TransformKind.COARSEN_YEAR:
+        elif kind is _COARSEN_YEAR:
             target.date.year = value.date.year
-        elif kind is TransformKind.BAND:
+        elif kind is _BAND:
             target.text = step.transform.band_label(value.number)
         else:
             target.flag = _present(value)
@@ -94,22 +108,31 @@ def _present(value: common_pb2.FactValue) -> bool:
     return True
 
 
+def _where(category: str, step: FieldStep) -> str:
+    return f"field {step.name!r} of a {category!r} fact"
+
+
 def _check(category: str, step: FieldStep, value: common_pb2.FactValue) -> None:
     which = value.WhichOneof("kind")
     expected = _KIND[step.type]
-    where = f"field {step.name!r} of a {category!r} fact"
     if which != expected:
-        raise FactRefusedError(f"{where} must carry a {expected} ({step.type.value}), not {which}")
-    if step.type is FieldType.CODE:
+        raise FactRefusedError(
+            f"{_where(category, step)} must carry a {expected} ({step.type.value}), not {which}"
+        )
+    ftype = step.type
+    if ftype is _CODE:
         if step.values and value.text not in step.values:
-            raise FactRefusedError(f"{where} carries a code outside the category's value set")
-    elif step.type is FieldType.CONTACT:
+            raise FactRefusedError(
+                f"{_where(category, step)} carries a code outside the category's value set"
+            )
+    elif ftype is _CONTACT:
         text = value.text
         if not text or len(text) > MAX_CONTACT_LENGTH or not text.isprintable():
             raise FactRefusedError(
-                f"{where} must be a printable contact handle of 1-{MAX_CONTACT_LENGTH} characters"
+                f"{_where(category, step)} must be a printable contact handle of "
+                f"1-{MAX_CONTACT_LENGTH} characters"
             )
-    elif step.type is FieldType.DATE:
+    elif ftype is _DATE:
         d = value.date
         valid = (
             1 <= d.year <= 9999
@@ -118,4 +141,6 @@ def _check(category: str, step: FieldStep, value: common_pb2.FactValue) -> None:
             and not (d.month == 0 and d.day != 0)
         )
         if not valid:
-            raise FactRefusedError(f"{where} is not a valid (possibly coarsened) date")
+            raise FactRefusedError(
+                f"{_where(category, step)} is not a valid (possibly coarsened) date"
+            )

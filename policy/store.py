@@ -21,7 +21,7 @@ from policy.compiler import compile_bundle
 from policy.evaluator import Decision, Evaluator, Request
 from policy.loader import load_bundle_bytes
 from policy.model import PolicyError
-from policy.signing import SignatureError, signature_path, verify_bytes
+from policy.signing import SignatureError, load_public_key, signature_path, verify_bytes
 
 log = structlog.get_logger("schakel.policy")
 
@@ -64,6 +64,13 @@ class PolicyStore:
         self.last_error: str = ""
         """Why the most recent reload failed; empty after a successful one."""
         log.info("policy.loaded", bundle_hash=self._evaluator.bundle_hash)
+
+    @classmethod
+    def from_files(
+        cls, bundle_path: str | Path, public_key_path: str | Path, *, interval: float = 1.0
+    ) -> PolicyStore:
+        """Open ``bundle_path`` under the pinned public key in ``public_key_path`` (PEM)."""
+        return cls(bundle_path, load_public_key(public_key_path), interval=interval)
 
     @property
     def evaluator(self) -> Evaluator:

@@ -132,7 +132,7 @@ def _resign(path: Path, text: str, key: Path) -> None:
 def test_reload_swaps_in_a_newly_signed_bundle(tmp_path: Path, key: Path) -> None:
     path = tmp_path / "small.yaml"
     _resign(path, SMALL, key)
-    store = PolicyStore(path, load_public_key(public_key_path(key)))
+    store = PolicyStore.from_files(path, public_key_path(key))
     first = store.bundle_hash
     assert store.check() is False
     _resign(path, SMALL.replace('version: "1"', 'version: "2"'), key)
