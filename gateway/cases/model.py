@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -117,15 +117,18 @@ class Referral:
     external_ref: str = ""
 
     def check(self) -> Referral:
-        """Return self if every field is valid, else raise CaseInputError."""
+        """This referral with code lists as tuples; CaseInputError if a field is invalid."""
         check_org(self.referrer_org_id, self.referrer_org_type, "referrer")
         check_idempotency_key(self.idempotency_key)
         check_pseudonym(self.subject)
         check_code(self.theme, "theme")
-        check_codes(self.criteria, "criteria")
-        check_codes(self.reason_codes, "reason_codes")
         check_external_ref(self.external_ref)
-        return self
+        # Callers pass protobuf repeated fields or lists; a retry must compare equal.
+        return replace(
+            self,
+            criteria=check_codes(self.criteria, "criteria"),
+            reason_codes=check_codes(self.reason_codes, "reason_codes"),
+        )
 
 
 @dataclass(frozen=True)

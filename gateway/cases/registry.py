@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from gateway.cases.errors import (
+    CaseError,
     CaseInputError,
     CaseNotFoundError,
     FactIntegrityError,
@@ -71,7 +72,7 @@ _CASE = sa.select(cases).where(cases.c.id == _ID)
 _PARTICIPANTS = (
     sa.select(case_participants)
     .where(case_participants.c.case_id == _ID)
-    .order_by(case_participants.c.added_at, case_participants.c.node_id)
+    .order_by(case_participants.c.added_at, case_participants.c.node_id, case_participants.c.org_id)
 )
 _GROUNDS = sa.select(case_grounds).where(case_grounds.c.case_id == _ID).order_by(case_grounds.c.id)
 _HITS = (
@@ -244,7 +245,7 @@ class CaseRegistry:
         (the unique constraint decides). A retry whose payload differs from
         the first is refused with ReferralConflictError.
         """
-        referral.check()
+        referral = referral.check()
         case_id = uuid.uuid4().hex
         try:
             with self._engine.begin() as conn:
@@ -276,7 +277,9 @@ class CaseRegistry:
                     )
                 ).scalar_one_or_none()
                 if existing_id is None:
-                    raise
+                    # Not the idempotency key: the driver's message would
+                    # carry the row's values, the subject among them.
+                    raise CaseError("the database refused the new case") from None
                 existing = self._load(conn, existing_id)
         differs = [
             name

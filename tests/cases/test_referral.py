@@ -34,6 +34,15 @@ def test_retry_returns_the_first_case(registry: CaseRegistry, engine: sa.Engine)
     assert count_cases(engine) == 1
 
 
+def test_retry_with_lists_instead_of_tuples_is_the_same_referral(registry: CaseRegistry) -> None:
+    ref = referral("key-1")
+    first = registry.refer(ref)
+    again = registry.refer(
+        replace(ref, criteria=list(ref.criteria), reason_codes=list(ref.reason_codes))  # type: ignore[arg-type]
+    )
+    assert first.created and not again.created and again.case.id == first.case.id
+
+
 def test_retry_after_progress_returns_the_case_as_it_is_now(registry: CaseRegistry) -> None:
     ref = referral("key-1")
     case_id = registry.refer(ref).case.id
