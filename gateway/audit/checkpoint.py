@@ -226,7 +226,8 @@ class Checkpointer(Checkpoints):
         try:
             if head.size and self.log.root_at(head.size) != head.root:
                 raise CheckpointRefusedError(
-                    "the stored subtree hashes do not reproduce the head root"
+                    f"not signing size {head.size}: the stored subtree hashes do not"
+                    " reproduce the head root"
                 )
             if last is not None:
                 proof = self.log.consistency_proof(last.size, head.size)

@@ -73,7 +73,7 @@ class Verifier:
     @classmethod
     def from_vkey(cls, text: str) -> Verifier:
         """Parse a vkey; raise :class:`NoteError` saying what is wrong."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)
         if len(parts) != 3:
             raise NoteError("a vkey is <name>+<hex key id>+<base64 key>")
         name, hex_id, material = parts

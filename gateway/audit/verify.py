@@ -153,7 +153,8 @@ def verify_leaves(
                 if index > expected:
                     raise _CheckFailedError(f"leaf {expected} is missing (deleted)", expected)
                 raise _CheckFailedError(
-                    f"leaf {index} appears again after leaf {expected - 1}", index
+                    f"leaf {expected}: a second copy of leaf {index} stands in its place",
+                    expected,
                 )
             if data is not None:
                 if leaf_hash(data) != digest:
