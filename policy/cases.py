@@ -32,7 +32,7 @@ from yaml.nodes import Node
 
 from policy.evaluator import REASONS, Decision, Evaluator, Outcome, Request
 from policy.model import Ground, PolicyError
-from policy.yamlread import Reader
+from policy.yamlread import PolicyLoadError, Problem, Reader
 
 CASES_FILE = "cases.yaml"
 
@@ -83,9 +83,8 @@ def load_cases(path: str | Path) -> list[Case]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        reader.fail(None, f"cannot read the cases file ({exc.strerror})")
-        reader.check()
-        raise AssertionError("unreachable") from exc
+        problem = Problem(str(path), 1, 1, f"cannot read the cases file ({exc.strerror})")
+        raise PolicyLoadError([problem]) from exc
     cases: list[Case] = []
     root = reader.compose(data)
     if root is not None:

@@ -122,6 +122,13 @@ class Request:
     grounds: frozenset[tuple[str, str]] = frozenset()
 
     def __post_init__(self) -> None:
+        # Callers may pass lists and sets; the decision tables need hashable values.
+        if type(self.categories) is not tuple:
+            object.__setattr__(self, "categories", tuple(self.categories))
+        if type(self.roles) is not frozenset:
+            object.__setattr__(self, "roles", frozenset(self.roles))
+        if type(self.grounds) is not frozenset:
+            object.__setattr__(self, "grounds", frozenset(self.grounds))
         if not self.categories:
             raise PolicyError("a policy request must name at least one category")
         if len(set(self.categories)) != len(self.categories):

@@ -32,7 +32,7 @@ from policy.model import (
     Transform,
     TransformKind,
 )
-from policy.yamlread import PolicyLoadError, Reader
+from policy.yamlread import PolicyLoadError, Problem, Reader
 
 SCHEMA = "schakel.policy/v1"
 """The value of the bundle's ``schema`` key this loader understands."""
@@ -70,10 +70,9 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        reader = Reader(str(path))
-        reader.fail(None, f"cannot read the bundle: {exc.strerror or type(exc).__name__}")
-        reader.check()
-        raise AssertionError("unreachable") from exc
+        why = exc.strerror or type(exc).__name__
+        problem = Problem(str(path), 1, 1, f"cannot read the bundle: {why}")
+        raise PolicyLoadError([problem]) from exc
     return load_bundle_bytes(data, str(path))
 
 
@@ -81,13 +80,11 @@ def load_bundle_bytes(data: bytes, source: str) -> Bundle:
     """Validate a bundle given as the bytes of its YAML file; ``source`` names it in errors."""
     reader = Reader(source)
     root = reader.compose(data)
-    if root is not None:
-        bundle = _Builder(reader, data).build(root)
-        reader.check()
-        if bundle is not None:
-            return bundle
+    bundle = _Builder(reader, data).build(root) if root is not None else None
     reader.check()
-    raise PolicyLoadError([])
+    # build() returns None only after recording a problem, so check() raised.
+    assert bundle is not None
+    return bundle
 
 
 class _Builder:

@@ -12,6 +12,7 @@ Error messages name categories, fields and kinds, never values.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable
 
 from schakel.v1 import common_pb2
@@ -134,12 +135,9 @@ def _check(category: str, step: FieldStep, value: common_pb2.FactValue) -> None:
             )
     elif ftype is _DATE:
         d = value.date
-        valid = (
-            1 <= d.year <= 9999
-            and 0 <= d.month <= 12
-            and 0 <= d.day <= 31
-            and not (d.month == 0 and d.day != 0)
-        )
+        valid = 1 <= d.year <= 9999 and 0 <= d.month <= 12 and d.day >= 0
+        if valid and d.day:
+            valid = d.month != 0 and d.day <= calendar.monthrange(d.year, d.month)[1]
         if not valid:
             raise FactRefusedError(
                 f"{_where(category, step)} is not a valid (possibly coarsened) date"

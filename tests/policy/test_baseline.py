@@ -200,6 +200,21 @@ def test_malformed_requests_are_refused(kwargs: dict[str, object], message: str)
         Request(**fields)  # type: ignore[arg-type]
 
 
+def test_lists_and_sets_are_accepted_in_a_request(baseline: Evaluator) -> None:
+    request = Request(
+        "zvh.complexe-casuistiek",
+        "casusoverleg",
+        "ggz",
+        "zvh",
+        ["zorg.in_zorg"],  # type: ignore[arg-type]
+        roles={"procesregisseur"},  # type: ignore[arg-type]
+        case_accepted=True,
+        grounds={("zorg.in_zorg", "consent")},  # type: ignore[arg-type]
+    )
+    assert request.categories == ("zorg.in_zorg",)
+    assert baseline.decide(request).released == ("zorg.in_zorg",)
+
+
 def test_roles_widen_recipients_only_through_rules_naming_them(baseline: Evaluator) -> None:
     plain = Request("zvh.complexe-casuistiek", "triage", "politie", "gemeente", ("bekend",))
     assert baseline.decide(plain).outcome is Outcome.DENY

@@ -77,6 +77,11 @@ def test_coarsen_year_and_drop() -> None:
     assert out.fields["when"].date == common_pb2.Date(year=2026)
 
 
+def test_a_leap_day_is_a_valid_date() -> None:
+    out = minimise_fact(_fact(when=_date(2024, 2, 29)), _decision())
+    assert out.fields["when"].date == common_pb2.Date(year=2024, month=2)
+
+
 def test_coarsening_an_already_coarse_date_keeps_it_coarse() -> None:
     out = minimise_fact(_fact(when=_date(2025, 0, 0)), _decision())
     assert out.fields["when"].date == common_pb2.Date(year=2025)
@@ -155,6 +160,8 @@ def test_a_plan_is_only_for_its_own_category() -> None:
         ({"when": _date(2026, 13, 1)}, "'when' .* not a valid"),
         ({"when": _date(2026, 0, 5)}, "'when' .* not a valid"),
         ({"when": _date(0, 1, 1)}, "'when' .* not a valid"),
+        ({"when": _date(2026, 2, 29)}, "'when' .* not a valid"),
+        ({"when": _date(2026, 4, 31)}, "'when' .* not a valid"),
         ({"contact": _text("")}, "'contact' .* contact handle"),
         ({"contact": _text(f"{BSN}\n")}, "'contact' .* contact handle"),
         ({"contact": _text("x" * 257)}, "'contact' .* contact handle"),
