@@ -246,41 +246,39 @@ class CaseRegistry:
         the first is refused with ReferralConflictError.
         """
         referral = referral.check()
-        case_id = uuid.uuid4().hex
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(
-                    sa.insert(cases).values(
-                        id=case_id,
-                        version=1,
-                        theme=referral.theme,
-                        phase=Phase.AANMELDING.value,
-                        referrer_org_id=referral.referrer_org_id,
-                        referrer_org_type=referral.referrer_org_type,
-                        idempotency_key=referral.idempotency_key,
-                        external_ref=referral.external_ref,
-                        subject_pseudonym=referral.subject,
-                        criteria=list(referral.criteria),
-                        reason_codes=list(referral.reason_codes),
-                        triage_reason="",
-                        outcome="",
-                        opened_at=self._now(),
+        # Look first, outside the insert's transaction: a retry then costs a
+        # read, not a failed insert and a rollback.
+        existing = self._find_referral(referral)
+        if existing is None:
+            case_id = uuid.uuid4().hex
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        sa.insert(cases).values(
+                            id=case_id,
+                            version=1,
+                            theme=referral.theme,
+                            phase=Phase.AANMELDING.value,
+                            referrer_org_id=referral.referrer_org_id,
+                            referrer_org_type=referral.referrer_org_type,
+                            idempotency_key=referral.idempotency_key,
+                            external_ref=referral.external_ref,
+                            subject_pseudonym=referral.subject,
+                            criteria=list(referral.criteria),
+                            reason_codes=list(referral.reason_codes),
+                            triage_reason="",
+                            outcome="",
+                            opened_at=self._now(),
+                        )
                     )
-                )
-                return ReferralResult(self._load(conn, case_id), created=True)
-        except IntegrityError:
-            with self._engine.connect() as conn:
-                existing_id = conn.execute(
-                    sa.select(cases.c.id).where(
-                        cases.c.referrer_org_id == referral.referrer_org_id,
-                        cases.c.idempotency_key == referral.idempotency_key,
-                    )
-                ).scalar_one_or_none()
-                if existing_id is None:
+                    return ReferralResult(self._load(conn, case_id), created=True)
+            except IntegrityError:
+                # A racing retry inserted first; the unique constraint decided.
+                existing = self._find_referral(referral)
+                if existing is None:
                     # Not the idempotency key: the driver's message would
                     # carry the row's values, the subject among them.
                     raise CaseError("the database refused the new case") from None
-                existing = self._load(conn, existing_id)
         differs = [
             name
             for name, first, retry in (
@@ -299,6 +297,16 @@ class CaseRegistry:
                 f"with a different {', '.join(differs)}; use a new key for a new referral"
             )
         return ReferralResult(existing, created=False)
+
+    def _find_referral(self, referral: Referral) -> Case | None:
+        with self._engine.connect() as conn:
+            case_id = conn.execute(
+                sa.select(cases.c.id).where(
+                    cases.c.referrer_org_id == referral.referrer_org_id,
+                    cases.c.idempotency_key == referral.idempotency_key,
+                )
+            ).scalar_one_or_none()
+            return None if case_id is None else self._load(conn, case_id)
 
     # -- phase transitions ---------------------------------------------------
 

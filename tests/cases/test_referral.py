@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from threading import Barrier
@@ -16,6 +17,7 @@ from gateway.cases import (
     Phase,
     ReferralConflictError,
     ReferralResult,
+    tables,
 )
 from tests.cases.conftest import SetClock, pseudonym, referral
 
@@ -149,3 +151,40 @@ def test_bad_referral_is_refused(registry: CaseRegistry, engine: sa.Engine) -> N
                 if len(str(part)) > 2:
                     assert str(part) not in str(err.value)
     assert count_cases(engine) == 0
+
+
+def test_retry_that_loses_the_insert_race_returns_the_winner(
+    registry: CaseRegistry, engine: sa.Engine, clock: SetClock
+) -> None:
+    """Deterministic race: the winner's insert is uncommitted while the retry looks and inserts."""
+    ref = referral("held-key")
+    winner_id = "a" * 32
+    with ThreadPoolExecutor(1) as pool, engine.connect() as conn:
+        conn.begin()
+        conn.execute(
+            sa.insert(tables.cases).values(
+                id=winner_id,
+                version=1,
+                theme=ref.theme,
+                phase="aanmelding",
+                referrer_org_id=ref.referrer_org_id,
+                referrer_org_type=ref.referrer_org_type,
+                idempotency_key=ref.idempotency_key,
+                external_ref=ref.external_ref,
+                subject_pseudonym=ref.subject,
+                criteria=list(ref.criteria),
+                reason_codes=list(ref.reason_codes),
+                triage_reason="",
+                outcome="",
+                opened_at=clock.now,
+            )
+        )
+        # The retry cannot see the uncommitted row, so it inserts and waits on
+        # the winner's lock (PostgreSQL: the unique index; SQLite: the writer).
+        retry = pool.submit(registry.refer, ref)
+        time.sleep(0.3)
+        assert not retry.done()
+        conn.commit()
+        result = retry.result(timeout=15)
+    assert not result.created and result.case.id == winner_id
+    assert count_cases(engine) == 1
