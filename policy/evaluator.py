@@ -280,7 +280,7 @@ class Evaluator:
         for category in request.categories:
             row = rows.get(category)
             if row is None:
-                row = self._unknown_category(category)
+                row = _constant(category, UNKNOWN_CATEGORY)
             bits = accepted
             if grounds:
                 for cat, ground in grounds:
@@ -317,15 +317,8 @@ class Evaluator:
         else:
             table = _Table({c: self._row(request, c) for c in categories})
         if self._is_known(request):
-            self._tables[
-                (
-                    request.activity,
-                    request.phase,
-                    request.provider,
-                    request.recipient,
-                    request.roles,
-                )
-            ] = table
+            key = (request.activity, request.phase, request.provider, request.recipient)
+            self._tables[(*key, request.roles)] = table
         return table
 
     def _is_known(self, request: Request) -> bool:
@@ -347,9 +340,6 @@ class Evaluator:
         if request.recipient not in self._org_types:
             return UNKNOWN_RECIPIENT
         return ""
-
-    def _unknown_category(self, category: str) -> tuple[CategoryResult, ...]:
-        return _constant(category, UNKNOWN_CATEGORY)
 
     def candidates(self, request: Request, category: str) -> tuple[Rule, ...]:
         """The rules that could release ``category`` for the request's key, in order."""
