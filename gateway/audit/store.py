@@ -219,10 +219,14 @@ class AuditLog:
         """Write ``items`` as one transaction on the current head; returns the first index."""
         for _attempt in range(MAX_CAS_ATTEMPTS):
             with self.engine.connect() as conn:
+                # FOR UPDATE (PostgreSQL) queues concurrent writers on the head
+                # row instead of letting them compute a batch that the CAS
+                # below would then throw away; the CAS still guards SQLite,
+                # where writers serialise on the database lock instead.
                 row = conn.execute(
-                    sa.select(tables.head.c.size, tables.head.c.compact).where(
-                        tables.head.c.id == tables.HEAD_ID
-                    )
+                    sa.select(tables.head.c.size, tables.head.c.compact)
+                    .where(tables.head.c.id == tables.HEAD_ID)
+                    .with_for_update()
                 ).one()
                 old_size = int(row.size)
                 compact = merkle.CompactRange.unpack(old_size, bytes(row.compact))
