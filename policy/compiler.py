@@ -99,7 +99,12 @@ def compile_bundle(bundle: Bundle) -> CompiledPolicy:
     warnings: list[str] = []
     for rule in bundle.rules:
         for category in rule.categories:
-            plans[(rule.id, category)] = _plan(bundle, rule, category)
+            plan = plans[(rule.id, category)] = _plan(bundle, rule, category)
+            if all(s.transform.kind is TransformKind.DROP for s in plan.steps.values()):
+                warnings.append(
+                    f"{bundle.source}:{rule.line}: rule {rule.id!r} releases {category!r} "
+                    "but keeps none of its fields; name them under minimise"
+                )
             sensitivity = bundle.categories[category].sensitivity
             if sensitivity is Sensitivity.ART9 and not rule.grounds:
                 warnings.append(

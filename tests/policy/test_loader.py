@@ -10,7 +10,7 @@ import pytest
 from policy.compiler import compile_bundle
 from policy.loader import load_bundle, load_bundle_bytes
 from policy.yamlread import PolicyLoadError
-from tests.policy.conftest import BASELINE, SMALL
+from tests.policy.conftest import BASELINE, SMALL, small
 
 
 def _problems(text: str) -> list[tuple[int, str]]:
@@ -224,3 +224,10 @@ def test_the_baseline_loads_with_its_hash_and_no_warnings() -> None:
     } <= set(bundle.activities)
     assert "huisvesting" in bundle.bottlenecks and "doelen-bereikt" in bundle.outcomes
     assert compile_bundle(bundle).warnings == ()
+
+
+def test_a_rule_that_keeps_no_field_is_flagged() -> None:
+    text = SMALL.replace("    minimise:\n      regular.cat: {status: keep}\n", "")
+    warnings = small(text).policy.warnings
+    assert any("'r-regular' releases 'regular.cat' but keeps none" in w for w in warnings)
+    assert not any("keeps none" in w for w in small().policy.warnings)
