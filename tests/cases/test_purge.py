@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from schakel.v1 import common_pb2
 
-from gateway.cases import CaseRegistry, GroundKind, Hit, Phase
+from gateway.cases import CaseRegistry, GroundKind, Hit, IllegalTransitionError, Phase
 from tests.cases.conftest import GGZ, POLITIE, SetClock, referral
 
 
@@ -95,6 +96,9 @@ def test_purge_leaves_no_pseudonym_fact_or_link(
     assert skeleton.closed_at == clock.now and skeleton.purged_at == clock.now + timedelta(days=30)
     assert registry.facts(case_id) == []
     assert registry.get(other_id).subject == other.subject
+    with pytest.raises(IllegalTransitionError, match="retention period ended and it was purged"):
+        registry.set_bottlenecks(case_id, ["schulden"])
+    assert registry.get(case_id).bottlenecks == ("huisvesting",)
 
 
 def test_a_rejected_case_is_purged_too(registry: CaseRegistry, clock: SetClock) -> None:
