@@ -130,18 +130,28 @@ class _Graph:
         return min(open_arcs, key=lambda i: (self.arcs[i].value, i), default=None)
 
     def enforce_pairs(self) -> None:
-        """Until no node has exactly one suppressed arc, suppress its smallest published one.
+        """Until no node has exactly one suppressed arc, suppress one more of its arcs.
 
         A node with exactly one suppressed arc gives it away by conservation:
-        it is the published total minus the published cells.
+        it is the published total minus the published cells. The complement
+        is the smallest published arc parallel to the suppressed one (a cell
+        of the same theme and tag, which hides the pair from both totals at
+        once), else the smallest published arc of the node.
         """
         queue = deque(self.incident)
         while queue:
             node = queue.popleft()
             arcs = self.incident[node]
-            if sum(self.arcs[i].suppressed for i in arcs) != 1:
+            hidden = [i for i in arcs if self.arcs[i].suppressed]
+            if len(hidden) != 1:
                 continue
-            pick = self._smallest_open(arcs)
+            lone = self.arcs[hidden[0]]
+            parallel = [
+                i for i in arcs if (self.arcs[i].tail, self.arcs[i].head) == (lone.tail, lone.head)
+            ]
+            pick = self._smallest_open(parallel)
+            if pick is None:
+                pick = self._smallest_open(arcs)
             # Every node has at least two arcs, so one is still published.
             assert pick is not None
             self.arcs[pick].suppressed = True
