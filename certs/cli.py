@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography import x509
 
+from certs import pep_cli
 from certs.ca_store import (
     REVOCATION_REASONS,
     CaError,
@@ -41,8 +42,8 @@ def _ca_dir(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """Add the ``certs`` area to the ``schakel`` command.
 
-    Returns the area's sub-parsers, so that other ``certs`` commands (the
-    ``pep`` key tools) can be added with their own ``register``.
+    The ``pep`` key tools of the pseudonym scheme join as ``schakel certs pep``.
+    Returns the area's sub-parsers.
     """
     certs: argparse.ArgumentParser = subparsers.add_parser(
         "certs", help="federation PKI: CA, issuance, revocation"
@@ -97,6 +98,7 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
     show = sub.add_parser("show", help="print the identity in a certificate")
     show.add_argument("cert", type=Path)
     show.set_defaults(func=_show)
+    pep_cli.register(sub)
     return sub
 
 

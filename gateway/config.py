@@ -70,12 +70,84 @@ class DatabaseSection:
 
 
 @dataclass(frozen=True)
+class PseudonymSection:
+    """``[pseudonyms]``: the node's transcryptor secrets and its own domain key.
+
+    Files from ``schakel certs pep init`` / ``pep domain <node-id>``. Without
+    them the node refuses every call that carries a subject.
+    """
+
+    transcryptor_keys: Path | None = None
+    """``schakel-pep-transcryptor/v1`` file: PS, RS and the federation key Y."""
+    domain_key: Path | None = None
+    """``schakel-pep-domain/v1`` file for the node's own domain (its node id)."""
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    """``[policy]``: the signed policy bundle; without one every request is denied."""
+
+    bundle: Path | None = None
+    """The bundle YAML; its signature is ``<bundle>.sig`` beside it."""
+    public_key: Path | None = None
+    """The policy key (``.pub`` from ``schakel policy keygen``) the signature must verify with."""
+    reload_seconds: int = 2
+    """How often the bundle file is checked for a new signed version."""
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    """``[audit]``: checkpoint signing and witnessing of the node's audit log."""
+
+    signing_key: Path | None = None
+    """Ed25519 PEM key that signs checkpoints (note key name = node id); generated if absent."""
+    witness_key: Path | None = None
+    """Ed25519 PEM key this node cosigns peers' checkpoints with; generated if absent."""
+    checkpoint_every_records: int = 1000
+    checkpoint_every_seconds: int = 60
+    quorum: int = 0
+    """Cosignatures from ``peers`` a checkpoint needs to count as final."""
+    retention_days: int = 3650
+    """Days an audit record body is kept before erasure (its leaf hash stays)."""
+
+
+@dataclass(frozen=True)
+class CasesSection:
+    """``[cases]``: the case registry's fact vault and contact handle."""
+
+    vault_key: Path | None = None
+    """32-byte AES-256-GCM key file for facts at rest; generated (0600) if absent."""
+    contact_handle: str = ""
+    """The procesregisseur function mailbox given on a federated hit."""
+    retention_days: int = 365
+    """Days after closure before facts and pseudonym links of a case are purged."""
+
+
+@dataclass(frozen=True)
+class PeerSection:
+    """One ``[[peers]]`` entry: a peer node that witnesses this node's checkpoints."""
+
+    id: str
+    address: str
+    """``host:port`` of the peer's gRPC endpoint."""
+    log_key: str
+    """The peer's checkpoint verifier key (C2SP vkey) for witnessing its log."""
+    witness_key: str
+    """The peer's cosignature verifier key (C2SP vkey) for its cosignatures on ours."""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole, validated configuration of one node."""
 
     node: NodeSection
     tls: TlsSection
     database: DatabaseSection = field(default_factory=DatabaseSection)
+    pseudonyms: PseudonymSection = field(default_factory=PseudonymSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    audit: AuditSection = field(default_factory=AuditSection)
+    cases: CasesSection = field(default_factory=CasesSection)
+    peers: list[PeerSection] = field(default_factory=list)
     source: str = field(default="", metadata={"internal": True})
     """Where the configuration came from, for error messages; not a key."""
 
@@ -282,9 +354,35 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
     }
+    files |= {
+        "pseudonyms.transcryptor_keys": config.pseudonyms.transcryptor_keys,
+        "pseudonyms.domain_key": config.pseudonyms.domain_key,
+        "policy.bundle": config.policy.bundle,
+        "policy.public_key": config.policy.public_key,
+    }
     for key, path in files.items():
         if path is not None and not path.is_file():
             raise fail(key, f"file not found: {path}")
+    if (config.policy.bundle is None) != (config.policy.public_key is None):
+        raise fail("policy.public_key", "policy.bundle and policy.public_key go together")
+    positive = {
+        "policy.reload_seconds": config.policy.reload_seconds,
+        "audit.checkpoint_every_records": config.audit.checkpoint_every_records,
+        "audit.checkpoint_every_seconds": config.audit.checkpoint_every_seconds,
+        "audit.retention_days": config.audit.retention_days,
+        "cases.retention_days": config.cases.retention_days,
+    }
+    for key, number in positive.items():
+        if number < 1:
+            raise fail(key, f"must be at least 1, not {number}")
+    if not 0 <= config.audit.quorum <= len(config.peers):
+        raise fail("audit.quorum", f"must be from 0 to the number of peers ({len(config.peers)})")
+    for i, peer in enumerate(config.peers):
+        try:
+            check_slug(peer.id, "peer id")
+            split_listen(peer.address)
+        except (IdentityError, ValueError) as exc:
+            raise fail(f"peers[{i}]", str(exc)) from exc
     url = config.database.url
     if url and not url.startswith(("sqlite://", "postgresql")):
         raise fail("database.url", "must be a sqlite:// or postgresql+psycopg:// URL")

@@ -72,7 +72,7 @@ def test_environment_overrides_name_section_and_key(config_dir: Path) -> None:
     ("toml", "environ", "expected"),
     [
         (MINIMAL + "bogus = 1\n", {}, "node.toml: tls.bogus: unknown key"),
-        (MINIMAL + "[peers]\n", {}, "node.toml: peers: unknown key"),
+        (MINIMAL + "[witnesses]\n", {}, "node.toml: witnesses: unknown key"),
         (
             MINIMAL.replace('id = "zvh-haaglanden"', "id = 7"),
             {},
@@ -294,3 +294,21 @@ def test_an_ipv6_listen_address_splits() -> None:
     assert split_listen("[::1]:7443") == ("::1", 7443)
     with pytest.raises(ValueError, match="port '99999'"):
         split_listen("[::1]:99999")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[policy]\nbundle = 'ca.pem'\n", "policy.public_key: policy.bundle and policy.public_key"),
+        ("[audit]\nquorum = 1\n", "audit.quorum: must be from 0 to the number of peers (0)"),
+        ("[cases]\nretention_days = 0\n", "cases.retention_days: must be at least 1, not 0"),
+        ("[pseudonyms]\ndomain_key = 'nope.json'\n", "pseudonyms.domain_key: file not found"),
+        (
+            "[[peers]]\nid = 'Peer A'\naddress = 'x:1'\nlog_key = 'k'\nwitness_key = 'w'\n",
+            "peers[0]: peer id 'Peer A'",
+        ),
+    ],
+)
+def test_node_sections_name_the_bad_key(config_dir: Path, extra: str, message: str) -> None:
+    (config_dir / "node.toml").write_text(MINIMAL + extra)
+    assert message in _error(config_dir / "node.toml")
