@@ -121,12 +121,12 @@ def check_answer(node_id: str, response: federation_pb2.SignalsResponse) -> None
             raise MalformedAnswerError(f"cells[{i}] is suppressed but carries a count")
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: grpc.aio.AioRpcError | MalformedAnswerError) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         details = " ".join((exc.details() or "").split())
         text = f"{exc.code().name}: {details}" if details else exc.code().name
     else:
-        text = f"{type(exc).__name__}: {exc}"
+        text = f"malformed answer: {exc}"
     return text[:_REASON_CHARS]
 
 
