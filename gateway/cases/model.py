@@ -111,6 +111,8 @@ class Referral:
     idempotency_key: str
     subject: str
     """The subject's pseudonym in the node's own domain, 64 lowercase hex characters."""
+    activity: str
+    """The processing activity the case is opened for; later requests must name it too."""
     theme: str
     criteria: tuple[str, ...] = ()
     reason_codes: tuple[str, ...] = ()
@@ -121,6 +123,7 @@ class Referral:
         check_org(self.referrer_org_id, self.referrer_org_type, "referrer")
         check_idempotency_key(self.idempotency_key)
         check_pseudonym(self.subject)
+        check_code(self.activity, "activity")
         check_code(self.theme, "theme")
         check_external_ref(self.external_ref)
         # Callers pass protobuf repeated fields or lists; a retry must compare equal.
@@ -140,6 +143,8 @@ class Case:
     """
 
     id: str
+    activity: str
+    """The processing activity the case was opened for (purpose limitation)."""
     theme: str
     phase: Phase
     referrer_org_id: str

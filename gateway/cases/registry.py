@@ -168,6 +168,7 @@ class CaseRegistry:
         tags = conn.execute(_TAGS, key).scalars()
         return Case(
             id=row.id,
+            activity=row.activity,
             theme=row.theme,
             phase=Phase(row.phase),
             referrer_org_id=row.referrer_org_id or "",
@@ -257,6 +258,7 @@ class CaseRegistry:
                         sa.insert(cases).values(
                             id=case_id,
                             version=1,
+                            activity=referral.activity,
                             theme=referral.theme,
                             phase=Phase.AANMELDING.value,
                             referrer_org_id=referral.referrer_org_id,
@@ -284,6 +286,7 @@ class CaseRegistry:
             for name, first, retry in (
                 ("referrer_org_type", existing.referrer_org_type, referral.referrer_org_type),
                 ("subject", existing.subject, referral.subject),
+                ("activity", existing.activity, referral.activity),
                 ("theme", existing.theme, referral.theme),
                 ("criteria", existing.criteria, referral.criteria),
                 ("reason_codes", existing.reason_codes, referral.reason_codes),

@@ -49,6 +49,7 @@ cases = sa.Table(
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("activity", sa.String(128), nullable=False),
     sa.Column("theme", sa.String(64), nullable=False),
     sa.Column("phase", sa.String(16), nullable=False),
     # Referrer, idempotency key, reference, subject, criteria and reasons are

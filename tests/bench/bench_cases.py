@@ -115,6 +115,7 @@ def _bench(db: str, engine: sa.Engine) -> list[Result]:
             "politie",
             f"bench-{next(keys)}",
             os.urandom(32).hex(),
+            "zvh.complexe-casuistiek",
             "complexe-casuistiek",
             ("meervoudig",),
             ("escalatie",),

@@ -63,6 +63,7 @@ def referral(key: str = "ref-1", **changes: object) -> Referral:
         "referrer_org_type": "politie",
         "idempotency_key": key,
         "subject": pseudonym(),
+        "activity": "zvh.complexe-casuistiek",
         "theme": "complexe-casuistiek",
         "criteria": ("meervoudig", "veiligheidsrisico"),
         "reason_codes": ("escalatie",),

@@ -165,6 +165,7 @@ def test_retry_that_loses_the_insert_race_returns_the_winner(
             sa.insert(tables.cases).values(
                 id=winner_id,
                 version=1,
+                activity=ref.activity,
                 theme=ref.theme,
                 phase="aanmelding",
                 referrer_org_id=ref.referrer_org_id,

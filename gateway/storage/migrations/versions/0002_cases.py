@@ -26,6 +26,7 @@ def upgrade() -> None:
         "cases",
         sa.Column("id", sa.String(32), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("activity", sa.String(128), nullable=False),
         sa.Column("theme", sa.String(64), nullable=False),
         sa.Column("phase", sa.String(16), nullable=False),
         sa.Column("referrer_org_id", sa.String(63), nullable=True),
