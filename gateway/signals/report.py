@@ -240,7 +240,7 @@ def render_html(collection: Collection, generated: datetime) -> str:
 <p>Cases with each bottleneck tag, {first:%Y-%m-%d} to {last:%Y-%m-%d} (end exclusive),
 per region and period. A case with several tags counts under each. Counts below the
 threshold (k = {", ".join(map(str, ks)) or "-"}), and counts that would reveal them, are
-suppressed by the nodes. Generated {_day(generated)}.</p>
+suppressed by the nodes. Generated {_day(generated.replace(microsecond=0))}.</p>
 <h2>Nodes that did not answer</h2>
 {_failures(collection)}
 <h2>Bottlenecks per region over time</h2>

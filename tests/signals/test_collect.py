@@ -6,6 +6,7 @@ import asyncio
 import csv
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import grpc
 import pytest
@@ -136,6 +137,9 @@ async def test_report_names_nodes_that_did_not_answer(
         assert f"<b>{silent}</b> ({region}), 2026-03: UNAVAILABLE" in missing
     assert HL not in missing and RR not in missing
     assert page.count("<svg") == 4
+    for chunk in page.split("<svg")[1:]:
+        svg = ElementTree.fromstring("<svg" + chunk[: chunk.index("</svg>") + 6])
+        assert svg.tag == "{http://www.w3.org/2000/svg}svg"
     assert "<script" not in page and "https://" not in page and "src=" not in page
     assert "huisvesting 2026-03: 25" in page
     assert "zorgplek 2026-03: suppressed" not in page  # the zorgplek total of 15 is published
