@@ -55,8 +55,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("--cert", type=Path, required=True, help="the collector certificate")
     run.add_argument("--key", type=Path, required=True, help="its private key")
     run.add_argument("--ca", type=Path, required=True, help="the federation CA certificate")
-    run.add_argument("--from", dest="start", type=_date, required=True, help="first day")
-    run.add_argument("--to", dest="end", type=_date, required=True, help="day after the last")
+    run.add_argument(
+        "--from", dest="start", type=_date, required=True, metavar="DATE", help="first day"
+    )
+    run.add_argument(
+        "--to", dest="end", type=_date, required=True, metavar="DATE", help="day after the last"
+    )
     run.add_argument("--out", type=Path, required=True, help="directory for the report")
     run.add_argument("--timeout", type=_timeout, default=10.0, help="seconds per call")
     run.add_argument(

@@ -112,3 +112,15 @@ async def test_bad_requests_are_refused_with_the_reason(
             await federation_pb2_grpc.FederationServiceStub(channel).GetSignals(req)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert message in (err.value.details() or "")
+
+
+async def test_a_collector_certificate_reaches_nothing_but_get_signals(
+    federation: Federation, start_node: StartNode
+) -> None:
+    node = await start_signals_node(start_node, federation, HL)
+    async with channel_to(node, federation.collector(), federation.ca_file) as channel:
+        stub = federation_pb2_grpc.FederationServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.HitNoHit(federation_pb2.FederatedHitRequest())
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "only federation nodes may call this" in (err.value.details() or "")
