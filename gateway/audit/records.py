@@ -158,6 +158,23 @@ def columns(record: audit_pb2.AuditRecord) -> Columns:
     )
 
 
+def index_suffix(index: int) -> bytes:
+    """The deterministic encoding of ``log_index = index`` (field 19, varint).
+
+    Field 19 is the record's highest field number and records with unknown
+    fields are refused, so deterministic serialisation of the placed record
+    is exactly the unplaced bytes followed by this suffix (nothing for 0).
+    """
+    if index == 0:
+        return b""
+    out = bytearray(b"\x98\x01")
+    while index > 0x7F:
+        out.append((index & 0x7F) | 0x80)
+        index >>= 7
+    out.append(index)
+    return bytes(out)
+
+
 def leaf_bytes(record: audit_pb2.AuditRecord, index: int) -> bytes:
     """The exact bytes to hash for ``record`` at log position ``index``."""
     placed = audit_pb2.AuditRecord()

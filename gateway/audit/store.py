@@ -64,23 +64,6 @@ class _Item:
     future: concurrent.futures.Future[int]
 
 
-def _index_suffix(index: int) -> bytes:
-    """The deterministic encoding of ``log_index = index`` (field 19, varint).
-
-    Field 19 is the record's highest field number and records with unknown
-    fields are refused, so deterministic serialisation of the placed record
-    is exactly the unplaced bytes followed by this suffix (nothing for 0).
-    """
-    if index == 0:
-        return b""
-    out = bytearray(b"\x98\x01")
-    while index > 0x7F:
-        out.append((index & 0x7F) | 0x80)
-        index >>= 7
-    out.append(index)
-    return bytes(out)
-
-
 class AuditLog:
     """One node's audit log over a migrated database.
 
@@ -234,7 +217,7 @@ class AuditLog:
                 keep = functools.partial(_keep_subtree, subtrees)
                 leaves: list[tuple[object, ...]] = []
                 for n, item in enumerate(items):
-                    data = item.base + _index_suffix(old_size + n)
+                    data = item.base + records.index_suffix(old_size + n)
                     digest = merkle.leaf_hash(data)
                     compact.append(digest, keep)
                     cols = item.columns

@@ -13,10 +13,14 @@ from gateway.storage import metadata
 
 HEAD_ID = 1
 
+LEAF_INDEX = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""On SQLite an INTEGER primary key is the rowid itself, so a verifier's scan
+in index order reads one B-tree instead of an index plus the table."""
+
 leaf = sa.Table(
     "audit_leaf",
     metadata,
-    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", LEAF_INDEX, primary_key=True, autoincrement=False),
     sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
     # The exact hashed bytes; NULL once erased at the end of retention.
     sa.Column("data", sa.LargeBinary, nullable=True),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from schakel.v1 import audit_pb2
 
 from gateway.audit import merkle, records, tables
-from gateway.audit.store import AuditLog, AuditUnavailable, _index_suffix
+from gateway.audit.store import AuditLog, AuditUnavailable
 from tests.audit.helpers import migrated, record, reference_root
 
 
@@ -143,7 +143,7 @@ def test_index_suffix_equals_deterministic_serialisation(index: int) -> None:
     placed.CopyFrom(r)
     placed.log_index = index
     expected = placed.SerializeToString(deterministic=True)
-    assert r.SerializeToString(deterministic=True) + _index_suffix(index) == expected
+    assert r.SerializeToString(deterministic=True) + records.index_suffix(index) == expected
     assert records.leaf_bytes(r, index) == expected
 
 

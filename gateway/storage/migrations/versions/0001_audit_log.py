@@ -21,7 +21,13 @@ def upgrade() -> None:
     """Create the audit tables."""
     op.create_table(
         "audit_leaf",
-        sa.Column("idx", sa.BigInteger, nullable=False, autoincrement=False),
+        # INTEGER on SQLite makes idx the rowid: a scan in log order is one B-tree.
+        sa.Column(
+            "idx",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            nullable=False,
+            autoincrement=False,
+        ),
         sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=True),
         sa.Column("data_subject_id", sa.String(64), nullable=True),
