@@ -257,3 +257,12 @@ def test_malformed_tables_are_refused() -> None:
         suppress([SignalCount(ALL, Phase.TRIAGE, "", "", 3)])
     with pytest.raises(SuppressionError, match="non-negative integers"):
         suppress([SignalCount(*KEYS[0], -1)])
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, deadline=None)
+@given(tables(14), st.integers(1, 15))
+def test_many_generated_tables_are_protected(cells: list[SignalCount], k: int) -> None:
+    table = suppress(cells, k)
+    check_shape(cells, table)
+    assert unprotected(cells, table) == set()
