@@ -126,10 +126,10 @@ class PartnerClient:
             private_key=private_key,
             certificate_chain=certificate_chain,
         )
-        options: list[tuple[str, str | int]] = [
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-        ]
+        # Pings keep an idle task stream alive through NAT and firewalls. A gRPC
+        # server by default answers pings more often than every 5 minutes with
+        # GOAWAY (too_many_pings), which would break the stream it should protect.
+        options: list[tuple[str, str | int]] = [("grpc.keepalive_time_ms", 300_000)]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         channel = grpc.aio.secure_channel(target, credentials, options=options)
