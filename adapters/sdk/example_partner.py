@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--sql-mapping", type=Path, help="SQL adapter mapping (.yaml or .toml)")
     source.add_argument("--drop-schema", type=Path, help="file-drop schema (.yaml or .toml)")
     serve.add_argument("--database", help="SQLAlchemy URL of the partner database (SQL adapter)")
+    serve.add_argument(
+        "--index-database",
+        help="SQLAlchemy URL for the pseudonym index (default: --database; use a separate one "
+        "when the source account is read-only)",
+    )
     serve.add_argument("--drop-dir", type=Path, help="the drop folder (file-drop adapter)")
     serve.add_argument(
         "--store", help="SQLAlchemy URL of the file-drop store (default: SQLite in the drop folder)"
@@ -133,7 +138,8 @@ def _source(
         if not args.database:
             raise MappingError("--sql-mapping needs --database")
         engine = sa.create_engine(args.database)
-        index = PseudonymIndex(engine)
+        index_engine = sa.create_engine(args.index_database) if args.index_database else engine
+        index = PseudonymIndex(index_engine)
         index.create()
         sql = SqlAdapter(
             engine, SqlMapping.load(args.sql_mapping), index, on_delivery=_print_delivery

@@ -81,6 +81,7 @@ async def test_serve_answers_tasks_until_terminated(
     data = police_data(persons=20)
     create_police_db(sa.create_engine(database), data)
     (tmp_path / "politie.yaml").write_text(POLICE_MAPPING)
+    index_database = f"sqlite:///{tmp_path / 'index.db'}"
     proc = await _spawn(
         "serve",
         *connection,
@@ -88,6 +89,8 @@ async def test_serve_answers_tasks_until_terminated(
         str(tmp_path / "politie.yaml"),
         "--database",
         database,
+        "--index-database",
+        index_database,
     )
     try:
         await until(lambda: sim.node.streams_opened >= 1, timeout=20)
@@ -106,6 +109,10 @@ async def test_serve_answers_tasks_until_terminated(
     assert "index: +20 -0, 0 rejected" in text
     assert "'answered.hit_query': 1" in text
     assert bsn not in text + err.decode()
+    # The index went to its own database; the source was only read.
+    index_tables = sa.inspect(sa.create_engine(index_database)).get_table_names()
+    assert "schakel_pseudonym_index" in index_tables
+    assert "schakel_pseudonym_index" not in sa.inspect(sa.create_engine(database)).get_table_names()
 
 
 async def test_a_bad_mapping_is_reported_and_exits_2(tmp_path: Path, connection: list[str]) -> None:
