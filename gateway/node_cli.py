@@ -55,9 +55,9 @@ def _migrate(args: argparse.Namespace) -> int:
 
 async def serve(config: NodeConfig) -> None:
     """Run a node until SIGINT or SIGTERM, then stop gracefully."""
-    from gateway.server import build_server  # noqa: PLC0415 - keeps `schakel certs` light
+    from gateway.node import open_node  # noqa: PLC0415 - keeps `schakel certs` light
 
-    node = build_server(config)
+    node = open_node(config)
     await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -311,6 +311,32 @@ class CaseRegistry:
             ).scalar_one_or_none()
             return None if case_id is None else self._load(conn, case_id)
 
+    def withdraw(self, case_id: str) -> None:
+        """Delete a case that was just opened, because its referral could not be audited.
+
+        Only a case still in aanmelding with nothing attached to it can be
+        withdrawn; anything else raises IllegalTransitionError.
+        """
+        with self._engine.begin() as conn:
+            attached = [
+                table.name
+                for table in (case_participants, case_grounds, case_hits, case_bottlenecks)
+                if conn.execute(
+                    sa.select(sa.literal(1)).where(table.c.case_id == case_id).limit(1)
+                ).first()
+            ]
+            deleted = conn.execute(
+                sa.delete(cases).where(
+                    cases.c.id == case_id, cases.c.phase == Phase.AANMELDING.value
+                )
+            ).rowcount
+            if attached or deleted != 1:
+                # Raising inside begin() rolls the delete back.
+                raise IllegalTransitionError(
+                    f"case {case_id} cannot be withdrawn: only a new case in aanmelding "
+                    "with nothing attached can"
+                )
+
     # -- phase transitions ---------------------------------------------------
 
     def start_triage(self, case_id: str) -> Case:

@@ -10,11 +10,15 @@ from schakel.v1 import common_pb2, partner_pb2
 from gateway.cases.model import Case
 
 
-def case_status(case: Case, node_id: str, *, for_referrer: bool) -> partner_pb2.CaseStatus:
+def case_status(
+    case: Case, node_id: str, *, for_referrer: bool, with_hits: bool = True
+) -> partner_pb2.CaseStatus:
     """The status of ``case`` at node ``node_id``; never carries facts or the subject.
 
     ``external_ref`` is the referrer's own reference, so it is filled in only
     when ``for_referrer`` is true (the caller is the referring organisation).
+    Hits say who knows the subject: policy lets that (``bekend``) reach only
+    the regie, so partner callers get the status ``with_hits=False``.
     """
     status = partner_pb2.CaseStatus(
         case_ref=common_pb2.CaseRef(node_id=node_id, case_id=case.id),
@@ -28,7 +32,7 @@ def case_status(case: Case, node_id: str, *, for_referrer: bool) -> partner_pb2.
         bottlenecks=list(case.bottlenecks),
         hits=[
             partner_pb2.Hit(org_id=h.org_id, node_id=h.node_id, contact_handle=h.contact_handle)
-            for h in case.hits
+            for h in (case.hits if with_hits else ())
         ],
         external_ref=case.external_ref if for_referrer else "",
     )

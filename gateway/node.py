@@ -1,0 +1,351 @@
+"""A whole node: configuration in, a serving gRPC server with its background work out.
+
+:func:`open_node` loads every piece the config names (pseudonym keys, the
+signed policy bundle, the audit log with its checkpoint and witness keys,
+the case registry), builds the servicers on them and the mTLS server around
+them. :class:`Node` then runs the server plus the background loops:
+checkpoint signing, asking peers to witness checkpoints, policy hot reload,
+and the retention purge of cases and audit bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import grpc
+from schakel.v1 import federation_pb2_grpc
+from sqlalchemy import Engine
+
+from gateway.audit import notes
+from gateway.audit.checkpoint import Checkpointer
+from gateway.audit.inzage import node_resolver
+from gateway.audit.service import AuditService
+from gateway.audit.store import AuditLog
+from gateway.audit.verify import Keys
+from gateway.audit.witness import Witness
+from gateway.cases import CaseRegistry, FactVault
+from gateway.config import ConfigError, NodeConfig, PeerSection, config_error
+from gateway.federation_service import FederationService
+from gateway.logging import get_logger
+from gateway.partner_service import PartnerService
+from gateway.server import NodeServer, Servicers, build_server, open_database
+from gateway.subjects import NodeSubjects
+from gateway.tls import channel_credentials, node_channel
+from policy.model import PolicyError
+from policy.pseudonyms import DomainKey, KeyFileError, TranscryptorKeys
+from policy.store import PolicyStore
+
+log = get_logger("node")
+
+PURGE_INTERVAL_SECONDS = 3600.0
+WITNESS_INTERVAL_SECONDS = 2.0
+WITNESS_DEADLINE_SECONDS = 5.0
+
+
+@dataclass
+class NodeParts:
+    """Everything the servicers work with, loaded from the config."""
+
+    config: NodeConfig
+    engine: Engine
+    audit: AuditLog
+    checkpointer: Checkpointer
+    witness: Witness
+    registry: CaseRegistry
+    policy: PolicyStore | None
+    subjects: NodeSubjects | None
+    log_key: notes.Verifier
+    """The node's checkpoint key, as officers pin it."""
+    witness_verifier: notes.Verifier
+    """The node's cosignature key, as peers pin it."""
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        return self.config.node.id
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def load_signer(path: Path, name: str, sig_type: int) -> notes.Signer:
+    """Load an Ed25519 note key, creating it (0600) on first start like an SSH host key."""
+    if not path.exists():
+        signer = notes.Signer.generate(name, sig_type)
+        _write_secret(path, signer.pem())
+        log.info("audit_key_created", path=str(path), vkey=signer.verifier().vkey())
+        return signer
+    return notes.Signer.load(path, name, sig_type)
+
+
+def _state_path(config: NodeConfig, configured: Path | None, default: str) -> Path:
+    return configured if configured is not None else config.node.state_dir / default
+
+
+def _load_subjects(config: NodeConfig) -> NodeSubjects | None:
+    section = config.pseudonyms
+    if section.transcryptor_keys is None and section.domain_key is None:
+        return None
+    if section.transcryptor_keys is None or section.domain_key is None:
+        raise config_error(
+            config, "pseudonyms", "transcryptor_keys and domain_key must both be set"
+        )
+    try:
+        keys = TranscryptorKeys.load(section.transcryptor_keys)
+    except KeyFileError as exc:
+        raise config_error(config, "pseudonyms.transcryptor_keys", str(exc)) from exc
+    try:
+        own = DomainKey.load(section.domain_key)
+    except KeyFileError as exc:
+        raise config_error(config, "pseudonyms.domain_key", str(exc)) from exc
+    if own.domain != config.node.id:
+        raise config_error(
+            config,
+            "pseudonyms.domain_key",
+            f"is the key of domain {own.domain!r}, not of this node {config.node.id!r}",
+        )
+    try:
+        return NodeSubjects.load(keys, own)
+    except ValueError as exc:
+        raise config_error(config, "pseudonyms.domain_key", str(exc)) from exc
+
+
+def _load_policy(config: NodeConfig) -> PolicyStore | None:
+    section = config.policy
+    if section.bundle is None or section.public_key is None:
+        return None
+    try:
+        return PolicyStore.from_files(
+            section.bundle, section.public_key, interval=float(section.reload_seconds)
+        )
+    except (PolicyError, OSError, ValueError) as exc:
+        raise config_error(config, "policy.bundle", str(exc)) from exc
+
+
+def _peer_verifier(config: NodeConfig, index: int, which: str, text: str) -> notes.Verifier:
+    try:
+        return notes.Verifier.from_vkey(text)
+    except notes.NoteError as exc:
+        raise config_error(config, f"peers[{index}].{which}", str(exc)) from exc
+
+
+def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
+    """Load everything the config names; ConfigError names the key that is unusable."""
+    subjects = _load_subjects(config)
+    policy = _load_policy(config)
+    node_id = config.node.id
+    try:
+        signer = load_signer(
+            _state_path(config, config.audit.signing_key, "audit-log.key"), node_id, notes.ED25519
+        )
+        cosigner = load_signer(
+            _state_path(config, config.audit.witness_key, "audit-witness.key"),
+            node_id,
+            notes.COSIGNATURE_V1,
+        )
+    except (notes.NoteError, OSError, ValueError) as exc:
+        raise config_error(config, "audit", f"cannot load the audit keys: {exc}") from exc
+    witnesses = [
+        _peer_verifier(config, i, "witness_key", p.witness_key) for i, p in enumerate(config.peers)
+    ]
+    logs = {
+        p.id: _peer_verifier(config, i, "log_key", p.log_key) for i, p in enumerate(config.peers)
+    }
+    vault_path = _state_path(config, config.cases.vault_key, "case-vault.key")
+    try:
+        if not vault_path.exists():
+            vault_path.parent.mkdir(parents=True, exist_ok=True)
+            FactVault.generate_key_file(vault_path)
+        vault = FactVault.from_key_file(vault_path)
+    except (OSError, ValueError) as exc:
+        raise config_error(config, "cases.vault_key", str(exc)) from exc
+    engine = engine or open_database(config)
+    audit = AuditLog(engine)
+    checkpointer = Checkpointer(
+        audit,
+        signer,
+        every_records=config.audit.checkpoint_every_records,
+        every_seconds=float(config.audit.checkpoint_every_seconds),
+        witnesses=witnesses,
+        quorum=config.audit.quorum,
+    )
+    return NodeParts(
+        config=config,
+        engine=engine,
+        audit=audit,
+        checkpointer=checkpointer,
+        witness=Witness(engine, cosigner, logs),
+        registry=CaseRegistry(engine, vault),
+        policy=policy,
+        subjects=subjects,
+        log_key=signer.verifier(),
+        witness_verifier=cosigner.verifier(),
+    )
+
+
+def servicers_for(parts: NodeParts) -> Servicers:
+    """The real servicers over ``parts``; what they cannot serve yet answers UNIMPLEMENTED."""
+    resolver = (
+        node_resolver(parts.subjects.transcryptor, parts.subjects.own)
+        if parts.subjects is not None
+        else None
+    )
+    keys = Keys(
+        log=parts.log_key,
+        witnesses=list(parts.checkpointer.witnesses.values()),
+        quorum=parts.config.audit.quorum,
+    )
+    return Servicers(
+        partner=PartnerService(parts),
+        federation=FederationService(parts),
+        audit=AuditService(parts.audit, parts.checkpointer, keys, resolver),
+    )
+
+
+@dataclass
+class Node:
+    """A running node: the server and its background loops."""
+
+    parts: NodeParts
+    server: NodeServer
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        """Where the node listens (with the port actually bound)."""
+        return self.server.address
+
+    async def start(self) -> None:
+        """Serve, and start checkpointing, witnessing, policy reload and purging."""
+        await self.server.start()
+        if self.parts.policy is not None:
+            self.parts.policy.start()
+        self._tasks = [
+            asyncio.create_task(self.parts.checkpointer.run(self._stop), name="checkpoints"),
+            asyncio.create_task(self._witness_loop(), name="witnessing"),
+            asyncio.create_task(self._purge_loop(), name="retention"),
+        ]
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop serving, finish the loops, and close the audit writer."""
+        self._stop.set()
+        await self.server.stop(grace)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.parts.policy is not None:
+            self.parts.policy.stop()
+        self.parts.audit.close()
+
+    async def wait(self) -> None:
+        """Return when the server has stopped."""
+        await self.server.wait()
+
+    async def _purge_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                purged = await asyncio.to_thread(self.parts.registry.purge_expired)
+                erased = await asyncio.to_thread(self.parts.audit.erase_expired)
+                if purged or erased:
+                    log.info("retention_purge", cases=len(purged), audit_bodies=erased)
+            except Exception as exc:  # a failed purge is retried at the next interval
+                log.error("retention_purge_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), PURGE_INTERVAL_SECONDS)
+
+    async def _witness_loop(self) -> None:
+        if not self.parts.config.peers:
+            return
+        tls = self.parts.config.tls
+        credentials = channel_credentials(tls.ca_file, tls.cert_file, tls.key_file)
+        channels = {
+            peer.id: node_channel(peer.address, peer.id, credentials)
+            for peer in self.parts.config.peers
+        }
+        try:
+            while not self._stop.is_set():
+                await asyncio.gather(
+                    *(
+                        self._ask_witness(peer, channels[peer.id])
+                        for peer in self.parts.config.peers
+                    )
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), WITNESS_INTERVAL_SECONDS)
+        finally:
+            for channel in channels.values():
+                await channel.close(None)
+
+    async def _ask_witness(self, peer: PeerSection, channel: grpc.aio.Channel) -> None:
+        """Send the newest checkpoint to ``peer`` if it has not cosigned it yet."""
+        checkpointer = self.parts.checkpointer
+        latest = await asyncio.to_thread(checkpointer.latest)
+        if latest is None:
+            return
+        old_size = await asyncio.to_thread(checkpointer.last_cosigned_size, peer.id)
+        if old_size >= latest.size:
+            return
+        stub = federation_pb2_grpc.FederationServiceStub(channel)
+        for _attempt in range(2):
+            request = await asyncio.to_thread(checkpointer.witness_request, latest, old_size)
+            try:
+                reply = await stub.AddCheckpoint(request, timeout=WITNESS_DEADLINE_SECONDS)
+            except grpc.aio.AioRpcError as exc:
+                held = _held_size(exc)
+                if held is not None and held != old_size:
+                    # The witness saw a size we never got its cosignature for
+                    # (e.g. the reply was lost): prove consistency from there.
+                    old_size = held
+                    continue
+                log.warning(
+                    "witness_unavailable", peer=peer.id, code=exc.code().name, size=latest.size
+                )
+                return
+            try:
+                count = await asyncio.to_thread(
+                    checkpointer.add_cosignature, latest.size, reply.cosignature
+                )
+            except notes.NoteError as exc:
+                log.error("witness_cosignature_refused", peer=peer.id, reason=str(exc))
+                return
+            log.info("checkpoint_cosigned", peer=peer.id, size=latest.size, cosignatures=count)
+            return
+
+
+def _held_size(error: grpc.aio.AioRpcError) -> int | None:
+    """The witness's size from a FAILED_PRECONDITION answer, if it is one."""
+    if error.code() is not grpc.StatusCode.FAILED_PRECONDITION:
+        return None
+    # grpc-stubs types trailing metadata as opaque items; at run time they are pairs.
+    pairs = cast("Iterable[tuple[str, str | bytes]]", error.trailing_metadata() or ())
+    for key, value in pairs:
+        if key == "schakel-witness-size":
+            text = value.decode() if isinstance(value, bytes) else value
+            return int(text) if text.isdigit() else None
+    return None
+
+
+def open_node(config: NodeConfig) -> Node:
+    """Load the parts and build the server (inside the event loop that will run it)."""
+    engine = open_database(config)
+    try:
+        parts = load_parts(config, engine)
+        server = build_server(config, servicers_for(parts), engine=engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Node(parts, server)
+
+
+__all__ = ["ConfigError", "Node", "NodeParts", "load_parts", "open_node", "servicers_for"]
