@@ -146,7 +146,9 @@ class AdapterRunner:
         kind = _KIND_NAMES.get(task.kind, "unknown")
         try:
             await self.handle(task)
-        except (PartnerRpcError, ValueError) as exc:
+        except Exception as exc:
+            # Whatever an adapter raises (a database down, a bad row) must neither
+            # stop the runner nor reach a log with its message, which may quote data.
             self.stats[f"failed.{kind}"] += 1
             code = exc.code.name if isinstance(exc, PartnerRpcError) else type(exc).__name__
             log.warning("task failed", task_id=task.task_id, kind=kind, error=code)

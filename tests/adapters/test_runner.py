@@ -192,3 +192,27 @@ async def test_lapsed_and_undecryptable_tasks_are_skipped_without_leaking(
     assert any(e.get("error") == "PseudonymError" for e in logs)
     assert len(sim.node.recorded.hits) == 1
     assert bsn not in json.dumps(logs, default=str)
+
+
+async def test_a_failing_source_fails_the_task_not_the_runner(
+    sim: RunningNode, client: PartnerClient, police: Police, police_keys: DomainKey
+) -> None:
+    runner = AdapterRunner(client, police.adapter, keys=police_keys, reconnect=FAST_RECONNECT)
+    serving = asyncio.create_task(runner.run())
+    await asyncio.wait_for(runner.connected.wait(), 5)
+    bsn = next(iter(police.data.persons.values()))[0]
+    engine = police.adapter._engine  # the partner's own database, broken on purpose
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE teams RENAME TO teams_old"))
+    with structlog.testing.capture_logs() as logs:
+        broken = sim.node.queue_task(POLICE, partner_pb2.TASK_KIND_HIT_QUERY, id_value=bsn)
+        await until(lambda: runner.stats["failed.hit_query"] == 1)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE teams_old RENAME TO teams"))
+    fixed = sim.node.queue_task(POLICE, partner_pb2.TASK_KIND_HIT_QUERY, id_value=bsn)
+    await until(lambda: fixed in sim.node.recorded.hits)
+    runner.stop()
+    await asyncio.wait_for(serving, 5)
+    assert broken not in sim.node.recorded.hits
+    assert [e["error"] for e in logs if e["event"] == "task failed"] == ["OperationalError"]
+    assert "teams" not in json.dumps(logs, default=str)
