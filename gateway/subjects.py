@@ -15,9 +15,11 @@ from schakel.v1 import common_pb2
 from policy.pseudonyms import (
     Ciphertext,
     DomainKey,
+    PseudonymError,
     Transcryptor,
     TranscryptorKeys,
     decrypt,
+    encrypt,
     pseudonym_hex,
 )
 
@@ -47,6 +49,25 @@ class NodeSubjects:
         """The subject's pseudonym in the node's own domain, lowercase hex."""
         own = self.transcryptor.transcrypt(subject, self.own.domain, from_domain)
         return pseudonym_hex(decrypt(own, self.own.secret_key))
+
+    def reencrypt(self, pseudonym: str) -> Ciphertext:
+        """A fresh ciphertext in the node's own domain of a stored node pseudonym (hex).
+
+        The registry keeps only the node-domain pseudonym ``s_node * M``; a
+        ciphertext in the node's domain decrypts to exactly that, so this is
+        what later requests transcrypt onwards (``from_domain`` = node id).
+        """
+        try:
+            point = bytes.fromhex(pseudonym)
+        except ValueError as exc:
+            raise PseudonymError("a stored pseudonym is not hex") from exc
+        return encrypt(point, self.own.public_key)
+
+    def for_domain_from_pseudonym(
+        self, pseudonym: str, domain: str
+    ) -> common_pb2.EncryptedPseudonym:
+        """The subject behind a stored node pseudonym, transcrypted for ``domain``."""
+        return self.for_domain(self.reencrypt(pseudonym), domain, self.own.domain)
 
     def for_domain(
         self, subject: Ciphertext, domain: str, from_domain: str | None = None

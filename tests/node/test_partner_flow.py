@@ -295,3 +295,14 @@ async def test_checkpoints_are_cosigned_by_the_peer_and_inzage_proves_each_recor
             report.checkpoint.root,
         )
     assert HL in report.checkpoint.note.decode()
+
+
+def test_a_stored_node_pseudonym_can_be_sent_on_to_any_domain(pair: Pair) -> None:
+    """What the node keeps (its own pseudonym) is enough to reach a recipient's pseudonym."""
+    subjects = pair.nodes[RR].parts.subjects
+    assert subjects is not None
+    stored = expected_pseudonym(pair, RR)
+    for domain in ("politie-hl", HL):
+        sent = subjects.for_domain_from_pseudonym(stored, domain)
+        got = decrypt_subject(sent, pair.keys.domain(domain).secret_key)
+        assert got == expected_pseudonym(pair, domain)
