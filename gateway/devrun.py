@@ -2,7 +2,10 @@
 
 Everything lives under ``.state/dev`` (git-ignored) and is reused on the
 next run: a CA, two nodes with a node.toml each, partner, officer and
-collector certificates. Both nodes start in this process; a list of
+collector certificates, the pseudonym keys (federation key, transcryptor
+secrets, a domain key per organisation), a signed copy of the baseline
+policy bundle, and each node's audit keys; the two nodes witness each
+other's checkpoints. Both nodes start in this process; a list of
 checks then shows over mTLS that they serve and refuse as they should.
 ``--once`` exits after the checks (0 only if all passed); otherwise the
 nodes serve until Ctrl-C. Later issues append their steps to :data:`CHECKS`.
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import datetime as dt
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +26,25 @@ from typing import TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from schakel.v1 import federation_pb2, federation_pb2_grpc, partner_pb2, partner_pb2_grpc
+from schakel.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    common_pb2,
+    federation_pb2,
+    federation_pb2_grpc,
+    partner_pb2,
+    partner_pb2_grpc,
+)
 
+from adapters.sdk.subjects import decrypt_subject, encrypt_subject
 from certs.ca_store import CaStore, load_certificate
 from certs.identity import Identity, PeerKind, make_identity
+from gateway.audit import merkle
 from gateway.config import ConfigError, load_config
+from gateway.devkeys import DevKeys
 from gateway.logging import configure_logging
-from gateway.server import NodeServer, StartupError, build_server
+from gateway.node import Node, open_node
+from gateway.server import StartupError
 from gateway.tls import channel_credentials, node_channel
 
 ROTTERDAM = "zvh-rotterdam-rijnmond"
@@ -70,7 +86,12 @@ class DevFederation:
     root: Path
     ca_file: Path
     credentials: dict[str, Credential] = field(default_factory=dict)
-    nodes: dict[str, NodeServer] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> DevKeys:
+        """The dev pseudonym, policy and audit keys."""
+        return DevKeys(self.root / "keys")
 
     def channel(self, node_id: str, who: str) -> grpc.aio.Channel:
         """An mTLS channel to ``node_id`` presenting the certificate named ``who``."""
@@ -142,9 +163,22 @@ def prepare_pki(root: Path, say: Callable[[str], None]) -> DevFederation:
     return fed
 
 
-def write_node_config(fed: DevFederation, node_id: str, port: int) -> Path:
-    """Write ``<root>/<node-id>/node.toml`` for a node on SQLite."""
+def free_port() -> int:
+    """A loopback port that was free a moment ago (peers need addresses before start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_node_config(fed: DevFederation, node_id: str, ports: dict[str, int]) -> Path:
+    """Write ``<root>/<node-id>/node.toml`` for a node on SQLite; the other node witnesses it."""
     cred = fed.credentials[node_id]
+    port = ports[node_id]
+    peers = [(peer, f"127.0.0.1:{p}") for peer, p in ports.items() if peer != node_id]
+    sections = fed.keys.node_sections(
+        node_id, peers, checkpoint_every_records=5, checkpoint_every_seconds=2
+    )
     path = fed.root / node_id / "node.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -160,7 +194,7 @@ ca_file = "{fed.ca_file.resolve()}"
 cert_file = "{cred.cert_file.resolve()}"
 key_file = "{cred.key_file.resolve()}"
 crl_file = "{(fed.root / "ca" / "crl.pem").resolve()}"
-"""
+{sections}"""
     )
     return path
 
@@ -197,11 +231,113 @@ async def _partner_elsewhere(fed: DevFederation) -> str:
 
 
 async def _collector_signals(fed: DevFederation) -> str:
+    now = dt.datetime.now(dt.UTC)
+    request = federation_pb2.SignalsRequest(
+        purpose=common_pb2.Purpose(processing_activity_id="zvh.signalering")
+    )
+    request.period_start.FromDatetime(now - dt.timedelta(days=30))
+    request.period_end.FromDatetime(now + dt.timedelta(days=1))
     async with fed.channel(ROTTERDAM, "collector-stuurgroep") as channel:
-        call = federation_pb2_grpc.FederationServiceStub(channel).GetSignals(
-            federation_pb2.SignalsRequest(), timeout=5
+        reply = await federation_pb2_grpc.FederationServiceStub(channel).GetSignals(
+            request, timeout=5
         )
-        return await _refused(call, grpc.StatusCode.UNIMPLEMENTED)
+    hidden = sum(1 for cell in reply.cells if cell.suppressed)
+    return f"{len(reply.cells)} cells from {reply.node_id}, {hidden} suppressed below k={reply.k}"
+
+
+# A made-up BSN that passes the elfproef; it never leaves the partner unencrypted.
+DEMO_BSN = "111222333"
+PURPOSE = common_pb2.Purpose(processing_activity_id="zvh.complexe-casuistiek")
+
+
+def _referral(fed: DevFederation) -> partner_pb2.SubmitReferralRequest:
+    return partner_pb2.SubmitReferralRequest(
+        idempotency_key="make-run-demo-1",
+        purpose=PURPOSE,
+        subject=encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key),
+        theme="complexe-casuistiek",
+        criteria=["meervoudige-problematiek", "veiligheidsrisico"],
+        reason_codes=["escalatie"],
+        external_ref="POL-RR-2026-0042",
+    )
+
+
+async def _refer(fed: DevFederation) -> str:
+    async with fed.channel(ROTTERDAM, "politie-rr") as channel:
+        stub = partner_pb2_grpc.PartnerServiceStub(channel)
+        first = await stub.SubmitReferral(_referral(fed), timeout=5)
+        retry = await stub.SubmitReferral(_referral(fed), timeout=5)
+    if retry.case_ref != first.case_ref or retry.created:
+        raise AssertionError("a retried referral did not return the first case")
+    state = "opened" if first.created else "was already open from an earlier run"
+    return f"case {first.case_ref.case_id} {state}; the retry returned the same case"
+
+
+async def _pseudonymise(fed: DevFederation) -> str:
+    key = fed.keys.domain("politie-rr").secret_key
+    subject = encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)
+    async with fed.channel(ROTTERDAM, "politie-rr") as channel:
+        reply = await partner_pb2_grpc.PartnerServiceStub(channel).Pseudonymise(
+            partner_pb2.PseudonymiseRequest(purpose=PURPOSE, subjects=[subject, subject]),
+            timeout=5,
+        )
+    seen = {decrypt_subject(s, key) for s in reply.subjects}
+    if len(seen) != 1 or reply.subjects[0] == reply.subjects[1]:
+        raise AssertionError("pseudonyms were not stable, or ciphertexts not rerandomised")
+    return f"politie-rr's own pseudonym {seen.pop()[:16]}... (stable; ciphertexts differ)"
+
+
+async def _outsider(fed: DevFederation) -> str:
+    async with fed.channel(ROTTERDAM, "politie-rr") as channel:
+        made = await partner_pb2_grpc.PartnerServiceStub(channel).SubmitReferral(
+            _referral(fed), timeout=5
+        )
+    async with fed.channel(ROTTERDAM, "ggz-rr") as channel:
+        call = partner_pb2_grpc.PartnerServiceStub(channel).GetCaseStatus(
+            partner_pb2.GetCaseStatusRequest(purpose=PURPOSE, case_ref=made.case_ref),
+            timeout=5,
+        )
+        return await _refused(call, grpc.StatusCode.NOT_FOUND)
+
+
+async def _witnessed(fed: DevFederation) -> str:
+    checkpointer = fed.nodes[ROTTERDAM].parts.checkpointer
+    for _ in range(100):
+        final = await asyncio.to_thread(checkpointer.latest_final)
+        if final is not None:
+            return f"checkpoint of size {final.size} cosigned by {HAAGLANDEN}"
+        await asyncio.sleep(0.1)
+    raise AssertionError("no checkpoint was cosigned within 10 s")
+
+
+async def _verify(fed: DevFederation) -> str:
+    async with fed.channel(ROTTERDAM, f"{ROTTERDAM}-fg") as channel:
+        reply = await audit_pb2_grpc.AuditServiceStub(channel).VerifyLog(
+            audit_pb2.VerifyLogRequest(), timeout=30
+        )
+    if not reply.ok:
+        raise AssertionError(reply.message)
+    return reply.message
+
+
+async def _inzage(fed: DevFederation) -> str:
+    subject = encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)
+    async with fed.channel(ROTTERDAM, f"{ROTTERDAM}-fg") as channel:
+        report = await audit_pb2_grpc.AuditServiceStub(channel).SubjectReport(
+            audit_pb2.SubjectReportRequest(subject=subject), timeout=30
+        )
+    for proven in report.entries:
+        merkle.verify_inclusion(
+            merkle.leaf_hash(proven.entry.leaf_data),
+            proven.entry.index,
+            report.checkpoint.size,
+            list(proven.proof.hashes),
+            report.checkpoint.root,
+        )
+    return (
+        f"{len(report.entries)} records about the person, each proven against the "
+        f"cosigned checkpoint of size {report.checkpoint.size}"
+    )
 
 
 Check = tuple[str, Callable[[DevFederation], Awaitable[str]]]
@@ -224,7 +360,13 @@ CHECKS: list[Check] = [
         lambda fed: _health(fed, ROTTERDAM, HAAGLANDEN),
     ),
     ("politie-rr is refused by zvh-haaglanden's partner service", _partner_elsewhere),
-    ("the national collector reaches the signals RPC", _collector_signals),
+    ("politie-rr refers a person to zvh-rotterdam-rijnmond, then retries", _refer),
+    ("politie-rr pseudonymises the same BSN twice", _pseudonymise),
+    ("ggz-rr, not in the case, asks for its status", _outsider),
+    ("the national collector gets suppressed aggregates", _collector_signals),
+    ("zvh-haaglanden witnesses zvh-rotterdam-rijnmond's audit log", _witnessed),
+    ("the FG verifies zvh-rotterdam-rijnmond's audit log", _verify),
+    ("the FG makes an inzage report for the referred person", _inzage),
 ]
 """Steps shown by ``make run``: a title and a coroutine returning what it saw."""
 
@@ -243,11 +385,14 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     with log_path.open("a", encoding="utf-8") as log_file:
         configure_logging("info", stream=log_file)
         say(f"== starting nodes (JSON logs in {log_path})")
+        ports = {
+            node_id: free_port() if args.ports == "auto" else DEV_PORTS[node_id]
+            for node_id in (ROTTERDAM, HAAGLANDEN)
+        }
         try:
-            for node_id in (ROTTERDAM, HAAGLANDEN):
-                port = 0 if args.ports == "auto" else DEV_PORTS[node_id]
-                config = load_config(write_node_config(fed, node_id, port), environ={})
-                node = build_server(config)
+            for node_id in ports:
+                config = load_config(write_node_config(fed, node_id, ports), environ={})
+                node = open_node(config)
                 await node.start()
                 fed.nodes[node_id] = node
                 say(f"   {node_id} listens on {node.address} ({config.database_url})")
