@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import queue
 import threading
@@ -61,7 +62,20 @@ class _Item:
     base: bytes
     columns: records.Columns
     retain_until_us: int | None
-    future: concurrent.futures.Future[int]
+    # Exactly one is set: a thread waits on ``future``, a coroutine on ``aio``.
+    future: concurrent.futures.Future[int] | None = None
+    aio: asyncio.Future[int] | None = None
+
+
+def _settle(entries: list[tuple[asyncio.Future[int], int, BaseException | None]]) -> None:
+    """Resolve a batch's awaiting futures, inside their event loop."""
+    for future, index, error in entries:
+        if future.done():  # the caller was cancelled; its record is written anyway
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(index)
 
 
 class AuditLog:
@@ -101,7 +115,6 @@ class AuditLog:
             base=record.SerializeToString(deterministic=True),
             columns=records.columns(record),
             retain_until_us=to_us(retain_until) if retain_until is not None else None,
-            future=concurrent.futures.Future(),
         )
 
     def submit(
@@ -112,6 +125,11 @@ class AuditLog:
         An invalid record raises :class:`records.RecordError` here and nothing is queued.
         """
         item = self._prepare(record, retain_until)
+        item.future = concurrent.futures.Future()
+        self._enqueue(item)
+        return item.future
+
+    def _enqueue(self, item: _Item) -> None:
         with self._lock:
             if self._closed:
                 raise AuditUnavailable("the audit log is closed")
@@ -121,7 +139,6 @@ class AuditLog:
                 )
                 self._thread.start()
             self._queue.put(item)
-        return item.future
 
     def append_sync(
         self, record: audit_pb2.AuditRecord, retain_until: datetime | None = None
@@ -140,7 +157,10 @@ class AuditLog:
         Raises :class:`AuditUnavailable` when the write failed (the node
         answers ``UNAVAILABLE`` and releases nothing).
         """
-        return await asyncio.wrap_future(self.submit(record, retain_until))
+        item = self._prepare(record, retain_until)
+        item.aio = asyncio.get_running_loop().create_future()
+        self._enqueue(item)
+        return await item.aio
 
     def append_many(
         self,
@@ -181,22 +201,41 @@ class AuditLog:
                     stop = True
                     break
                 batch.append(item)
-            live = [i for i in batch if i.future.set_running_or_notify_cancel()]
+            live = [i for i in batch if i.future is None or i.future.set_running_or_notify_cancel()]
             if not live:
                 continue
+            error: AuditUnavailable | None = None
+            first = 0
             try:
                 first = self._write(live)
             except Exception as exc:
                 # The DB error text can quote parameters (pseudonyms, leaf
                 # bytes), so only its type is logged and passed on.
                 _log.error("audit write failed", error=type(exc).__name__, batch=len(live))
-                for i in live:
-                    i.future.set_exception(
-                        AuditUnavailable(f"audit write failed: {type(exc).__name__}")
-                    )
-            else:
-                for n, i in enumerate(live):
-                    i.future.set_result(first + n)
+                error = AuditUnavailable(f"audit write failed: {type(exc).__name__}")
+            self._resolve(live, first, error)
+
+    @staticmethod
+    def _resolve(items: list[_Item], first: int, error: AuditUnavailable | None) -> None:
+        """Wake every caller of a committed (or failed) batch.
+
+        Coroutine callers are woken with one call into each event loop per
+        batch, not one per record: waking a loop from a thread is costly.
+        """
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int, BaseException | None]]
+        ] = {}
+        for n, item in enumerate(items):
+            if item.future is not None:
+                if error is not None:
+                    item.future.set_exception(error)
+                else:
+                    item.future.set_result(first + n)
+            elif item.aio is not None:
+                by_loop.setdefault(item.aio.get_loop(), []).append((item.aio, first + n, error))
+        for loop, entries in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, entries)
 
     def _write(self, items: Sequence[_Item]) -> int:
         """Write ``items`` as one transaction on the current head; returns the first index."""
