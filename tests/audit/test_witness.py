@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -198,4 +199,24 @@ def test_log_refuses_cosignatures_it_cannot_check(db_url: str) -> None:
     with pytest.raises(notes.NoteError, match="no checkpoint at size 99"):
         n.checkpointer.add_cosignature(99, line)
     assert n.checkpointer.latest().cosignatures == ()  # type: ignore[union-attr]
+    n.log.close()
+
+
+async def test_checkpointer_task_signs_as_records_arrive(db_url: str) -> None:
+    n = node(db_url, every_records=5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(n.checkpointer.run(stop, poll_seconds=0.02))
+    for _ in range(3):
+        await asyncio.gather(*(n.log.append(record()) for _ in range(5)))
+        for _ in range(200):
+            latest = n.checkpointer.latest()
+            if latest is not None and latest.size == n.log.head().size:
+                break
+            await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    latest = n.checkpointer.latest()
+    assert latest is not None and latest.size == 15
+    checkpoint, _ = notes.open_checkpoint(latest.note, n.signer.verifier())
+    assert checkpoint.root == n.log.head().root
     n.log.close()
