@@ -31,20 +31,20 @@ def _b64(data: bytes) -> str:
 def export(engine: Engine, out: TextIO, progress: Callable[[int, int], None] | None = None) -> int:
     """Write the whole log to ``out``; returns the number of leaves written.
 
-    Reads the head first and writes only the leaves below its size, so a log
-    that grows during the export still yields a consistent bundle.
+    Reads the checkpoints, then the head, then only the leaves below the
+    head's size, so a log that grows during the export yields a consistent
+    bundle.
     """
     cp, cos = tables.checkpoint, tables.cosignature
     with engine.connect() as conn:
-        head = read_head(conn)
         lines: dict[int, list[bytes]] = {}
         for size, line in conn.execute(sa.select(cos.c.size, cos.c.line).order_by(cos.c.witness)):
             lines.setdefault(int(size), []).append(bytes(line))
         checkpoint_rows = conn.execute(
-            sa.select(cp.c.size, cp.c.root, cp.c.note)
-            .where(cp.c.size <= head.size)
-            .order_by(cp.c.size)
+            sa.select(cp.c.size, cp.c.root, cp.c.note).order_by(cp.c.size)
         ).all()
+        # After the checkpoints: every honest checkpoint is then within the head.
+        head = read_head(conn)
     header = {"type": "header", "format": EXPORT_FORMAT, "size": head.size, "root": _b64(head.root)}
     out.write(json.dumps(header) + "\n")
     for size, root, note in checkpoint_rows:
@@ -57,9 +57,7 @@ def export(engine: Engine, out: TextIO, progress: Callable[[int, int], None] | N
         }
         out.write(json.dumps(entry, ensure_ascii=False) + "\n")
     written = 0
-    for index, digest, data in db_leaves(engine):
-        if index >= head.size:
-            break
+    for index, digest, data in db_leaves(engine, head.size):
         leaf: dict[str, object] = {
             "type": "leaf",
             "index": index,

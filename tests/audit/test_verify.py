@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,24 @@ def test_any_single_mutation_is_detected_and_located(
     report = verify_leaves(rows, checkpoint_notes, keys)
     assert not report.ok
     assert report.first_bad_index in expected, report.message
+
+
+def test_verifying_a_log_that_keeps_growing(db_url: str) -> None:
+    n = _built(db_url)
+    stop = threading.Event()
+
+    def keep_appending() -> None:
+        while not stop.is_set():
+            n.log.append_many([record() for _ in range(20)])
+            n.checkpointer.sign()
+
+    writer = threading.Thread(target=keep_appending)
+    writer.start()
+    try:
+        reports = [verify_database(n.log.engine, n.keys) for _ in range(5)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(r.ok for r in reports), [r.message for r in reports if not r.ok]
+    assert reports[-1].size > 40
+    n.log.close()
