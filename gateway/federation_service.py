@@ -7,19 +7,12 @@ case flow (#6) and still answer UNIMPLEMENTED through the stand-in.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from schakel.v1 import federation_pb2
 
-from gateway.audit.witness import (
-    BadProofError,
-    BadRequestError,
-    ConflictError,
-    UnknownLogError,
-    WitnessError,
-)
+from gateway.audit.witness import add_checkpoint_rpc
 from gateway.auth import current_identity
 from gateway.crossing import Crossing, commit, refuse
 from gateway.services import UnimplementedFederationService
@@ -29,15 +22,6 @@ if TYPE_CHECKING:
     from gateway.node import NodeParts
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-WITNESS_SIZE_KEY = "schakel-witness-size"
-"""Trailing metadata on a witness conflict: the size the witness holds (C2SP 409)."""
-
-_WITNESS_CODES: dict[type[WitnessError], grpc.StatusCode] = {
-    UnknownLogError: grpc.StatusCode.NOT_FOUND,
-    BadRequestError: grpc.StatusCode.INVALID_ARGUMENT,
-    BadProofError: grpc.StatusCode.INVALID_ARGUMENT,
-}
 
 
 class FederationService(UnimplementedFederationService):
@@ -50,25 +34,9 @@ class FederationService(UnimplementedFederationService):
         self, request: federation_pb2.AddCheckpointRequest, context: Context
     ) -> federation_pb2.AddCheckpointResponse:
         """Witness a peer's checkpoint: consistency from what we saw, CAS, cosign."""
-        caller = current_identity()
-        try:
-            line = await asyncio.to_thread(
-                self.parts.witness.add_checkpoint,
-                request.checkpoint,
-                request.old_size,
-                list(request.consistency_proof),
-                caller.node_id,
-            )
-        except ConflictError as exc:
-            context.set_trailing_metadata(((WITNESS_SIZE_KEY, str(exc.current_size)),))
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"witness has size {exc.current_size} for this log, not {request.old_size}",
-            )
-        except WitnessError as exc:
-            code = _WITNESS_CODES.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT)
-            await context.abort(code, str(exc))
-        return federation_pb2.AddCheckpointResponse(cosignature=line)
+        return await add_checkpoint_rpc(
+            self.parts.witness, request, context, current_identity().node_id
+        )
 
     def _activity_uri(self, activity_id: str) -> str:
         """The register URI of an activity from the policy in force ("" without one)."""

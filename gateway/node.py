@@ -28,7 +28,7 @@ from gateway.audit.inzage import node_resolver
 from gateway.audit.service import AuditService
 from gateway.audit.store import AuditLog
 from gateway.audit.verify import Keys
-from gateway.audit.witness import Witness
+from gateway.audit.witness import WITNESS_SIZE_KEY, Witness
 from gateway.cases import CaseRegistry, FactVault
 from gateway.config import ConfigError, NodeConfig, PeerSection, config_error
 from gateway.federation_service import FederationService
@@ -330,7 +330,7 @@ def _held_size(error: grpc.aio.AioRpcError) -> int | None:
     # grpc-stubs types trailing metadata as opaque items; at run time they are pairs.
     pairs = cast("Iterable[tuple[str, str | bytes]]", error.trailing_metadata() or ())
     for key, value in pairs:
-        if key == "schakel-witness-size":
+        if key == WITNESS_SIZE_KEY:
             text = value.decode() if isinstance(value, bytes) else value
             return int(text) if text.isdigit() else None
     return None

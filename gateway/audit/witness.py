@@ -10,6 +10,7 @@ never both advance it from the same size.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -153,6 +154,10 @@ class Witness:
             raise ConflictError(self.state(checkpoint.origin)[0]) from exc
 
 
+WITNESS_SIZE_KEY = "schakel-witness-size"
+"""Trailing metadata on a witness conflict: the size the witness holds (C2SP's 409)."""
+
+
 async def add_checkpoint_rpc(
     witness: Witness,
     request: federation_pb2.AddCheckpointRequest,
@@ -168,10 +173,17 @@ async def add_checkpoint_rpc(
     INVALID_ARGUMENT.
     """
     try:
-        line = witness.add_checkpoint(
-            request.checkpoint, request.old_size, list(request.consistency_proof), caller_node_id
+        line = await asyncio.to_thread(
+            witness.add_checkpoint,
+            request.checkpoint,
+            request.old_size,
+            list(request.consistency_proof),
+            caller_node_id,
         )
     except ConflictError as exc:
+        # The size also goes in trailing metadata, so the log can retry from it
+        # without parsing a human-readable message.
+        context.set_trailing_metadata(((WITNESS_SIZE_KEY, str(exc.current_size)),))
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     except UnknownLogError as exc:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))

@@ -306,3 +306,33 @@ def test_a_stored_node_pseudonym_can_be_sent_on_to_any_domain(pair: Pair) -> Non
         sent = subjects.for_domain_from_pseudonym(stored, domain)
         got = decrypt_subject(sent, pair.keys.domain(domain).secret_key)
         assert got == expected_pseudonym(pair, domain)
+
+
+async def test_a_log_that_lost_a_cosignature_catches_up_with_its_witness(pair: Pair) -> None:
+    """The witness answers a stale old_size with its own size; the log proves from there."""
+    politie = pair.fed.partner(RR, "politie-rr", "politie")
+    parts = pair.nodes[RR].parts
+    checkpointer = parts.checkpointer
+
+    async def cosigned_at_least(size: int) -> int:
+        for _ in range(100):
+            final = checkpointer.latest_final()
+            if final is not None and final.size >= size:
+                return final.size
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no checkpoint of size >= {size} was cosigned within 10 s")
+
+    async with pair.channel(RR, politie) as channel:
+        await partner_pb2_grpc.PartnerServiceStub(channel).SubmitReferral(referral(pair))
+    first = await cosigned_at_least(1)
+    # Forget every cosignature, as if the witness's replies had been lost: the
+    # log now asks from size 0, while the witness holds `first`.
+    with parts.engine.begin() as conn:
+        conn.execute(sa.text("delete from audit_cosignature"))
+    held = pair.nodes[HL].parts.witness.state(RR)[0]
+    assert held == first
+    async with pair.channel(RR, politie) as channel:
+        await partner_pb2_grpc.PartnerServiceStub(channel).SubmitReferral(
+            referral(pair, key="ref-2", external_ref="POL-2026-0002")
+        )
+    assert await cosigned_at_least(first + 1) > first
