@@ -17,9 +17,14 @@ from schakel.v1 import audit_pb2, audit_pb2_grpc
 from gateway.audit import inzage, merkle, query, verify
 from gateway.audit.checkpoint import Checkpoints
 from gateway.audit.store import AuditLog
+from gateway.auth import current_identity
+from gateway.crossing import Crossing, commit
 from policy.pseudonyms import Ciphertext, PseudonymError
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+INZAGE_ACTIVITY = "schakel.inzage"
+"""The processing activity under which officers' subject reports are logged (AVG art. 15)."""
 
 
 class AuditService(audit_pb2_grpc.AuditServiceServicer):
@@ -104,8 +109,9 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         """Every record about the subject, with proofs against the latest cosigned checkpoint."""
         if self.resolver is None:
             await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                "SubjectReport needs the node's transcryptor and domain keys, not configured",
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "SubjectReport needs the node's pseudonym keys "
+                "(pseudonyms.transcryptor_keys, pseudonyms.domain_key), which are not configured",
             )
         resolver = self.resolver
         assert resolver is not None
@@ -117,4 +123,16 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
             report = await asyncio.to_thread(inzage.build_report, self.checkpointer, pseudonym)
         except inzage.InzageError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        # Looking a person up is itself processing about that person: the
+        # access is logged (after the report, so it does not list itself).
+        await commit(
+            self.log,
+            Crossing(
+                name="schakel.v1.AuditService/SubjectReport",
+                caller=current_identity(),
+                activity=INZAGE_ACTIVITY,
+                subject=pseudonym,
+            ),
+            context,
+        )
         return report.response

@@ -295,6 +295,15 @@ async def test_checkpoints_are_cosigned_by_the_peer_and_inzage_proves_each_recor
             report.checkpoint.root,
         )
     assert HL in report.checkpoint.note.decode()
+    async with pair.channel(RR, fg) as channel:
+        names = [
+            e.record.name
+            async for e in audit_pb2_grpc.AuditServiceStub(channel).QueryRecords(
+                audit_pb2.AuditQuery(data_subject_id=report.data_subject_id)
+            )
+        ]
+    # The officer's look-up is itself logged as processing about the person.
+    assert names[-1] == "schakel.v1.AuditService/SubjectReport"
 
 
 def test_a_stored_node_pseudonym_can_be_sent_on_to_any_domain(pair: Pair) -> None:
