@@ -124,6 +124,20 @@ class CasesSection:
 
 
 @dataclass(frozen=True)
+class FederationSection:
+    """``[federation]``: the signed directory of peer nodes and how they are called."""
+
+    directory: Path | None = None
+    """The directory YAML; its signature is ``<directory>.sig`` beside it."""
+    public_key: Path | None = None
+    """The federation directory key (``.pub``) the signature must verify with."""
+    reload_seconds: int = 10
+    """How often the directory file is checked for a new signed version."""
+    concurrency: int = 32
+    """How many calls to peers one fan-out keeps in flight at once."""
+
+
+@dataclass(frozen=True)
 class PeerSection:
     """One ``[[peers]]`` entry: a peer node that witnesses this node's checkpoints."""
 
@@ -147,6 +161,7 @@ class NodeConfig:
     policy: PolicySection = field(default_factory=PolicySection)
     audit: AuditSection = field(default_factory=AuditSection)
     cases: CasesSection = field(default_factory=CasesSection)
+    federation: FederationSection = field(default_factory=FederationSection)
     peers: list[PeerSection] = field(default_factory=list)
     source: str = field(default="", metadata={"internal": True})
     """Where the configuration came from, for error messages; not a key."""
@@ -359,18 +374,26 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "pseudonyms.domain_key": config.pseudonyms.domain_key,
         "policy.bundle": config.policy.bundle,
         "policy.public_key": config.policy.public_key,
+        "federation.directory": config.federation.directory,
+        "federation.public_key": config.federation.public_key,
     }
     for key, path in files.items():
         if path is not None and not path.is_file():
             raise fail(key, f"file not found: {path}")
     if (config.policy.bundle is None) != (config.policy.public_key is None):
         raise fail("policy.public_key", "policy.bundle and policy.public_key go together")
+    if (config.federation.directory is None) != (config.federation.public_key is None):
+        raise fail(
+            "federation.public_key", "federation.directory and federation.public_key go together"
+        )
     positive = {
         "policy.reload_seconds": config.policy.reload_seconds,
         "audit.checkpoint_every_records": config.audit.checkpoint_every_records,
         "audit.checkpoint_every_seconds": config.audit.checkpoint_every_seconds,
         "audit.retention_days": config.audit.retention_days,
         "cases.retention_days": config.cases.retention_days,
+        "federation.reload_seconds": config.federation.reload_seconds,
+        "federation.concurrency": config.federation.concurrency,
     }
     for key, number in positive.items():
         if number < 1:

@@ -31,6 +31,7 @@ from gateway.audit.verify import Keys
 from gateway.audit.witness import WITNESS_SIZE_KEY, Witness
 from gateway.cases import CaseRegistry, FactVault
 from gateway.config import ConfigError, NodeConfig, PeerSection, config_error
+from gateway.federation import PeerClient, peer_client_for
 from gateway.federation_service import FederationService
 from gateway.logging import get_logger
 from gateway.partner_service import PartnerService
@@ -64,6 +65,8 @@ class NodeParts:
     """The node's checkpoint key, as officers pin it."""
     witness_verifier: notes.Verifier
     """The node's cosignature key, as peers pin it."""
+    peers: PeerClient | None = None
+    """Calls peer nodes (hit/no-hit, uitvraag, transfer); None without peers."""
 
     @property
     def node_id(self) -> str:
@@ -190,6 +193,7 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
         subjects=subjects,
         log_key=signer.verifier(),
         witness_verifier=cosigner.verifier(),
+        peers=peer_client_for(config),
     )
 
 
@@ -246,6 +250,8 @@ class Node:
                 await task
         if self.parts.policy is not None:
             self.parts.policy.stop()
+        if self.parts.peers is not None:
+            await self.parts.peers.close()
         self.parts.audit.close()
 
     async def wait(self) -> None:
