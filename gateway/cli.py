@@ -19,6 +19,7 @@ AREAS: dict[str, str] = {
     "policy": "policy.cli",
     "audit": "gateway.audit.cli",
     "signals": "gateway.signals.cli",
+    "federation": "gateway.federation.cli",
 }
 
 
