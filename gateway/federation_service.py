@@ -1,27 +1,69 @@
 """FederationService: what a node serves to other nodes and to the national collector.
 
-Served here: checkpoint witnessing (AddCheckpoint) and aggregate signals
-(GetSignals). Federated hit/no-hit, uitvraag and case transfer belong to the
-case flow (#6) and still answer UNIMPLEMENTED through the stand-in.
+Served here: federated hit/no-hit (HitNoHit), uitvraag between nodes
+(RequestFacts), case transfer (TransferCase), checkpoint witnessing
+(AddCheckpoint) and aggregate signals (GetSignals). The interceptor admits
+only node certificates (the collector for GetSignals); when the node has a
+signed directory, HitNoHit, RequestFacts and TransferCase also require the
+caller to be listed in it. Subjects arrive transcrypted to this node's own
+domain. Every answer waits for its durable audit record.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
-from schakel.v1 import federation_pb2
+import sqlalchemy as sa
+from schakel.v1 import common_pb2, federation_pb2
 
+from certs.identity import ORG_TYPES
 from gateway.audit.witness import add_checkpoint_rpc
 from gateway.auth import current_identity
-from gateway.crossing import Crossing, commit, refuse
+from gateway.cases.errors import CaseError
+from gateway.cases.model import OPEN_PHASES, Case, Referral
+from gateway.cases.tables import cases
+from gateway.crossing import Crossing, append, commit, refuse
+from gateway.federation.directory import NODE_URI_PREFIX
 from gateway.services import UnimplementedFederationService
 from gateway.signals.answer import SignalsRequestError, get_signals, signals_audit
+from gateway.tracing import current_trace
+from policy.evaluator import Decision, Request, grounds_of, phase_name
+from policy.minimise import minimise_fact
+from policy.model import PolicyError
+from policy.pseudonyms import PseudonymError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from gateway.cases import CaseRegistry
     from gateway.node import NodeParts
+    from policy.store import PolicyStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE = "schakel.v1.FederationService"
+BEKEND = "bekend"
+ZVH = "zvh"
+NOT_HELD = "not-held"
+"""Withheld reason of a category this node holds no fact of for the subject."""
+MAX_CATEGORIES = 32
+
+
+class _RefusedError(Exception):
+    """A request this node refuses: the status and a message naming what was wrong."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _trace() -> common_pb2.TraceContext:
+    trace = current_trace()
+    if trace is None:
+        return common_pb2.TraceContext()
+    return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
 
 
 class FederationService(UnimplementedFederationService):
@@ -65,3 +107,300 @@ class FederationService(UnimplementedFederationService):
         crossing.decision = signals_audit(answered=True).decision()
         await commit(self.parts.audit, crossing, context)
         return response
+
+    # -- case flow between nodes -------------------------------------------
+
+    def _crossing(
+        self,
+        method: str,
+        purpose: common_pb2.Purpose,
+        case_ref: common_pb2.CaseRef,
+        phase: int,
+        categories: tuple[str, ...],
+    ) -> Crossing:
+        activity = purpose.processing_activity_id
+        return Crossing(
+            name=f"{SERVICE}/{method}",
+            caller=current_identity(),
+            activity=activity,
+            activity_uri=self._activity_uri(activity),
+            phase=phase,
+            case_ref=case_ref,
+            categories=categories,
+            provider=NODE_URI_PREFIX + self.parts.node_id,
+        )
+
+    def _check_common(self, crossing: Crossing, case_ref: common_pb2.CaseRef) -> None:
+        """Checks every case-flow call shares; raise _RefusedError naming the problem."""
+        caller = crossing.caller
+        peers = self.parts.peers
+        if peers is not None and caller.node_id not in {p.node_id for p in peers.peers()}:
+            raise _RefusedError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"node {caller.node_id!r} is not in this node's federation directory",
+            )
+        if not crossing.activity:
+            raise _RefusedError(
+                grpc.StatusCode.INVALID_ARGUMENT, "purpose.processing_activity_id is required"
+            )
+        if case_ref.node_id != caller.node_id or not case_ref.case_id:
+            raise _RefusedError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "case_ref must name a case of the calling node (node_id and case_id)",
+            )
+
+    def _subject(self, crossing: Crossing, subject: common_pb2.EncryptedPseudonym) -> str:
+        """The subject's node-domain pseudonym; sets it on the crossing."""
+        subjects = self.parts.subjects
+        if subjects is None:
+            raise _RefusedError(
+                grpc.StatusCode.FAILED_PRECONDITION, "this node has no pseudonym keys configured"
+            )
+        try:
+            ciphertext = subjects.parse(subject)
+            # The sender transcrypted to this node's domain, so "from" is our own domain.
+            pseudonym = subjects.node_pseudonym(ciphertext, from_domain=self.parts.node_id)
+        except PseudonymError as exc:
+            raise _RefusedError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"subject must be encrypted for this node's domain {self.parts.node_id!r}: {exc}",
+            ) from exc
+        crossing.subject = pseudonym
+        return pseudonym
+
+    def _policy(self) -> PolicyStore:
+        if self.parts.policy is None:
+            raise _RefusedError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this node has no policy bundle, so nothing may cross",
+            )
+        return self.parts.policy
+
+    def _decide(self, request: Request) -> Decision:
+        try:
+            return self._policy().decide(request)
+        except PolicyError as exc:
+            raise _RefusedError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+
+    async def _refuse(self, crossing: Crossing, context: Context, exc: _RefusedError) -> NoReturn:
+        await refuse(self.parts.audit, crossing, context, exc.code, str(exc))
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+    async def HitNoHit(  # noqa: N802 - gRPC method name
+        self, request: federation_pb2.FederatedHitRequest, context: Context
+    ) -> federation_pb2.FederatedHitResponse:
+        """Is the subject in an active case here? A hit gives the contact handle, nothing else."""
+        crossing = self._crossing(
+            "HitNoHit", request.purpose, request.case_ref, request.phase, (BEKEND,)
+        )
+        try:
+            self._check_common(crossing, request.case_ref)
+            contact = self.parts.config.cases.contact_handle
+            if not contact:
+                raise _RefusedError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "this node has no [cases] contact_handle to give on a hit",
+                )
+            pseudonym = self._subject(crossing, request.subject)
+            decision = self._decide(
+                Request(
+                    activity=crossing.activity,
+                    phase=phase_name(request.phase),
+                    provider=ZVH,
+                    recipient=ZVH,
+                    categories=(BEKEND,),
+                ),
+            )
+            crossing.decision = decision.to_proto()
+            if BEKEND not in decision.released:
+                reason = dict(decision.withheld).get(BEKEND, "")
+                raise _RefusedError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"policy does not allow hit/no-hit for this purpose and phase ({reason})",
+                )
+            answer = await asyncio.to_thread(
+                self.parts.registry.active_hit, pseudonym, contact_handle=contact
+            )
+        except _RefusedError as exc:
+            await self._refuse(crossing, context, exc)
+        await commit(self.parts.audit, crossing, context)
+        return federation_pb2.FederatedHitResponse(
+            hit=answer.hit, contact_handle=answer.contact_handle, trace=_trace()
+        )
+
+    async def RequestFacts(  # noqa: N802 - gRPC method name
+        self, request: federation_pb2.FederatedFactsRequest, context: Context
+    ) -> federation_pb2.FederatedFactsResponse:
+        """Facts this node holds on the subject's active case, as far as its policy allows.
+
+        Each stored fact is judged with its original provider's organisation
+        type as provider and ``recipient_org_type`` as recipient, under the
+        grounds recorded for that provider, and minimised before it leaves.
+        """
+        categories = tuple(request.categories)
+        crossing = self._crossing(
+            "RequestFacts", request.purpose, request.case_ref, request.phase, categories
+        )
+        try:
+            self._check_common(crossing, request.case_ref)
+            if not categories or len(categories) > MAX_CATEGORIES:
+                raise _RefusedError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"categories must name 1 to {MAX_CATEGORIES} fact categories",
+                )
+            if len(set(categories)) != len(categories):
+                raise _RefusedError(grpc.StatusCode.INVALID_ARGUMENT, "categories lists one twice")
+            if request.recipient_org_type not in ORG_TYPES:
+                raise _RefusedError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"recipient_org_type must be one of {', '.join(sorted(ORG_TYPES))}",
+                )
+            pseudonym = self._subject(crossing, request.subject)
+            policy = self._policy()
+            case = await asyncio.to_thread(
+                _active_case, self.parts.engine, self.parts.registry, pseudonym
+            )
+            facts, summary = await asyncio.to_thread(
+                self._released_facts, policy, case, request, categories
+            )
+        except _RefusedError as exc:
+            await self._refuse(crossing, context, exc)
+        except CaseError as exc:
+            await self._refuse(crossing, context, _RefusedError(exc.code, str(exc)))
+        crossing.decision = summary
+        await commit(self.parts.audit, crossing, context)
+        return federation_pb2.FederatedFactsResponse(facts=facts, decision=summary, trace=_trace())
+
+    def _released_facts(
+        self,
+        policy: PolicyStore,
+        case: Case | None,
+        request: federation_pb2.FederatedFactsRequest,
+        categories: tuple[str, ...],
+    ) -> tuple[list[common_pb2.Fact], common_pb2.DecisionSummary]:
+        released: list[common_pb2.Fact] = []
+        reasons: dict[str, str] = {}
+        rule_ids: list[str] = []
+        bases: list[str] = []
+        if case is not None:
+            org_types = {(p.node_id, p.org_id): p.org_type for p in case.participants}
+            for stored in self.parts.registry.facts(case.id):
+                if stored.category not in categories:
+                    continue
+                provider = org_types.get((stored.provider_node_id, stored.provider_org_id))
+                if provider is None:
+                    reasons.setdefault(stored.category, "provider-not-participant")
+                    continue
+                grounds = grounds_of(
+                    {
+                        g.category: [g.kind.value.replace("_", "-")]
+                        for g in case.grounds
+                        if g.provider_org_id == stored.provider_org_id
+                    }
+                )
+                decision = policy.decide(
+                    Request(
+                        activity=request.purpose.processing_activity_id,
+                        phase=phase_name(request.phase),
+                        provider=provider,
+                        recipient=request.recipient_org_type,
+                        categories=(stored.category,),
+                        case_accepted=case.accepted_at is not None,
+                        grounds=grounds,
+                    )
+                )
+                if stored.category in decision.released:
+                    released.append(minimise_fact(stored.fact, decision))
+                    rule_ids += [r for r in decision.rule_ids if r not in rule_ids]
+                    bases += [b for b in decision.legal_basis if b not in bases]
+                else:
+                    reasons.setdefault(stored.category, decision.withheld[0][1])
+        out_categories = {f.category for f in released}
+        withheld = [
+            common_pb2.WithheldCategory(category=c, reason=reasons.get(c, NOT_HELD))
+            for c in categories
+            if c not in out_categories
+        ]
+        if not withheld:
+            outcome = common_pb2.DECISION_OUTCOME_ALLOW
+        elif out_categories:
+            outcome = common_pb2.DECISION_OUTCOME_PARTIAL
+        else:
+            outcome = common_pb2.DECISION_OUTCOME_DENY
+        summary = common_pb2.DecisionSummary(
+            outcome=outcome,
+            released=[c for c in categories if c in out_categories],
+            withheld=withheld,
+            bundle_hash=policy.bundle_hash,
+            rule_ids=rule_ids,
+            legal_basis=common_pb2.LegalBasis(code=",".join(bases)),
+        )
+        return released, summary
+
+    async def TransferCase(  # noqa: N802 - gRPC method name
+        self, request: federation_pb2.TransferCaseRequest, context: Context
+    ) -> federation_pb2.TransferCaseResponse:
+        """Open the handed-over case here, in aanmelding; a retry returns the same case.
+
+        The receiving ZVH runs its own triage, so the case starts at
+        aanmelding whatever phase it had at the sending node. The pair
+        (sending node, idempotency key) identifies the transfer.
+        """
+        crossing = self._crossing(
+            "TransferCase", request.purpose, request.case_ref, request.phase, ("aanmelding",)
+        )
+        registry = self.parts.registry
+        try:
+            self._check_common(crossing, request.case_ref)
+            pseudonym = self._subject(crossing, request.subject)
+            tags = tuple(request.bottlenecks)
+            if self.parts.policy is not None:
+                known = set(self.parts.policy.evaluator.policy.bundle.bottlenecks)
+                unknown = sorted(set(tags) - known)
+                if unknown:
+                    raise _RefusedError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"bottleneck tag(s) {', '.join(unknown)} are not in the policy bundle",
+                    )
+            referral = Referral(
+                referrer_org_id=crossing.caller.node_id,
+                referrer_org_type=ZVH,
+                idempotency_key=request.idempotency_key,
+                subject=pseudonym,
+                activity=crossing.activity,
+                theme=request.theme,
+                external_ref=f"{request.case_ref.node_id}/{request.case_ref.case_id}",
+            )
+            result = await asyncio.to_thread(registry.refer, referral)
+        except _RefusedError as exc:
+            await self._refuse(crossing, context, exc)
+        except CaseError as exc:
+            await self._refuse(crossing, context, _RefusedError(exc.code, str(exc)))
+        case_id = result.case.id
+        if result.created and tags:
+            await asyncio.to_thread(registry.set_bottlenecks, case_id, tags)
+        crossing.case_ref = common_pb2.CaseRef(node_id=self.parts.node_id, case_id=case_id)
+        if await append(self.parts.audit, crossing) is None:
+            if result.created:
+                await asyncio.to_thread(registry.withdraw, case_id)
+            await commit(self.parts.audit, crossing, context)
+        return federation_pb2.TransferCaseResponse(
+            case_ref=common_pb2.CaseRef(node_id=self.parts.node_id, case_id=case_id),
+            created=result.created,
+        )
+
+
+def _active_case(engine: Engine, registry: CaseRegistry, pseudonym: str) -> Case | None:
+    """The subject's active case at this node, or None (the newest if, oddly, several)."""
+    query = (
+        sa.select(cases.c.id)
+        .where(
+            cases.c.subject_pseudonym == pseudonym,
+            cases.c.phase.in_([p.value for p in OPEN_PHASES]),
+        )
+        .order_by(cases.c.opened_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        case_id = conn.execute(query).scalar_one_or_none()
+    return None if case_id is None else registry.get(case_id)

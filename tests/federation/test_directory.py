@@ -1,4 +1,4 @@
-"""The signed directory: refused when unsigned, tampered or foreign-signed; reload keeps the last good."""
+"""The signed directory: unsigned, tampered or foreign-signed is refused; reload keeps the good."""
 
 from __future__ import annotations
 
@@ -122,9 +122,9 @@ def test_config_errors_name_the_federation_key(tmp_path: Path) -> None:
     write_directory(path, key, NODES)
     path.write_text(path.read_text() + "# edited\n")
     config = fed.config(node, extra=f'\n[federation]\ndirectory = "{path}"\npublic_key = "{pub}"\n')
-    with pytest.raises(ConfigError, match="federation.directory: .*does not match"):
+    with pytest.raises(ConfigError, match=r"federation\.directory: .*does not match"):
         load_directory_store(config)
-    with pytest.raises(ConfigError, match="federation.directory and federation.public_key"):
+    with pytest.raises(ConfigError, match=r"federation\.directory and federation\.public_key"):
         fed.config(node, extra=f'\n[federation]\ndirectory = "{path}"\n')
 
 
