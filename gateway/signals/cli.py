@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.federation.directory import load_directory as load_signed_directory
+from gateway.federation.directory import load_directory_key
 from gateway.signals.collect import collect, split_periods
-from gateway.signals.directory import DirectoryError, load_directory
+from gateway.signals.directory import DirectoryError, DirectoryNode, load_directory
 from gateway.signals.report import write_report
 from gateway.tls import channel_credentials
 
@@ -52,6 +54,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="ask every node for its signals and write signals.csv and signals.html",
     )
     run.add_argument("--directory", type=Path, required=True, help="nodes file (.toml/.yaml)")
+    run.add_argument(
+        "--directory-key",
+        type=Path,
+        help="federation directory key (.pub): read --directory as the signed federation directory",
+    )
     run.add_argument("--cert", type=Path, required=True, help="the collector certificate")
     run.add_argument("--key", type=Path, required=True, help="its private key")
     run.add_argument("--ca", type=Path, required=True, help="the federation CA certificate")
@@ -73,10 +80,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return signals
 
 
+def _nodes(path: Path, key: Path | None) -> list[DirectoryNode]:
+    """The nodes of an unsigned nodes file, or of the signed directory when ``key`` is given."""
+    if key is None:
+        return load_directory(path)
+    signed = load_signed_directory(path, load_directory_key(key))
+    return [DirectoryNode(p.node_id, p.address, p.region or p.node_id) for p in signed.peers]
+
+
 def _collect(args: argparse.Namespace) -> int:
     try:
         periods = split_periods(args.start, args.end, monthly=args.periods == "monthly")
-        nodes = load_directory(args.directory)
+        nodes = _nodes(args.directory, args.directory_key)
         credentials = channel_credentials(args.ca, args.cert, args.key)
     except (ValueError, DirectoryError) as exc:
         print(f"schakel signals collect: {exc}", file=sys.stderr)

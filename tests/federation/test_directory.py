@@ -150,3 +150,38 @@ def test_cli_creates_signs_and_validates(
     assert "refusing to sign" in capsys.readouterr().err
     bad = ["federation", "create", str(tmp_path / "x.yaml"), "--node", "zvh-a"]
     assert main(bad) == 2
+
+
+def test_signals_collect_reads_the_signed_directory(
+    keyed: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _key, pub = keyed
+    fed = Federation(tmp_path / "pki")
+    collector = fed.collector()
+    args = [
+        "signals",
+        "collect",
+        "--directory",
+        str(path),
+        "--directory-key",
+        str(pub),
+        "--cert",
+        str(collector.cert_file),
+        "--key",
+        str(collector.key_file),
+        "--ca",
+        str(fed.ca_file),
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-02-01",
+        "--out",
+        str(tmp_path / "report"),
+        "--timeout",
+        "0.5",
+    ]
+    main(args)
+    assert "asked 2 node(s)" in capsys.readouterr().err
+    path.write_text(path.read_text().replace("7002", "7009"))
+    assert main(args) == 2
+    assert "does not match" in capsys.readouterr().err
