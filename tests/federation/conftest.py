@@ -19,7 +19,11 @@ from gateway.devkeys import DevKeys
 from gateway.node import Node, open_node
 from gateway.tls import channel_credentials, node_channel
 from policy import signing
-from tests.gateway.conftest import Credential, Federation
+from tests.gateway.conftest import (
+    Credential,
+    Federation,
+    logs,  # noqa: F401 - the fixture, for these tests too
+)
 
 BSN = "111222333"
 PURPOSE = "zvh.complexe-casuistiek"

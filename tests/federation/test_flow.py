@@ -11,6 +11,7 @@ from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 from gateway.cases.model import Participant, Referral
 from gateway.federation import PeerCallError
 from tests.federation.conftest import BSN, PURPOSE, A, B, C, Cluster
+from tests.gateway.conftest import LogCapture
 
 CASE = common_pb2.CaseRef(node_id=A, case_id="0" * 32)
 
@@ -233,3 +234,24 @@ async def test_fan_out_costs_about_one_round_trip(trio: Cluster) -> None:
     start = time.monotonic()
     await ask(trio)
     assert time.monotonic() - start < 2.0
+
+
+async def test_no_identifier_or_pseudonym_reaches_a_log_line(
+    logs: LogCapture, trio: Cluster
+) -> None:
+    open_case_at(trio, B)
+    await ask(trio)
+    peers = trio.nodes[A].parts.peers
+    assert peers is not None
+    refused = await peers.hit_no_hit(
+        purpose=PURPOSE,
+        case_ref=CASE,
+        phase=common_pb2.PHASE_CASUSOVERLEG,
+        subject_for=trio.subject_for(A),
+        deadline=5.0,
+    )
+    assert refused.unanswered == {B: "refused", C: "refused"}
+    text = logs.stream.getvalue()
+    assert "HitNoHit" in text, "the calls were logged"
+    for secret in (BSN, trio.pseudonym_at(B), trio.pseudonym_at(C), trio.pseudonym_at(A)):
+        assert secret not in text
