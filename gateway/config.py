@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from certs.identity import IdentityError, check_slug
+from certs.identity import ORG_TYPES, IdentityError, check_slug
 from gateway.logging import LEVELS
 
 ENV_PREFIX = "SCHAKEL_"
@@ -151,6 +151,16 @@ class PeerSection:
 
 
 @dataclass(frozen=True)
+class PartnerOrgSection:
+    """One ``[[partners]]`` entry: a local partner organisation asked in hit/no-hit rounds."""
+
+    id: str
+    """The organisation id, as in its certificate (``schakel://partner/<node>/<id>``)."""
+    org_type: str
+    """Its organisation type (politie, ggz, gemeente, ...), as policy knows it."""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole, validated configuration of one node."""
 
@@ -163,6 +173,7 @@ class NodeConfig:
     cases: CasesSection = field(default_factory=CasesSection)
     federation: FederationSection = field(default_factory=FederationSection)
     peers: list[PeerSection] = field(default_factory=list)
+    partners: list[PartnerOrgSection] = field(default_factory=list)
     source: str = field(default="", metadata={"internal": True})
     """Where the configuration came from, for error messages; not a key."""
 
@@ -406,6 +417,20 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
             split_listen(peer.address)
         except (IdentityError, ValueError) as exc:
             raise fail(f"peers[{i}]", str(exc)) from exc
+    seen: set[str] = set()
+    for i, partner in enumerate(config.partners):
+        try:
+            check_slug(partner.id, "partner id")
+        except IdentityError as exc:
+            raise fail(f"partners[{i}].id", str(exc)) from exc
+        if partner.id in seen:
+            raise fail(f"partners[{i}].id", f"{partner.id!r} is listed twice")
+        seen.add(partner.id)
+        if partner.org_type not in ORG_TYPES:
+            raise fail(
+                f"partners[{i}].org_type",
+                f"{partner.org_type!r} is not one of {sorted(ORG_TYPES)}",
+            )
     url = config.database.url
     if url and not url.startswith(("sqlite://", "postgresql")):
         raise fail("database.url", "must be a sqlite:// or postgresql+psycopg:// URL")

@@ -37,6 +37,7 @@ from gateway.logging import get_logger
 from gateway.partner_service import PartnerService
 from gateway.server import NodeServer, Servicers, build_server, open_database
 from gateway.subjects import NodeSubjects
+from gateway.tasks import TaskBroker
 from gateway.tls import channel_credentials, node_channel
 from policy.model import PolicyError
 from policy.pseudonyms import DomainKey, KeyFileError, TranscryptorKeys
@@ -67,6 +68,8 @@ class NodeParts:
     """The node's cosignature key, as peers pin it."""
     peers: PeerClient | None = None
     """Calls peer nodes (hit/no-hit, uitvraag, transfer); None without peers."""
+    tasks: TaskBroker = field(default_factory=TaskBroker)
+    """Work for the local partners' task streams, and the answers awaited (#6)."""
 
     @property
     def node_id(self) -> str:
@@ -245,6 +248,7 @@ class Node:
         """Stop serving, finish the loops, and close the audit writer."""
         self._stop.set()
         await self.server.stop(grace)
+        await self.parts.tasks.close()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -4,15 +4,17 @@ Served here: Pseudonymise (partners build their pseudonym index),
 SubmitReferral (aanmelding) and GetCaseStatus. Each call is checked against
 policy where data crosses, audited before it answers, and never holds a
 plaintext identifier: subjects arrive under the federation key and are
-transcrypted. The task stream and its answers (ReceiveTasks, AnswerHit,
-AnswerFacts) belong to the case flow (#6) and answer UNIMPLEMENTED through
-the stand-in.
+transcrypted. The task stream (ReceiveTasks) hands a partner the work of
+the case flow (gateway/FLOW.md); AnswerHit and AnswerFacts check an answer
+against its task, judge it under policy and audit it before acknowledging.
+A new referral starts a hit/no-hit round in the background once answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -20,10 +22,14 @@ from schakel.v1 import common_pb2, partner_pb2
 
 from certs.identity import Identity
 from gateway.auth import current_identity
-from gateway.cases import CaseError, Referral
+from gateway.cases import Case, CaseError, Referral
+from gateway.cases.errors import CaseInputError
+from gateway.cases.model import check_contact
 from gateway.cases.status import case_status
 from gateway.crossing import AUDIT_FAILED, Crossing, append, commit, refuse
+from gateway.hitnohit import BEKEND, ROUND_METHOD, run_round
 from gateway.services import UnimplementedPartnerService
+from gateway.tasks import PendingTask, TaskError, Withheld
 from gateway.tracing import current_trace
 from policy.evaluator import Outcome, Request
 from policy.pseudonyms import Ciphertext, PseudonymError
@@ -221,6 +227,8 @@ class PartnerService(UnimplementedPartnerService):
                 # back before the caller hears of the failure.
                 await asyncio.to_thread(self.parts.registry.withdraw, result.case.id)
             await context.abort(grpc.StatusCode.UNAVAILABLE, AUDIT_FAILED)
+        if result.created:
+            self.parts.tasks.spawn(self._first_round(result.case, caller), "hit-no-hit")
         return partner_pb2.SubmitReferralResponse(
             case_ref=crossing.case_ref, created=result.created, trace=_trace()
         )
@@ -268,6 +276,153 @@ class PartnerService(UnimplementedPartnerService):
             for_referrer=case.referrer_org_id == caller.org_id,
             with_hits=False,
         )
+
+    async def _first_round(self, case: Case, caller: Identity) -> None:
+        """The hit/no-hit round a new referral starts, after its answer has left."""
+        await run_round(self.parts, case, caller=caller, method=ROUND_METHOD)
+
+    # -- the task stream -----------------------------------------------------
+
+    async def ReceiveTasks(  # noqa: N802 - gRPC method name
+        self, request: partner_pb2.ReceiveTasksRequest, context: Context
+    ) -> AsyncIterator[partner_pb2.PartnerTask]:
+        """Stream the caller's tasks (its organisation comes from the certificate)."""
+        caller = current_identity()
+        kinds = set(request.kinds)
+        unknown = sorted(k for k in kinds if k not in _TASK_KINDS)
+        if unknown:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"kinds: {unknown} are not task kinds; use HIT_QUERY, FACT_QUERY, FACT_DELIVERY",
+            )
+        async for task in self.parts.tasks.stream(caller.org_id, kinds):
+            yield task
+
+    async def _claim(
+        self,
+        request: partner_pb2.AnswerHitRequest | partner_pb2.AnswerFactsRequest,
+        kind: partner_pb2.TaskKind.ValueType,
+        context: Context,
+    ) -> PendingTask:
+        """The caller's open task that ``request`` answers, or an abort saying what is wrong."""
+        caller = current_identity()
+        if not request.task_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task_id is required")
+        try:
+            pending = self.parts.tasks.claim(request.task_id, caller.org_id)
+        except TaskError as exc:
+            code = (
+                grpc.StatusCode.PERMISSION_DENIED
+                if exc.reason == "not_yours"
+                else grpc.StatusCode.NOT_FOUND
+            )
+            await context.abort(code, str(exc))
+        task = pending.task
+        if task.kind != kind:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"task {task.task_id} is a {partner_pb2.TaskKind.Name(task.kind)} task; "
+                f"this call answers {partner_pb2.TaskKind.Name(kind)} tasks",
+            )
+        if request.purpose != task.purpose:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"purpose must equal the task's purpose ({task.purpose.processing_activity_id!r})",
+            )
+        if request.case_ref != task.case_ref:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"case_ref must equal the task's case ({task.case_ref.case_id!r})",
+            )
+        return pending
+
+    def _crossing(self, name: str, pending: PendingTask, caller: Identity) -> Crossing:
+        task = pending.task
+        activity_id = task.purpose.processing_activity_id
+        uri = ""
+        if self.parts.policy is not None:
+            activity = self.parts.policy.evaluator.policy.bundle.activities.get(activity_id)
+            uri = activity.uri if activity is not None else ""
+        return Crossing(
+            name=f"{SERVICE}/{name}",
+            caller=caller,
+            activity=activity_id,
+            activity_uri=uri,
+            phase=task.phase,
+            case_ref=task.case_ref,
+            subject=pending.subject,
+            provider=caller.uri,
+        )
+
+    async def AnswerHit(  # noqa: N802 - gRPC method name
+        self, request: partner_pb2.AnswerHitRequest, context: Context
+    ) -> partner_pb2.AnswerAck:
+        """Take a hit/no-hit answer: check it, judge ``bekend`` under policy, audit, hand on."""
+        caller = current_identity()
+        pending = await self._claim(request, partner_pb2.TASK_KIND_HIT_QUERY, context)
+        if request.known:
+            try:
+                check_contact(request.contact_handle)
+            except CaseInputError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"contact_handle: {exc}")
+        elif request.contact_handle:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "contact_handle must be empty when the subject is not known",
+            )
+        crossing = self._crossing("AnswerHit", pending, caller)
+        crossing.categories = (BEKEND,)
+        released = False
+        if self.parts.policy is not None:
+            decision = self.parts.policy.decide(
+                Request(
+                    activity=crossing.activity,
+                    phase=common_pb2.Phase.Name(pending.task.phase).removeprefix("PHASE_").lower(),
+                    provider=caller.org_type,
+                    recipient=REGIE,
+                    roles=frozenset({"procesregisseur"}),
+                    categories=(BEKEND,),
+                )
+            )
+            crossing.decision = decision.to_proto()
+            released = decision.outcome is Outcome.ALLOW
+        await commit(self.parts.audit, crossing, context)
+        answer = request if released else Withheld()
+        self.parts.tasks.resolve(pending, answer)
+        return partner_pb2.AnswerAck(task_id=request.task_id, trace=_trace())
+
+    async def AnswerFacts(  # noqa: N802 - gRPC method name
+        self, request: partner_pb2.AnswerFactsRequest, context: Context
+    ) -> partner_pb2.AnswerAck:
+        """Take an uitvraag answer: only categories asked; audited, then handed to the uitvraag.
+
+        The uitvraag that asked judges and minimises the facts per recipient
+        and audits each release before anything is delivered.
+        """
+        caller = current_identity()
+        pending = await self._claim(request, partner_pb2.TASK_KIND_FACT_QUERY, context)
+        asked = set(pending.task.categories)
+        extra = sorted({f.category for f in request.facts} - asked)
+        if extra:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"facts of categories not asked for: {', '.join(extra)}; "
+                f"this task asked for {', '.join(sorted(asked))}",
+            )
+        crossing = self._crossing("AnswerFacts", pending, caller)
+        crossing.categories = tuple(sorted({f.category for f in request.facts}))
+        await commit(self.parts.audit, crossing, context)
+        self.parts.tasks.resolve(pending, request)
+        return partner_pb2.AnswerAck(task_id=request.task_id, trace=_trace())
+
+
+_TASK_KINDS = frozenset(
+    {
+        partner_pb2.TASK_KIND_HIT_QUERY,
+        partner_pb2.TASK_KIND_FACT_QUERY,
+        partner_pb2.TASK_KIND_FACT_DELIVERY,
+    }
+)
 
 
 def _takes_part(referrer: str, participants: Any, caller: Identity) -> bool:
