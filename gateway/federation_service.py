@@ -30,7 +30,7 @@ from gateway.services import UnimplementedFederationService
 from gateway.signals.answer import SignalsRequestError, get_signals, signals_audit
 from gateway.tracing import current_trace
 from policy.evaluator import Decision, Request, grounds_of, phase_name
-from policy.minimise import minimise_fact
+from policy.minimise import FactRefusedError, minimise_fact
 from policy.model import PolicyError
 from policy.pseudonyms import PseudonymError
 
@@ -310,7 +310,12 @@ class FederationService(UnimplementedFederationService):
                     )
                 )
                 if stored.category in decision.released:
-                    released.append(minimise_fact(stored.fact, decision))
+                    try:
+                        released.append(minimise_fact(stored.fact, decision))
+                    except FactRefusedError:
+                        # A stored fact that does not fit the plan never leaves whole.
+                        reasons.setdefault(stored.category, "malformed")
+                        continue
                     rule_ids += [r for r in decision.rule_ids if r not in rule_ids]
                     bases += [b for b in decision.legal_basis if b not in bases]
                 else:

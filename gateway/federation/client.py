@@ -114,6 +114,7 @@ class PeerClient:
         self._concurrency = concurrency
         self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def peers(self) -> list[Peer]:
         """The peers in force now (never this node itself)."""
@@ -124,7 +125,9 @@ class PeerClient:
         if known is None or known[0] != peer.address:
             if known is not None:
                 # The old channel may still carry calls; let them finish.
-                asyncio.get_running_loop().create_task(known[1].close(grace=5.0))
+                task = asyncio.get_running_loop().create_task(known[1].close(grace=5.0))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
             known = (peer.address, node_channel(peer.address, peer.node_id, self._credentials))
             self._channels[peer.node_id] = known
         return federation_pb2_grpc.FederationServiceStub(known[1])
@@ -142,6 +145,8 @@ class PeerClient:
         self._channels.clear()
         for channel in channels:
             await channel.close(None)
+        for task in list(self._closing):
+            await task
 
     async def _call(
         self,

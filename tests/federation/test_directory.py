@@ -185,3 +185,9 @@ def test_signals_collect_reads_the_signed_directory(
     path.write_text(path.read_text().replace("7002", "7009"))
     assert main(args) == 2
     assert "does not match" in capsys.readouterr().err
+
+
+def test_fan_out_concurrency_must_be_positive(tmp_path: Path) -> None:
+    fed = Federation(tmp_path / "pki")
+    with pytest.raises(ConfigError, match=r"federation\.concurrency: must be at least 1"):
+        fed.config(fed.node("zvh-a"), extra="\n[federation]\nconcurrency = 0\n")
