@@ -25,6 +25,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from gateway.cases.model import Referral
+from gateway.federation import PeerClient
 from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
 from tests.bench.harness import Result
@@ -43,6 +44,7 @@ PLAN = {
     "fanout_1": (300, 8),
     "fanout_5": (120, 8),
     "fanout_30": (30, 2),
+    "fanout_30_serial": (10, 1),
 }
 
 Call = Callable[[], Awaitable[object]]
@@ -164,6 +166,22 @@ async def _bench(root: Path) -> list[Result]:
                 return result
 
             results[f"fanout_{k}"] = await _series(f"fanout_{k}", fan_out)
+        serial = PeerClient(ASKER, peers.peers, creds, concurrency=1)
+
+        async def one_by_one() -> object:
+            return await serial.hit_no_hit(
+                purpose=PURPOSE,
+                case_ref=CASE,
+                phase=common_pb2.PHASE_AANMELDING,
+                subject_for=subject_for,
+                deadline=60.0,
+                only=NODES[1:],
+            )
+
+        try:
+            results["fanout_30_serial"] = await _series("fanout_30_serial", one_by_one)
+        finally:
+            await serial.close()
     finally:
         await bare_channel.close(None)
         await node_channel_.close(None)
@@ -177,6 +195,7 @@ async def _bench(root: Path) -> list[Result]:
         "fanout_5": "PeerClient.hit_no_hit to 5 peer nodes in parallel",
         "fanout_30": "PeerClient.hit_no_hit to 30 peer nodes in parallel; all 31 nodes "
         "share this process",
+        "fanout_30_serial": "the same 30 peers one at a time (concurrency 1), to compare",
     }
     out = []
     for name, measured in results.items():
