@@ -29,6 +29,7 @@ from gateway.audit.service import AuditService
 from gateway.audit.store import AuditLog
 from gateway.audit.verify import Keys
 from gateway.audit.witness import WITNESS_SIZE_KEY, Witness
+from gateway.case_service import CaseService
 from gateway.cases import CaseRegistry, FactVault
 from gateway.config import ConfigError, NodeConfig, PeerSection, config_error
 from gateway.federation import PeerClient, peer_client_for
@@ -214,6 +215,7 @@ def servicers_for(parts: NodeParts) -> Servicers:
     )
     return Servicers(
         partner=PartnerService(parts),
+        case=CaseService(parts),
         federation=FederationService(parts),
         audit=AuditService(parts.audit, parts.checkpointer, keys, resolver),
     )

@@ -1,0 +1,358 @@
+"""The regie's case flow over mTLS: triage, uitvraag under policy, grounds, closure, purge.
+
+Partner systems are simulated by :class:`MemoryPartner` adapters that hold
+their own records and are served by the real runner; the procesregisseur
+calls CaseService with an officer certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2
+
+from gateway.audit.records import decode
+from gateway.audit.store import iter_leaves
+from gateway.cases import Phase
+from gateway.node import Node
+from tests.flow.conftest import Flow, MemoryPartner, Record
+from tests.flow.test_hitnohit import BSN, PURPOSE, refer
+from tests.gateway.conftest import RR, LogCapture
+
+ANTECEDENTEN = "justitie.antecedenten"
+IN_ZORG = "zorg.in_zorg"
+HUISVESTING = "sociaal.huisvesting"
+PARTICIPANTS = [("politie-rr", "politie"), ("ggz-rr", "ggz"), ("gemeente-rr", "gemeente")]
+
+
+def fact(category: str, **fields: object) -> common_pb2.Fact:
+    out = common_pb2.Fact(category=category)
+    for name, value in fields.items():
+        target = out.fields[name]
+        if isinstance(value, bool):
+            target.flag = value
+        elif isinstance(value, int):
+            target.number = value
+        elif isinstance(value, tuple):
+            target.date.CopyFrom(common_pb2.Date(year=value[0], month=value[1], day=value[2]))
+        else:
+            target.text = str(value)
+    return out
+
+
+def partners() -> dict[str, MemoryPartner]:
+    return {
+        "politie-rr": MemoryPartner(
+            {
+                BSN: Record(
+                    "wijkagent@politie-rr.example",
+                    [
+                        fact(
+                            ANTECEDENTEN,
+                            aantal=4,
+                            zwaarste_soort="geweld",
+                            laatste_datum=(2025, 6, 14),
+                            contact="wijkagent@politie-rr.example",
+                        )
+                    ],
+                )
+            }
+        ),
+        "ggz-rr": MemoryPartner(
+            {
+                BSN: Record(
+                    "crisisdienst@ggz-rr.example",
+                    [fact(IN_ZORG, in_zorg=True, zorgsoort="ambulant", sinds=(2024, 2, 1))],
+                )
+            }
+        ),
+        "gemeente-rr": MemoryPartner(
+            {
+                BSN: Record(
+                    "wijkteam@gemeente-rr.example",
+                    [fact(HUISVESTING, status="dakloos", huurachterstand_maanden=5)],
+                )
+            }
+        ),
+        "woonstad": MemoryPartner({BSN: Record("verhuur@woonstad.example")}),
+    }
+
+
+async def start_partners(flow: Flow) -> dict[str, MemoryPartner]:
+    sims = partners()
+    types = dict(PARTICIPANTS) | {"woonstad": "woningcorporatie"}
+    for org_id, sim in sims.items():
+        await flow.run_partner(RR, org_id, types[org_id], sim)
+    return sims
+
+
+def node(flow: Flow) -> Node:
+    return flow.pair.nodes[RR]
+
+
+async def open_case(flow: Flow, key: str = "ref-1") -> common_pb2.CaseRef:
+    answer = await refer(flow, RR, "politie-rr", "politie", key=key)
+    await node(flow).parts.tasks.settle()
+    return answer.case_ref
+
+
+def regie(flow: Flow) -> grpc.aio.Channel:
+    return flow.pair.channel(RR, flow.pair.fed.officer(RR, "procesregisseur"))
+
+
+async def accept(stub: case_pb2_grpc.CaseServiceAsyncStub, ref: common_pb2.CaseRef) -> None:
+    await stub.Triage(
+        case_pb2.TriageRequest(
+            purpose=PURPOSE,
+            case_ref=ref,
+            accept=True,
+            reason_code="ontvankelijk",
+            participants=[
+                common_pb2.Participant(org_id=o, org_type=t, node_id=RR) for o, t in PARTICIPANTS
+            ],
+        )
+    )
+
+
+async def deliveries(
+    sim: MemoryPartner, count: int, timeout: float = 5.0
+) -> list[tuple[str | None, partner_pb2.PartnerTask]]:
+    """Wait until ``sim`` has received ``count`` deliveries."""
+    for _ in range(int(timeout / 0.02)):
+        if len(sim.delivered) >= count:
+            break
+        await asyncio.sleep(0.02)
+    return list(sim.delivered)
+
+
+def categories_of(sim: MemoryPartner) -> set[str]:
+    return {f.category for _, task in sim.delivered for f in task.facts}
+
+
+async def test_uitvraag_releases_per_recipient_minimised_and_art9_only_after_consent(
+    flow: Flow,
+) -> None:
+    sims = await start_partners(flow)
+    ref = await open_case(flow)
+    async with regie(flow) as channel:
+        stub = case_pb2_grpc.CaseServiceStub(channel)
+        await accept(stub, ref)
+        result = await stub.StartUitvraag(
+            case_pb2.StartUitvraagRequest(
+                purpose=PURPOSE,
+                case_ref=ref,
+                categories=[ANTECEDENTEN, IN_ZORG, HUISVESTING],
+                deadline_ms=3000,
+            )
+        )
+        assert {p.provider.org_id: p.answered for p in result.providers} == {
+            "politie-rr": True,
+            "ggz-rr": False,  # art. 9 without a ground: nothing to ask
+            "gemeente-rr": True,
+        }
+        await deliveries(sims["ggz-rr"], 2)
+        await deliveries(sims["gemeente-rr"], 1)
+        # Politie's record summary reaches ggz and gemeente (case table), banded and coarsened.
+        assert categories_of(sims["ggz-rr"]) == {ANTECEDENTEN, HUISVESTING}
+        assert categories_of(sims["gemeente-rr"]) == {ANTECEDENTEN}
+        # Politie is not among the recipients of social or care data.
+        assert categories_of(sims["politie-rr"]) == set()
+        ((bsn, task),) = [d for d in sims["gemeente-rr"].delivered]
+        assert bsn == BSN  # the subject arrived in gemeente's own domain
+        (released,) = task.facts
+        assert released.fields["aantal"].text == "3-5"
+        assert released.fields["laatste_datum"].date == common_pb2.Date(year=2025)
+        assert task.decision.bundle_hash
+        assert list(task.decision.rule_ids) == ["cc-politie-antecedenten"]
+        # An organisation outside the case gets nothing.
+        assert sims["woonstad"].delivered == []
+        assert sims["woonstad"].asked == []
+
+        stored = node(flow).parts.registry.facts(ref.case_id)
+        assert {s.category for s in stored} == {ANTECEDENTEN, HUISVESTING}
+
+        await stub.RecordGround(
+            case_pb2.RecordGroundRequest(
+                purpose=PURPOSE,
+                case_ref=ref,
+                kind=case_pb2.GROUND_KIND_CONSENT,
+                category=IN_ZORG,
+                provider_org_id="ggz-rr",
+                evidence_ref="TOESTEMMING-2026-17",
+            )
+        )
+        again = await stub.StartUitvraag(
+            case_pb2.StartUitvraagRequest(
+                purpose=PURPOSE, case_ref=ref, categories=[IN_ZORG], deadline_ms=3000
+            )
+        )
+        assert {p.provider.org_id: p.answered for p in again.providers}["ggz-rr"]
+        await deliveries(sims["gemeente-rr"], 2)
+        assert categories_of(sims["gemeente-rr"]) == {ANTECEDENTEN, IN_ZORG}
+        zorg = [
+            f for _, t in sims["gemeente-rr"].delivered for f in t.facts if f.category == IN_ZORG
+        ]
+        # Minimised under the rule: "sinds" coarsened to the year.
+        assert set(zorg[0].fields) == {"in_zorg", "zorgsoort", "sinds"}
+        assert zorg[0].fields["sinds"].date == common_pb2.Date(year=2024)
+        assert categories_of(sims["politie-rr"]) == set()
+        assert sims["woonstad"].delivered == []
+
+    with node(flow).parts.engine.connect() as conn:
+        records = [decode(data) for _, _, data in iter_leaves(conn) if data is not None]
+    releases = [
+        r
+        for r in records
+        if r.name == "schakel.v1.CaseService/StartUitvraag" and r.HasField("decision")
+    ]
+    # First round: politie -> ggz, gemeente; gemeente -> politie, ggz. Second: ggz -> 2 others.
+    assert len(releases) == 6
+    assert all(
+        r.data_subject_id == node(flow).parts.registry.get(ref.case_id).subject for r in releases
+    )
+
+
+async def test_close_delivers_only_the_outcome_and_the_purge_leaves_no_fact_or_link(
+    flow: Flow, logs: LogCapture
+) -> None:
+    sims = await start_partners(flow)
+    ref = await open_case(flow)
+    async with regie(flow) as channel:
+        stub = case_pb2_grpc.CaseServiceStub(channel)
+        await accept(stub, ref)
+        await stub.StartUitvraag(
+            case_pb2.StartUitvraagRequest(
+                purpose=PURPOSE, case_ref=ref, categories=[ANTECEDENTEN], deadline_ms=3000
+            )
+        )
+        await deliveries(sims["gemeente-rr"], 1)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CloseCase(
+                case_pb2.CloseCaseRequest(purpose=PURPOSE, case_ref=ref, outcome="klaar")
+            )
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "doelen-bereikt" in (err.value.details() or "")
+        status = await stub.CloseCase(
+            case_pb2.CloseCaseRequest(purpose=PURPOSE, case_ref=ref, outcome="doelen-bereikt")
+        )
+        assert status.phase == common_pb2.PHASE_AFSCHALING
+    for org_id, _ in PARTICIPANTS:
+        got = await deliveries(sims[org_id], 1 + len(sims[org_id].delivered))
+        outcome = [t for _, t in got if t.phase == common_pb2.PHASE_AFSCHALING]
+        assert len(outcome) == 1, org_id
+        (only,) = outcome[0].facts
+        assert only.category == "uitkomst"
+        assert dict(only.fields) == {"uitkomst": common_pb2.FactValue(text="doelen-bereikt")}
+    assert sims["woonstad"].delivered == []
+
+    registry = node(flow).parts.registry
+    assert registry.facts(ref.case_id)
+    subject = registry.get(ref.case_id).subject
+    purged = registry.purge_expired(now=datetime.now(UTC) + timedelta(days=800))
+    assert ref.case_id in purged
+    case = registry.get(ref.case_id)
+    assert case.subject == "" and case.hits == () and case.participants == ()
+    assert registry.facts(ref.case_id) == []
+    with node(flow).parts.engine.connect() as conn:
+        for table in sa.inspect(conn).get_table_names():
+            if table.startswith("audit"):
+                continue  # audit bodies follow their own retention (#5)
+            for row in conn.execute(sa.text(f'SELECT * FROM "{table}"')):
+                text = " ".join(str(v) for v in row)
+                assert subject not in text, table
+                assert BSN not in text, table
+    text = "\n".join(str(line) for line in logs.lines())
+    assert BSN not in text and subject not in text
+    assert "dakloos" not in text and "geweld" not in text
+
+
+async def test_triage_reject_and_refusals_say_what_is_wrong(flow: Flow) -> None:
+    ref = await open_case(flow)
+    audit = node(flow).parts.audit
+    async with regie(flow) as channel:
+        stub = case_pb2_grpc.CaseServiceStub(channel)
+        before = audit.head().size
+        bad: list[tuple[Awaitable[object], grpc.StatusCode, str]] = [
+            (
+                stub.Triage(
+                    case_pb2.TriageRequest(
+                        purpose=common_pb2.Purpose(processing_activity_id="zvh.huiselijk-geweld"),
+                        case_ref=ref,
+                    )
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "case's activity",
+            ),
+            (
+                stub.StartUitvraag(
+                    case_pb2.StartUitvraagRequest(
+                        purpose=PURPOSE, case_ref=ref, categories=[ANTECEDENTEN]
+                    )
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "needs casusoverleg",
+            ),
+            (
+                stub.StartUitvraag(
+                    case_pb2.StartUitvraagRequest(purpose=PURPOSE, case_ref=ref, categories=["x.y"])
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "unknown",
+            ),
+            (
+                stub.Triage(
+                    case_pb2.TriageRequest(
+                        purpose=PURPOSE,
+                        case_ref=common_pb2.CaseRef(node_id="zvh-elders", case_id=ref.case_id),
+                    )
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "own cases",
+            ),
+        ]
+        for call, code, words in bad:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+            assert err.value.code() is code
+            assert words in (err.value.details() or "")
+        assert audit.head().size == before
+        status = await stub.Triage(
+            case_pb2.TriageRequest(purpose=PURPOSE, case_ref=ref, accept=False)
+        )
+        assert status.phase == common_pb2.PHASE_AFSCHALING
+        assert status.outcome == "niet-ontvankelijk"
+        assert audit.head().size == before + 1
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await accept(stub, ref)
+        assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    case = node(flow).parts.registry.get(ref.case_id)
+    assert case.phase is Phase.AFSCHALING
+    assert case.retain_until is not None
+
+
+async def test_run_hit_no_hit_through_case_service(flow: Flow) -> None:
+    sims = await start_partners(flow)
+    ref = await open_case(flow)
+    async with regie(flow) as channel:
+        result = await case_pb2_grpc.CaseServiceStub(channel).RunHitNoHit(
+            case_pb2.RunHitNoHitRequest(purpose=PURPOSE, case_ref=ref, deadline_ms=2000)
+        )
+    assert {h.org_id for h in result.hits} == {"ggz-rr", "gemeente-rr"}
+    assert list(result.unanswered) == []
+    assert sims["ggz-rr"].delivered == []
+
+
+async def test_a_partner_cannot_call_the_case_service(flow: Flow) -> None:
+    ref = await open_case(flow)
+    cred = flow.pair.fed.partner(RR, "politie-rr", "politie", force=True)
+    async with flow.pair.channel(RR, cred) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await case_pb2_grpc.CaseServiceStub(channel).CloseCase(
+                case_pb2.CloseCaseRequest(purpose=PURPOSE, case_ref=ref, outcome="doelen-bereikt")
+            )
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
