@@ -148,11 +148,10 @@ def _partner_sections(node_id: str) -> str:
     )
 
 
-@pytest.fixture
-async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
-    """RR (on ``db_url``) and HL (SQLite) with local partners; each witnesses the other."""
-    fed = Federation(tmp_path / "pki")
-    keys = DevKeys(tmp_path / "keys")
+async def start_pair(root: Path, db_url: str) -> Pair:
+    """Start RR (on ``db_url``) and HL (SQLite) with local partners; each witnesses the other."""
+    fed = Federation(root / "pki")
+    keys = DevKeys(root / "keys")
     ports = {RR: free_port(), HL: free_port()}
     nodes: dict[str, Node] = {}
     try:
@@ -173,8 +172,24 @@ async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
             node = open_node(load_config(path, environ={}))
             await node.start()
             nodes[node_id] = node
+    except BaseException:
+        await stop_pair(Pair(fed, keys, nodes))
+        raise
+    return Pair(fed, keys, nodes)
+
+
+async def stop_pair(pair: Pair) -> None:
+    """Stop whichever nodes of ``pair`` are still running."""
+    for node in pair.nodes.values():
+        await node.stop(grace=None)
+
+
+@pytest.fixture
+async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
+    """RR (on ``db_url``) and HL (SQLite) with local partners; each witnesses the other."""
+    pair = await start_pair(tmp_path, db_url)
+    try:
         async with contextlib.AsyncExitStack() as stack:
-            yield Flow(Pair(fed, keys, nodes), stack)
+            yield Flow(pair, stack)
     finally:
-        for node in nodes.values():
-            await node.stop(grace=None)
+        await stop_pair(pair)
