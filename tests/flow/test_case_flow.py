@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 import sqlalchemy as sa
-from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2
+from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
@@ -356,3 +356,65 @@ async def test_a_partner_cannot_call_the_case_service(flow: Flow) -> None:
                 case_pb2.CloseCaseRequest(purpose=PURPOSE, case_ref=ref, outcome="doelen-bereikt")
             )
     assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_answer_facts_refuses_categories_not_asked_and_changes_nothing(flow: Flow) -> None:
+    sims = partners()
+    for org_id, org_type in PARTICIPANTS[1:]:
+        await flow.run_partner(RR, org_id, org_type, sims[org_id])
+    ref = await open_case(flow)
+    cred = flow.pair.fed.partner(RR, "politie-rr", "politie", force=True)
+    async with regie(flow) as channel, flow.pair.channel(RR, cred) as politie_channel:
+        stub = case_pb2_grpc.CaseServiceStub(channel)
+        await accept(stub, ref)
+        politie = partner_pb2_grpc.PartnerServiceStub(politie_channel)
+        stream = politie.ReceiveTasks(
+            partner_pb2.ReceiveTasksRequest(kinds=[partner_pb2.TASK_KIND_FACT_QUERY])
+        )
+        broker = node(flow).parts.tasks
+        for _ in range(200):
+            if broker.streams("politie-rr"):
+                break
+            await asyncio.sleep(0.01)
+        uitvraag = asyncio.ensure_future(
+            stub.StartUitvraag(
+                case_pb2.StartUitvraagRequest(
+                    purpose=PURPOSE,
+                    case_ref=ref,
+                    categories=[ANTECEDENTEN, HUISVESTING],
+                    deadline_ms=5000,
+                )
+            )
+        )
+        task = await asyncio.wait_for(anext(aiter(stream)), 5)
+        assert list(task.categories) == [ANTECEDENTEN]  # only what politie may release
+        audit = node(flow).parts.audit
+        before = audit.head().size
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await politie.AnswerFacts(
+                partner_pb2.AnswerFactsRequest(
+                    task_id=task.task_id,
+                    purpose=PURPOSE,
+                    case_ref=ref,
+                    facts=[fact(HUISVESTING, status="dakloos")],
+                )
+            )
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "not asked for: sociaal.huisvesting" in (err.value.details() or "")
+        assert audit.head().size == before
+        await politie.AnswerFacts(
+            partner_pb2.AnswerFactsRequest(
+                task_id=task.task_id,
+                purpose=PURPOSE,
+                case_ref=ref,
+                facts=[fact(ANTECEDENTEN, aantal=1, zwaarste_soort="vermogen")],
+            )
+        )
+        result = await uitvraag
+        stream.cancel()
+    assert {p.provider.org_id: p.answered for p in result.providers}["politie-rr"]
+    await deliveries(sims["gemeente-rr"], 1)
+    ((_, delivered),) = [
+        (b, t) for b, t in sims["gemeente-rr"].delivered if t.facts[0].category == ANTECEDENTEN
+    ]
+    assert delivered.facts[0].fields["aantal"].text == "1-2"
