@@ -316,16 +316,22 @@ def test_any_single_mutation_is_detected_and_located(
 def test_verifying_a_log_that_keeps_growing(db_url: str) -> None:
     n = _built(db_url)
     stop = threading.Event()
+    grew = threading.Event()
 
     def keep_appending() -> None:
         while not stop.is_set():
             n.log.append_many([record() for _ in range(20)])
             n.checkpointer.sign()
+            grew.set()
 
     writer = threading.Thread(target=keep_appending)
     writer.start()
     try:
         reports = [verify_database(n.log.engine, n.keys) for _ in range(5)]
+        # On a loaded machine the writer may not have run yet: wait for one
+        # signed growth, so the last verification surely sees a larger log.
+        assert grew.wait(30), "the writer appended nothing within 30 s"
+        reports.append(verify_database(n.log.engine, n.keys))
     finally:
         stop.set()
         writer.join()
