@@ -11,9 +11,12 @@ import sqlalchemy as sa
 from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
 
 from adapters.sdk.subjects import decrypt_subject, encrypt_subject
+from gateway.audit.records import decode
+from gateway.audit.store import iter_leaves
 from gateway.cases import Hit
 from gateway.hitnohit import ROUND_METHOD, run_round
 from gateway.node import Node
+from policy import signing
 from tests.flow.conftest import ACTIVITY, Flow, MemoryPartner, Record
 from tests.gateway.conftest import HL, RR, LogCapture
 
@@ -259,3 +262,37 @@ async def test_no_bsn_or_contact_in_any_log_line_or_plain_column(
         for table in sa.inspect(conn).get_table_names():
             for row in conn.execute(sa.text(f'SELECT * FROM "{table}"')):
                 assert BSN not in " ".join(str(v) for v in row), table
+
+
+async def test_an_answer_policy_does_not_release_is_withheld_but_audited(flow: Flow) -> None:
+    """A newly signed bundle drops gemeente from hit/no-hit; its answer is then withheld."""
+    ggz = MemoryPartner({BSN: Record("crisisdienst@ggz-rr.example")})
+    gemeente = MemoryPartner({BSN: Record("wijkteam@gemeente-rr.example")})
+    await flow.run_partner(RR, "ggz-rr", "ggz", ggz)
+    gemeente_runner = await flow.run_partner(RR, "gemeente-rr", "gemeente", gemeente)
+    bundle = flow.pair.keys.bundle
+    text = bundle.read_text()
+    narrowed = text.replace(
+        "phases: [aanmelding, triage]\n    providers: *all_partners",
+        "phases: [aanmelding, triage]\n    providers: [politie, ggz]",
+    )
+    assert narrowed != text
+    bundle.write_text(narrowed)
+    signing.sign_bundle(bundle, flow.pair.keys.policy_key)
+    parts = node(flow).parts
+    assert parts.policy is not None and parts.policy.check()
+    answer = await refer(flow, RR, "politie-rr", "politie")
+    await parts.tasks.settle()
+    case = parts.registry.get(answer.case_ref.case_id)
+    assert [h.org_id for h in case.hits] == ["ggz-rr"]
+    assert gemeente_runner.stats["answered.hit_query"] == 1
+    caller = flow.pair.fed.officer(RR, "procesregisseur").identity
+    result = await run_round(parts, case, caller=caller, method=ROUND_METHOD, deadline=2.0)
+    assert result.unanswered == {"gemeente-rr": "withheld by policy"}
+    with parts.engine.connect() as conn:
+        records = [decode(d) for _, _, d in iter_leaves(conn) if d is not None]
+    denied = [
+        r for r in records if r.name.endswith("/AnswerHit") and r.requester.endswith("/gemeente-rr")
+    ]
+    assert len(denied) == 2
+    assert all(r.decision.outcome == common_pb2.DECISION_OUTCOME_DENY for r in denied)
