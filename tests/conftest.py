@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import structlog
 
 PG_ADMIN_URL = os.environ.get("SCHAKEL_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")
 
@@ -51,3 +52,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'node.db'}"
     else:
         yield from pg_schema_url()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Undo any test's logging set-up, so no test logs into a stream pytest already closed."""
+    yield
+    structlog.reset_defaults()
