@@ -37,7 +37,7 @@ from schakel.v1 import case_pb2, case_pb2_grpc
 from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
 from tests.bench.harness import Result
-from tests.flow.conftest import Flow, start_pair, stop_pair
+from tests.flow.conftest import Flow, partner_sections
 from tests.flow.test_case_flow import (
     ANTECEDENTEN,
     HUISVESTING,
@@ -49,6 +49,7 @@ from tests.flow.test_case_flow import (
 )
 from tests.flow.test_hitnohit import PURPOSE
 from tests.gateway.conftest import RR
+from tests.node.conftest import start_pair, stop_pair
 
 AREA = "caseflow"
 REPEATS = 3
@@ -88,7 +89,7 @@ async def _series(name: str, call: Call) -> dict[str, float]:
 
 
 async def _bench(root: Path) -> list[Result]:
-    pair = await start_pair(root, f"sqlite:///{root / 'rr.db'}")
+    pair = await start_pair(root, f"sqlite:///{root / 'rr.db'}", partner_sections)
     results: dict[str, dict[str, float]] = {}
     try:
         async with contextlib.AsyncExitStack() as stack:

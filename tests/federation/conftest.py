@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from schakel.v1 import common_pb2
 from adapters.sdk.subjects import encrypt_subject
 from gateway.config import load_config
 from gateway.devkeys import DevKeys
+from gateway.devrun import free_port
 from gateway.node import Node, open_node
 from gateway.tls import channel_credentials, node_channel
 from policy import signing
@@ -27,14 +27,6 @@ from tests.gateway.conftest import (
 
 BSN = "111222333"
 PURPOSE = "zvh.complexe-casuistiek"
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_directory(path: Path, key: Path, nodes: Iterable[tuple[str, str]]) -> None:

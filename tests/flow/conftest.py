@@ -23,13 +23,10 @@ from adapters.runner import AdapterRunner
 from adapters.sdk.client import PartnerClient, RetryPolicy
 from adapters.sdk.subjects import decrypt_subject, encrypt_subject
 from certs.ca_store import node_dns_name
-from gateway.config import load_config
-from gateway.devkeys import DevKeys
-from gateway.node import Node, open_node
-from tests.gateway.conftest import HL, RR, Federation, logs
+from tests.gateway.conftest import HL, RR, logs
 
 __all__ = ["logs"]
-from tests.node.conftest import Pair, free_port
+from tests.node.conftest import Pair, start_pair, stop_pair
 
 ACTIVITY = "zvh.complexe-casuistiek"
 PARTNERS = {
@@ -142,52 +139,17 @@ class Flow:
         return runner
 
 
-def _partner_sections(node_id: str) -> str:
+def partner_sections(node_id: str) -> str:
+    """The ``[[partners]]`` sections of a node's simulated partners."""
     return "".join(
         f'\n[[partners]]\nid = "{org}"\norg_type = "{kind}"\n' for org, kind in PARTNERS[node_id]
     )
 
 
-async def start_pair(root: Path, db_url: str) -> Pair:
-    """Start RR (on ``db_url``) and HL (SQLite) with local partners; each witnesses the other."""
-    fed = Federation(root / "pki")
-    keys = DevKeys(root / "keys")
-    ports = {RR: free_port(), HL: free_port()}
-    nodes: dict[str, Node] = {}
-    try:
-        for node_id in (RR, HL):
-            other = HL if node_id == RR else RR
-            extra = keys.node_sections(
-                node_id,
-                [(other, f"127.0.0.1:{ports[other]}")],
-                checkpoint_every_records=1,
-                checkpoint_every_seconds=1,
-            )
-            if node_id == RR:
-                extra += f'\n[database]\nurl = "{db_url}"\n'
-            extra += _partner_sections(node_id)
-            path = fed.write_config(fed.node(node_id), extra=extra)
-            text = path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{ports[node_id]}")
-            path.write_text(text)
-            node = open_node(load_config(path, environ={}))
-            await node.start()
-            nodes[node_id] = node
-    except BaseException:
-        await stop_pair(Pair(fed, keys, nodes))
-        raise
-    return Pair(fed, keys, nodes)
-
-
-async def stop_pair(pair: Pair) -> None:
-    """Stop whichever nodes of ``pair`` are still running."""
-    for node in pair.nodes.values():
-        await node.stop(grace=None)
-
-
 @pytest.fixture
 async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
     """RR (on ``db_url``) and HL (SQLite) with local partners; each witnesses the other."""
-    pair = await start_pair(tmp_path, db_url)
+    pair = await start_pair(tmp_path, db_url, partner_sections)
     try:
         async with contextlib.AsyncExitStack() as stack:
             yield Flow(pair, stack)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.devrun import free_port
 from gateway.tls import channel_credentials, node_channel
 from tests.gateway.conftest import RR, Federation
 
@@ -22,12 +22,6 @@ RUNNER = (
     "p = argparse.ArgumentParser(); node_cli.register(p.add_subparsers()); "
     "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_serving(target: str, creds: grpc.ChannelCredentials, deadline: float) -> int:
@@ -45,7 +39,7 @@ async def _wait_serving(target: str, creds: grpc.ChannelCredentials, deadline: f
 
 
 async def test_node_run_serves_and_stops_on_sigterm(federation: Federation) -> None:
-    port = _free_port()
+    port = free_port()
     path = federation.write_config(federation.node(RR))
     path.write_text(path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
     proc = subprocess.Popen(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,17 +11,10 @@ import pytest
 
 from gateway.config import load_config
 from gateway.devkeys import DevKeys
+from gateway.devrun import free_port
 from gateway.node import Node, open_node
 from gateway.tls import channel_credentials, node_channel
 from tests.gateway.conftest import HL, RR, Credential, Federation
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (peers need addresses before start)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -39,31 +31,52 @@ class Pair:
         return node_channel(self.nodes[node_id].address, node_id, creds)
 
 
-@pytest.fixture
-async def pair(tmp_path: Path, db_url: str) -> AsyncIterator[Pair]:
-    """RR on ``db_url`` (SQLite, then PostgreSQL), HL on SQLite; each witnesses the other."""
-    fed = Federation(tmp_path / "pki")
-    keys = DevKeys(tmp_path / "keys")
+async def start_pair(
+    root: Path, db_url: str, extra: Callable[[str], str] = lambda _node_id: ""
+) -> Pair:
+    """Start RR (on ``db_url``) and HL (SQLite); each witnesses the other.
+
+    ``extra(node_id)`` adds config sections for one node (e.g. its partners).
+    """
+    fed = Federation(root / "pki")
+    keys = DevKeys(root / "keys")
     ports = {RR: free_port(), HL: free_port()}
-    nodes: dict[str, Node] = {}
+    pair = Pair(fed, keys, {})
     try:
         for node_id in (RR, HL):
             other = HL if node_id == RR else RR
-            extra = keys.node_sections(
+            sections = keys.node_sections(
                 node_id,
                 [(other, f"127.0.0.1:{ports[other]}")],
                 checkpoint_every_records=1,
                 checkpoint_every_seconds=1,
             )
             if node_id == RR:
-                extra += f'\n[database]\nurl = "{db_url}"\n'
-            path = fed.write_config(fed.node(node_id), extra=extra)
+                sections += f'\n[database]\nurl = "{db_url}"\n'
+            sections += extra(node_id)
+            path = fed.write_config(fed.node(node_id), extra=sections)
             text = path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{ports[node_id]}")
             path.write_text(text)
             node = open_node(load_config(path, environ={}))
             await node.start()
-            nodes[node_id] = node
-        yield Pair(fed, keys, nodes)
+            pair.nodes[node_id] = node
+    except BaseException:
+        await stop_pair(pair)
+        raise
+    return pair
+
+
+async def stop_pair(pair: Pair) -> None:
+    """Stop whichever nodes of ``pair`` are running."""
+    for node in pair.nodes.values():
+        await node.stop(grace=None)
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, db_url: str) -> AsyncIterator[Pair]:
+    """RR on ``db_url`` (SQLite, then PostgreSQL), HL on SQLite; each witnesses the other."""
+    started = await start_pair(tmp_path, db_url)
+    try:
+        yield started
     finally:
-        for node in nodes.values():
-            await node.stop(grace=None)
+        await stop_pair(started)
