@@ -73,6 +73,7 @@ def _populate(engine: sa.Engine, n: int) -> None:
             {
                 "id": uuid.uuid4().hex,
                 "version": 1,
+                "activity": "zvh.complexe-casuistiek",
                 "theme": THEMES[i % 3],
                 "phase": "afschaling" if closed else ("aanmelding", "casusoverleg")[i % 2],
                 "referrer_org_id": "politie-haaglanden",
