@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from schakel.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    case_pb2,
+    case_pb2_grpc,
     common_pb2,
     federation_pb2,
     federation_pb2_grpc,
@@ -36,15 +40,20 @@ from schakel.v1 import (
     partner_pb2_grpc,
 )
 
+from adapters.sdk.client import PartnerClient
+from adapters.sdk.errors import PartnerRpcError
 from adapters.sdk.subjects import decrypt_subject, encrypt_subject
-from certs.ca_store import CaStore, load_certificate
+from certs.ca_store import CaStore, load_certificate, node_dns_name
 from certs.identity import Identity, PeerKind, make_identity
+from gateway import devpartners
 from gateway.audit import merkle
 from gateway.config import ConfigError, load_config
 from gateway.devkeys import DevKeys
+from gateway.devpartners import SimPartner
 from gateway.logging import configure_logging
 from gateway.node import Node, open_node
 from gateway.server import StartupError
+from gateway.tasks import TaskBroker
 from gateway.tls import channel_credentials, node_channel
 
 ROTTERDAM = "zvh-rotterdam-rijnmond"
@@ -87,6 +96,11 @@ class DevFederation:
     ca_file: Path
     credentials: dict[str, Credential] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
+    partners: dict[str, SimPartner] = field(default_factory=dict)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    """Makes this run's walkthrough referral a new case, even on a reused state dir."""
+    case: common_pb2.CaseRef | None = None
+    """The case the walkthrough follows, once referred."""
 
     @property
     def keys(self) -> DevKeys:
@@ -98,6 +112,25 @@ class DevFederation:
         cred = self.credentials[who]
         creds = channel_credentials(self.ca_file, cred.cert_file, cred.key_file)
         return node_channel(self.nodes[node_id].address, node_id, creds)
+
+    def partner_client(self, org_id: str) -> PartnerClient:
+        """An SDK client for ``org_id``, to its own node, with its own certificate."""
+        node_id = self.credentials[org_id].identity.node_id
+        cred = self.credentials[org_id]
+        return PartnerClient.from_files(
+            self.nodes[node_id].address,
+            cert_file=cred.cert_file,
+            key_file=cred.key_file,
+            ca_file=self.ca_file,
+            server_name=node_dns_name(node_id),
+            timeout=5.0,
+        )
+
+    def walked_case(self) -> common_pb2.CaseRef:
+        """The walkthrough's case; fails the step when the referral step did not make one."""
+        if self.case is None:
+            raise AssertionError("no case to follow: the walkthrough referral failed")
+        return self.case
 
 
 def _dev_identities() -> dict[str, Identity]:
@@ -179,6 +212,9 @@ def write_node_config(fed: DevFederation, node_id: str, ports: dict[str, int]) -
     sections = fed.keys.node_sections(
         node_id, peers, checkpoint_every_records=5, checkpoint_every_seconds=2
     )
+    partners = "".join(
+        f'\n[[partners]]\nid = "{org}"\norg_type = "{kind}"\n' for org, kind in PARTNERS[node_id]
+    )
     path = fed.root / node_id / "node.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -194,7 +230,7 @@ ca_file = "{fed.ca_file.resolve()}"
 cert_file = "{cred.cert_file.resolve()}"
 key_file = "{cred.key_file.resolve()}"
 crl_file = "{(fed.root / "ca" / "crl.pem").resolve()}"
-{sections}"""
+{sections}{partners}"""
     )
     return path
 
@@ -301,13 +337,16 @@ async def _outsider(fed: DevFederation) -> str:
 
 
 async def _witnessed(fed: DevFederation) -> str:
-    checkpointer = fed.nodes[ROTTERDAM].parts.checkpointer
-    for _ in range(100):
-        final = await asyncio.to_thread(checkpointer.latest_final)
-        if final is not None:
+    parts = fed.nodes[ROTTERDAM].parts
+    # Wait for a cosigned checkpoint over everything so far, so the inzage report
+    # below proves the walkthrough's own records.
+    target = (await asyncio.to_thread(parts.audit.head)).size
+    for _ in range(150):
+        final = await asyncio.to_thread(parts.checkpointer.latest_final)
+        if final is not None and final.size >= target:
             return f"checkpoint of size {final.size} cosigned by {HAAGLANDEN}"
         await asyncio.sleep(0.1)
-    raise AssertionError("no checkpoint was cosigned within 10 s")
+    raise AssertionError(f"no checkpoint of size {target} or more was cosigned within 15 s")
 
 
 async def _verify(fed: DevFederation) -> str:
@@ -326,6 +365,8 @@ async def _inzage(fed: DevFederation) -> str:
         report = await audit_pb2_grpc.AuditServiceStub(channel).SubjectReport(
             audit_pb2.SubjectReportRequest(subject=subject), timeout=30
         )
+    if not report.entries:
+        raise AssertionError("the report holds no record about the person")
     for proven in report.entries:
         merkle.verify_inclusion(
             merkle.leaf_hash(proven.entry.leaf_data),
@@ -338,6 +379,251 @@ async def _inzage(fed: DevFederation) -> str:
         f"{len(report.entries)} records about the person, each proven against the "
         f"cosigned checkpoint of size {report.checkpoint.size}"
     )
+
+
+HL_REFERRAL_KEY = "make-run-haaglanden-1"
+ANTECEDENTEN = "justitie.antecedenten"
+IN_ZORG = "zorg.in_zorg"
+HUISVESTING = "sociaal.huisvesting"
+SCHULDEN = "sociaal.inkomen_schulden"
+PARTICIPANTS = [("politie-rr", "politie"), ("ggz-rr", "ggz"), ("gemeente-rotterdam", "gemeente")]
+OUTCOME = "doelen-bereikt"
+
+
+def _has_stream(broker: TaskBroker, org_id: str) -> bool:
+    return broker.streams(org_id) > 0
+
+
+async def start_partners(fed: DevFederation, say: Callable[[str], None]) -> None:
+    """Start the simulated partner systems, each indexing its records through its node."""
+    root = fed.root / "partners"
+    adapters = {
+        "politie-rr": devpartners.police(root, "politie-rr", "rr", DEMO_BSN, seed=1),
+        "ggz-rr": devpartners.ggz(root, "ggz-rr", DEMO_BSN, seed=2),
+        "politie-hl": devpartners.police(root, "politie-hl", "hl", DEMO_BSN, seed=3),
+    }
+    drop = devpartners.gemeente(root, "gemeente-rotterdam", DEMO_BSN, seed=4)
+    for org_id in ("politie-rr", "ggz-rr", "gemeente-rotterdam", "politie-hl"):
+        node_id = fed.credentials[org_id].identity.node_id
+        broker = fed.nodes[node_id].parts.tasks
+        client = fed.partner_client(org_id)
+        adapter = adapters.get(org_id, drop)
+        index = drop.index if org_id == "gemeente-rotterdam" else adapters[org_id].index
+        try:
+            sim = await devpartners.start_partner(
+                org_id,
+                adapter,
+                index,
+                client=client,
+                keys=fed.keys.domain(org_id),
+                purpose=PURPOSE.processing_activity_id,
+                streaming=functools.partial(_has_stream, broker, org_id),
+                drop=drop if org_id == "gemeente-rotterdam" else None,
+            )
+        except BaseException:
+            await client.close()
+            raise
+        fed.partners[org_id] = sim
+        say(f"   {org_id} serves its task stream at {node_id}: " + "; ".join(sim.notes))
+
+
+def _regie(fed: DevFederation) -> grpc.aio.Channel:
+    """A channel with the procesregisseur's officer certificate at RR."""
+    return fed.channel(ROTTERDAM, f"{ROTTERDAM}-procesregisseur")
+
+
+async def _refer_at_haaglanden(fed: DevFederation) -> str:
+    request = _referral(fed)
+    request.idempotency_key = HL_REFERRAL_KEY
+    request.external_ref = "POL-HL-2026-0007"
+    async with fed.channel(HAAGLANDEN, "politie-hl") as channel:
+        made = await partner_pb2_grpc.PartnerServiceStub(channel).SubmitReferral(request, timeout=5)
+    await fed.nodes[HAAGLANDEN].parts.tasks.settle()
+    state = "opened" if made.created else "still active from an earlier run"
+    return f"case {made.case_ref.case_id} at {made.case_ref.node_id} {state}"
+
+
+async def _refer_by_reclassering(fed: DevFederation) -> str:
+    client = fed.partner_client("reclassering-rr")
+    async with client:
+        made = await client.submit_referral(
+            purpose=PURPOSE.processing_activity_id,
+            subject=encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key),
+            theme="complexe-casuistiek",
+            external_ref=f"RN-{fed.run_id}",
+            criteria=["meervoudige-problematiek", "veiligheidsrisico"],
+            reason_codes=["escalatie"],
+            idempotency_key=f"make-run-{fed.run_id}",
+        )
+    if not made.created:
+        raise AssertionError("the walkthrough referral did not open a new case")
+    fed.case = made.case_ref
+    await fed.nodes[ROTTERDAM].parts.tasks.settle()
+    return f"case {made.case_ref.case_id} opened at {made.case_ref.node_id} (aanmelding)"
+
+
+async def _hit_no_hit(fed: DevFederation) -> str:
+    ref = fed.walked_case()
+    async with _regie(fed) as channel:
+        result = await case_pb2_grpc.CaseServiceStub(channel).RunHitNoHit(
+            case_pb2.RunHitNoHitRequest(purpose=PURPOSE, case_ref=ref, deadline_ms=3000),
+            timeout=10,
+        )
+    local = sorted(h.org_id for h in result.hits if h.org_id)
+    peers = sorted(h.node_id for h in result.hits if not h.org_id)
+    if "politie-rr" not in local:
+        raise AssertionError(f"no hit at politie-rr; local hits {local}")
+    if HAAGLANDEN not in peers:
+        raise AssertionError(f"no hit at node {HAAGLANDEN}; peer hits {peers}")
+    contacts = ", ".join(f"{h.org_id or h.node_id} -> {h.contact_handle}" for h in result.hits)
+    return (
+        f"hits: {contacts}; no hit: {sorted(result.no_hit)}; "
+        f"unanswered: {sorted(result.unanswered)}"
+    )
+
+
+async def _triage(fed: DevFederation) -> str:
+    request = case_pb2.TriageRequest(
+        purpose=PURPOSE,
+        case_ref=fed.walked_case(),
+        accept=True,
+        reason_code="ontvankelijk",
+        participants=[
+            common_pb2.Participant(org_id=org, org_type=kind, node_id=ROTTERDAM)
+            for org, kind in PARTICIPANTS
+        ],
+    )
+    async with _regie(fed) as channel:
+        status = await case_pb2_grpc.CaseServiceStub(channel).Triage(request, timeout=10)
+    if status.phase != common_pb2.PHASE_CASUSOVERLEG:
+        raise AssertionError(f"phase is {common_pb2.Phase.Name(status.phase)} after triage")
+    names = ", ".join(p.org_id for p in status.participants)
+    return f"accepted; phase casusoverleg with participants {names}"
+
+
+async def _uitvraag(fed: DevFederation, categories: Sequence[str]) -> case_pb2.UitvraagResult:
+    request = case_pb2.StartUitvraagRequest(
+        purpose=PURPOSE, case_ref=fed.walked_case(), categories=categories, deadline_ms=5000
+    )
+    async with _regie(fed) as channel:
+        result: case_pb2.UitvraagResult = await case_pb2_grpc.CaseServiceStub(
+            channel
+        ).StartUitvraag(request, timeout=15)
+    return result
+
+
+async def _delivered(
+    fed: DevFederation, org_id: str, category: str, timeout: float = 5.0
+) -> list[devpartners.Delivery]:
+    """This run's deliveries to ``org_id`` carrying ``category``, waiting for the first."""
+    found: list[devpartners.Delivery] = []
+    for _ in range(int(timeout / 0.02)):
+        found = [
+            d
+            for d in fed.partners[org_id].adapter.deliveries
+            if any(f.category == category for f in d.task.facts)
+        ]
+        if found:
+            break
+        await asyncio.sleep(0.02)
+    return found
+
+
+def _received(fed: DevFederation, category: str) -> list[str]:
+    return sorted(
+        org_id
+        for org_id, sim in fed.partners.items()
+        if any(f.category == category for d in sim.adapter.deliveries for f in d.task.facts)
+    )
+
+
+async def _uitvraag_without_consent(fed: DevFederation) -> str:
+    result = await _uitvraag(fed, [ANTECEDENTEN, IN_ZORG, HUISVESTING, SCHULDEN])
+    answered = {p.provider.org_id: p.answered for p in result.providers}
+    if not (answered.get("politie-rr") and answered.get("gemeente-rotterdam")):
+        raise AssertionError(f"politie-rr and gemeente-rotterdam did not both answer: {answered}")
+    if answered.get("ggz-rr"):
+        raise AssertionError("ggz-rr was asked for care data without a ground")
+    (ggz,) = [p for p in result.providers if p.provider.org_id == "ggz-rr"]
+    withheld = {w.category: w.reason for w in ggz.decision.withheld}
+    if IN_ZORG not in withheld:
+        raise AssertionError(f"ggz-rr's {IN_ZORG} was not withheld: {withheld}")
+    if not await _delivered(fed, "ggz-rr", ANTECEDENTEN):
+        raise AssertionError("ggz-rr got no police facts")
+    if not await _delivered(fed, "ggz-rr", HUISVESTING):
+        raise AssertionError("ggz-rr got no housing facts")
+    if _received(fed, IN_ZORG):
+        raise AssertionError(f"care data reached {_received(fed, IN_ZORG)} without consent")
+    return (
+        f"politie-rr and gemeente-rotterdam answered; ggz-rr's {IN_ZORG} withheld "
+        f"({withheld[IN_ZORG]}), so ggz-rr was not even asked; "
+        f"{ANTECEDENTEN} reached {_received(fed, ANTECEDENTEN)}, "
+        f"{HUISVESTING} reached {_received(fed, HUISVESTING)}, "
+        f"{SCHULDEN} reached {_received(fed, SCHULDEN)}"
+    )
+
+
+async def _consent(fed: DevFederation) -> str:
+    request = case_pb2.RecordGroundRequest(
+        purpose=PURPOSE,
+        case_ref=fed.walked_case(),
+        kind=case_pb2.GROUND_KIND_CONSENT,
+        category=IN_ZORG,
+        provider_org_id="ggz-rr",
+        evidence_ref=f"TOESTEMMING-{fed.run_id}",
+    )
+    async with _regie(fed) as channel:
+        await case_pb2_grpc.CaseServiceStub(channel).RecordGround(request, timeout=10)
+    return f"consent recorded for {IN_ZORG} from ggz-rr"
+
+
+async def _uitvraag_with_consent(fed: DevFederation) -> str:
+    result = await _uitvraag(fed, [IN_ZORG])
+    (ggz,) = [p for p in result.providers if p.provider.org_id == "ggz-rr"]
+    if not ggz.answered or IN_ZORG not in ggz.decision.released:
+        raise AssertionError(f"ggz-rr's {IN_ZORG} was not released after consent")
+    deliveries = await _delivered(fed, "gemeente-rotterdam", IN_ZORG)
+    if not deliveries:
+        raise AssertionError(f"gemeente-rotterdam got no {IN_ZORG}")
+    delivery = deliveries[-1]
+    gemeente = fed.partners["gemeente-rotterdam"]
+    # The recipient's own view of the person: its pseudonym of the demo BSN, made
+    # by the node's Pseudonymise and decrypted with its own domain key.
+    (own,) = await gemeente.client.pseudonymise(
+        [encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)],
+        purpose=PURPOSE.processing_activity_id,
+    )
+    mine = decrypt_subject(own, gemeente.keys.secret_key)
+    if delivery.pseudonym != mine:
+        raise AssertionError("the delivered subject is not the recipient's own pseudonym")
+    if not delivery.local_keys or gemeente.adapter.index.lookup(mine) != delivery.local_keys:
+        raise AssertionError("the recipient's index does not resolve the delivered subject")
+    (fact,) = [f for f in delivery.task.facts if f.category == IN_ZORG]
+    sinds = fact.fields["sinds"].date
+    if sinds.month or sinds.day:
+        raise AssertionError("the care start date was not coarsened to the year")
+    return (
+        f"released to {_received(fed, IN_ZORG)} under {list(delivery.task.decision.rule_ids)}, "
+        f"fields {sorted(fact.fields)} with sinds coarsened to {sinds.year}; "
+        f"gemeente-rotterdam got it as its own pseudonym "
+        f"{mine[:16]}..., which its index resolves to its record(s) {list(delivery.local_keys)}"
+    )
+
+
+async def _close(fed: DevFederation) -> str:
+    request = case_pb2.CloseCaseRequest(
+        purpose=PURPOSE, case_ref=fed.walked_case(), outcome=OUTCOME
+    )
+    async with _regie(fed) as channel:
+        status = await case_pb2_grpc.CaseServiceStub(channel).CloseCase(request, timeout=10)
+    if status.phase != common_pb2.PHASE_AFSCHALING or status.outcome != OUTCOME:
+        raise AssertionError(
+            f"phase {common_pb2.Phase.Name(status.phase)}, outcome {status.outcome}"
+        )
+    told = [org for org, _ in PARTICIPANTS if await _delivered(fed, org, "uitkomst")]
+    if len(told) != len(PARTICIPANTS):
+        raise AssertionError(f"only {told} were told the outcome")
+    return f"afschaling with outcome {OUTCOME}; {', '.join(told)} got only the outcome code"
 
 
 Check = tuple[str, Callable[[DevFederation], Awaitable[str]]]
@@ -364,6 +650,14 @@ CHECKS: list[Check] = [
     ("politie-rr pseudonymises the same BSN twice", _pseudonymise),
     ("ggz-rr, not in the case, asks for its status", _outsider),
     ("the national collector gets suppressed aggregates", _collector_signals),
+    ("walkthrough: politie-hl refers the person at zvh-haaglanden first", _refer_at_haaglanden),
+    ("walkthrough: reclassering-rr refers the person with the SDK", _refer_by_reclassering),
+    ("walkthrough: the procesregisseur runs hit/no-hit", _hit_no_hit),
+    ("walkthrough: the procesregisseur accepts at triage", _triage),
+    ("walkthrough: uitvraag without consent", _uitvraag_without_consent),
+    ("walkthrough: the procesregisseur records GGZ consent", _consent),
+    ("walkthrough: uitvraag with consent", _uitvraag_with_consent),
+    ("walkthrough: the procesregisseur closes the case", _close),
     ("zvh-haaglanden witnesses zvh-rotterdam-rijnmond's audit log", _witnessed),
     ("the FG verifies zvh-rotterdam-rijnmond's audit log", _verify),
     ("the FG makes an inzage report for the referred person", _inzage),
@@ -402,13 +696,20 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
                 say("   another `make run`? stop it, or use `make run ARGS='--ports auto'`")
             await _stop(fed)
             return 1
+        say("== starting the simulated partner systems (data in " + str(root / "partners") + ")")
+        try:
+            await start_partners(fed, say)
+        except (PartnerRpcError, RuntimeError, ValueError) as exc:
+            say(f"FAILED: a simulated partner did not start: {exc}")
+            await _stop(fed)
+            return 1
         say("== checks over mTLS")
         failures = 0
         for title, check in CHECKS:
             try:
                 seen = await check(fed)
                 say(f"   ok      {title}: {seen}")
-            except (AssertionError, grpc.aio.AioRpcError) as exc:
+            except (AssertionError, grpc.aio.AioRpcError, PartnerRpcError) as exc:
                 failures += 1
                 detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
                 say(f"   FAILED  {title}: {detail}")
@@ -432,6 +733,8 @@ async def _until_interrupted() -> None:
 
 
 async def _stop(fed: DevFederation) -> None:
+    for sim in fed.partners.values():
+        await sim.stop()
     for node in fed.nodes.values():
         await node.stop(grace=1.0)
 

@@ -1,4 +1,4 @@
-"""``make run --once`` builds the dev federation, passes its checks, and reuses its PKI."""
+"""``make run --once`` builds the dev federation, walks a case through it, and reuses its state."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 
 from gateway import devrun
 
+WALKTHROUGH = [title for title, _ in devrun.CHECKS if title.startswith("walkthrough: ")]
 
-def test_dev_federation_runs_its_checks_and_reuses_the_pki(tmp_path: Path) -> None:
+
+def test_dev_federation_walks_a_case_through_and_reuses_its_state(tmp_path: Path) -> None:
     out = io.StringIO()
     assert devrun.main(["--once", "--state-dir", str(tmp_path), "--ports", "auto"], out) == 0
     first = out.getvalue()
@@ -21,15 +23,47 @@ def test_dev_federation_runs_its_checks_and_reuses_the_pki(tmp_path: Path) -> No
     assert "FAILED" not in first
     assert stat.S_IMODE((tmp_path / "ca" / "ca.key").stat().st_mode) == 0o600
     for node_id in (devrun.ROTTERDAM, devrun.HAAGLANDEN):
-        assert (tmp_path / node_id / "node.toml").is_file()
+        config = (tmp_path / node_id / "node.toml").read_text()
+        for org_id, _ in devrun.PARTNERS[node_id]:
+            assert f'[[partners]]\nid = "{org_id}"' in config
         assert (tmp_path / node_id / "state" / "node.db").is_file()
+    assert len(WALKTHROUGH) == 8
+    for title in WALKTHROUGH:
+        assert f"   ok      {title}: " in first, title
+    lines = {line.split(": ", 2)[1]: line for line in first.splitlines() if "walkthrough: " in line}
+    hits = lines["the procesregisseur runs hit/no-hit"]
+    assert "politie-rr -> " in hits
+    assert f"{devrun.HAAGLANDEN} -> " in hits
+    withheld = lines["uitvraag without consent"]
+    assert "zorg.in_zorg withheld (art9-no-ground)" in withheld
+    released = lines["uitvraag with consent"]
+    assert "released to ['gemeente-rotterdam'] under ['cc-ggz-in-zorg']" in released
+    assert "which its index resolves to its record(s) ['" in released
+    # The simulated partners keep their own generated data, apart from the nodes.
+    partners = tmp_path / "partners"
+    assert (partners / "politie-rr" / "registratie.db").is_file()
+    assert (partners / "politie-hl" / "registratie.db").is_file()
+    assert (partners / "ggz-rr" / "clienten.db").is_file()
+    drop = partners / "gemeente-rotterdam" / "drop"
+    assert sorted(p.name for p in (drop / "processed").iterdir()) == [
+        "huisvesting_2026-11.csv",
+        "schulden_2026-11.csv",
+    ]
+    (rejected,) = (drop / "quarantine").iterdir()
+    assert "fails the elfproef" in rejected.read_text()
     cert_before = (tmp_path / "certs" / "politie-rr.pem").read_bytes()
 
     out = io.StringIO()
     assert devrun.main(["--once", "--state-dir", str(tmp_path), "--ports", "auto"], out) == 0
-    assert "reusing the dev CA" in out.getvalue()
-    assert "(0 newly issued)" in out.getvalue()
+    second = out.getvalue()
+    assert "reusing the dev CA" in second
+    assert "(0 newly issued)" in second
     assert (tmp_path / "certs" / "politie-rr.pem").read_bytes() == cert_before
+    assert "FAILED" not in second
+    # The second run walks a new case; HL's case from the first run is still active.
+    assert "still active from an earlier run" in second
+    # No BSN of the demo person reaches the nodes' or the partners' log lines.
+    assert devrun.DEMO_BSN not in (tmp_path / "nodes.log").read_text()
 
 
 def test_a_taken_dev_port_is_a_clear_failure(
