@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import structlog
@@ -158,6 +158,24 @@ else:  # generic only in grpc-stubs, not at run time
     _ServerInterceptor = grpc.aio.ServerInterceptor
 
 
+async def _internal(
+    method: str, context: grpc.aio.ServicerContext[Any, Any], error: Exception
+) -> NoReturn:
+    """Answer an unexpected failure with INTERNAL and a message that quotes nothing.
+
+    gRPC's default answer (UNKNOWN with ``str(error)``) would hand the caller
+    whatever the exception carries: SQL with its parameters, pseudonyms, values.
+    """
+    trace = tracing.current_trace()
+    trace_id = trace.trace_id if trace is not None else "unknown"
+    log.error("rpc_failed", method=method, error_type=type(error).__name__)
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"{method} failed inside the node ({type(error).__name__}); "
+        f"its operators can find trace {trace_id} in the node's log",
+    )
+
+
 class AuthInterceptor(_ServerInterceptor):
     """Authenticates, authorises, traces and logs every call to a node."""
 
@@ -243,12 +261,19 @@ class AuthInterceptor(_ServerInterceptor):
 
     def _wrap_unary(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            start, error = time.perf_counter(), None
+            start = time.perf_counter()
+            error: BaseException | None = None
             try:
                 await self._enter(method, context)
-                return await behaviour(request, context)
+                try:
+                    return await behaviour(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    error = exc
+                    await _internal(method, context, exc)
             except BaseException as exc:
-                error = exc
+                error = error or exc
                 raise
             finally:
                 self._finish(method, context, start, error)
@@ -259,17 +284,24 @@ class AuthInterceptor(_ServerInterceptor):
         async def run(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            start, error = time.perf_counter(), None
+            start = time.perf_counter()
+            error: BaseException | None = None
             try:
                 await self._enter(method, context)
-                if inspect.isasyncgenfunction(behaviour):
-                    async for response in behaviour(request, context):
-                        yield response
-                else:
-                    # A coroutine handler streams through context.write itself.
-                    await behaviour(request, context)
+                try:
+                    if inspect.isasyncgenfunction(behaviour):
+                        async for response in behaviour(request, context):
+                            yield response
+                    else:
+                        # A coroutine handler streams through context.write itself.
+                        await behaviour(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    error = exc
+                    await _internal(method, context, exc)
             except BaseException as exc:
-                error = exc
+                error = error or exc
                 raise
             finally:
                 self._finish(method, context, start, error)

@@ -6,6 +6,8 @@ import grpc
 import pytest
 from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
 
+from gateway.server import Servicers
+from gateway.services import UnimplementedPartnerService
 from tests.gateway.conftest import HL, RR, Federation, LogCapture, StartNode, channel_to
 
 BSN = "999999990"
@@ -60,3 +62,35 @@ async def test_request_contents_never_reach_a_log_line(
         assert set(line) <= RPC_FIELDS
         assert line["peer"].startswith("schakel://partner/")
         assert len(line["trace_id"]) == 32
+
+
+class _FailingPartnerService(UnimplementedPartnerService):
+    """A servicer whose storage blows up with an error that quotes the request."""
+
+    async def GetCaseStatus(
+        self, request: partner_pb2.GetCaseStatusRequest, context: object
+    ) -> partner_pb2.CaseStatus:
+        raise RuntimeError(f"INSERT failed for {NAME} with BSN {BSN}")
+
+
+async def test_an_unexpected_failure_answers_internal_and_quotes_nothing(
+    federation: Federation, start_node: StartNode, logs: LogCapture
+) -> None:
+    node = await start_node(
+        federation.config(federation.node(RR)), Servicers(partner=_FailingPartnerService())
+    )
+    async with channel_to(
+        node, federation.partner(RR, "politie-rr", "politie"), federation.ca_file
+    ) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await partner_pb2_grpc.PartnerServiceStub(channel).GetCaseStatus(
+                partner_pb2.GetCaseStatusRequest(), timeout=5
+            )
+    assert failed.value.code() is grpc.StatusCode.INTERNAL
+    details = failed.value.details() or ""
+    assert "RuntimeError" in details and "trace" in details
+    assert BSN not in details and NAME not in details
+    text = logs.stream.getvalue()
+    assert BSN not in text and NAME not in text
+    (failure,) = logs.events("rpc_failed")
+    assert failure["error_type"] == "RuntimeError"
