@@ -36,7 +36,7 @@ from schakel.v1 import case_pb2, case_pb2_grpc
 
 from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
-from tests.bench.harness import Result
+from tests.bench.harness import Result, latency_results
 from tests.flow.conftest import Flow, partner_sections
 from tests.flow.test_case_flow import (
     ANTECEDENTEN,
@@ -170,24 +170,7 @@ async def _bench(root: Path) -> list[Result]:
         "uitvraag": "CaseService.StartUitvraag: 3 categories, 3 providers, 6 audited "
         "decisions, 4 deliveries",
     }
-    out = []
-    for name, measured in results.items():
-        rate = measured.pop("rate")
-        out.append(
-            Result(
-                AREA,
-                name,
-                rate,
-                "requests/s",
-                baseline="" if name == "baseline" else "baseline",
-                notes=(
-                    f"{notes[name]}; rate with {PLAN[name][1]} in flight; p50/p99 "
-                    f"{measured['p50_ms']:.1f}/{measured['p99_ms']:.1f} ms one at a time"
-                ),
-                extra=measured,
-            )
-        )
-    return out
+    return latency_results(AREA, results, notes, {name: plan[1] for name, plan in PLAN.items()})
 
 
 def run() -> list[Result]:

@@ -28,7 +28,7 @@ from gateway.cases.model import Referral
 from gateway.federation import PeerClient
 from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
-from tests.bench.harness import Result
+from tests.bench.harness import Result, latency_results
 from tests.federation.conftest import PURPOSE, Cluster, start_cluster, stop_cluster
 
 AREA = "flow"
@@ -197,25 +197,7 @@ async def _bench(root: Path) -> list[Result]:
         "share this process",
         "fanout_30_serial": "the same 30 peers one at a time (concurrency 1), to compare",
     }
-    out = []
-    for name, measured in results.items():
-        rate = measured.pop("rate")
-        in_flight = PLAN[name][1]
-        out.append(
-            Result(
-                AREA,
-                name,
-                rate,
-                "requests/s",
-                baseline="" if name == "baseline" else "baseline",
-                notes=(
-                    f"{notes[name]}; rate with {in_flight} in flight; p50/p99 "
-                    f"{measured['p50_ms']:.1f}/{measured['p99_ms']:.1f} ms one at a time"
-                ),
-                extra=measured,
-            )
-        )
-    return out
+    return latency_results(AREA, results, notes, {name: plan[1] for name, plan in PLAN.items()})
 
 
 def run() -> list[Result]:

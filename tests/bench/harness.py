@@ -48,3 +48,34 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def latency_results(
+    area: str,
+    measured: dict[str, dict[str, float]],
+    notes: dict[str, str],
+    in_flight: dict[str, int],
+) -> list[Result]:
+    """Request-rate results against the ``baseline`` entry, each noting its p50/p99 latency.
+
+    ``measured[name]`` holds ``rate`` plus ``p50_ms``/``p99_ms`` (kept as extras).
+    """
+    out = []
+    for name, values in measured.items():
+        extra = dict(values)
+        rate = extra.pop("rate")
+        out.append(
+            Result(
+                area,
+                name,
+                rate,
+                "requests/s",
+                baseline="" if name == "baseline" else "baseline",
+                notes=(
+                    f"{notes[name]}; rate with {in_flight[name]} in flight; p50/p99 "
+                    f"{extra['p50_ms']:.1f}/{extra['p99_ms']:.1f} ms one at a time"
+                ),
+                extra=extra,
+            )
+        )
+    return out
