@@ -25,8 +25,6 @@ import contextlib
 import io
 import statistics
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -36,7 +34,13 @@ from schakel.v1 import case_pb2, case_pb2_grpc
 
 from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
-from tests.bench.harness import Result, latency_results
+from tests.bench.harness import (
+    Call,
+    Result,
+    latency_results,
+    measure_calls,
+    percentiles_ms,
+)
 from tests.flow.conftest import Flow, partner_sections
 from tests.flow.test_case_flow import (
     ANTECEDENTEN,
@@ -56,36 +60,15 @@ REPEATS = 3
 PLAN = {"baseline": (1000, 16), "round": (150, 8), "uitvraag": (100, 8)}
 """(name, calls per repeat, calls in flight)."""
 
-Call = Callable[[], Awaitable[object]]
-
-
-async def _measure(call: Call, total: int, in_flight: int) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    queue = iter(range(total))
-
-    async def worker() -> None:
-        for _ in queue:
-            start = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - start)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return total / (time.perf_counter() - start), latencies
-
 
 async def _series(name: str, call: Call) -> dict[str, float]:
     """Median rate under load, and p50/p99 (ms) one call at a time."""
     total, in_flight = PLAN[name]
-    await _measure(call, max(in_flight, total // 10), in_flight)
-    rates = [(await _measure(call, total, in_flight))[0] for _ in range(REPEATS)]
-    _rate, alone = await _measure(call, max(20, total // 4), 1)
-    cuts = statistics.quantiles(alone, n=100)
-    return {
-        "rate": statistics.median(rates),
-        "p50_ms": round(cuts[49] * 1000, 3),
-        "p99_ms": round(cuts[98] * 1000, 3),
-    }
+    await measure_calls(call, max(in_flight, total // 10), in_flight)
+    rates = [(await measure_calls(call, total, in_flight))[0] for _ in range(REPEATS)]
+    _rate, alone = await measure_calls(call, max(20, total // 4), 1)
+    p50, p99 = percentiles_ms(alone)
+    return {"rate": statistics.median(rates), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
 
 
 async def _bench(root: Path) -> list[Result]:

@@ -15,8 +15,6 @@ import asyncio
 import io
 import statistics
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -28,7 +26,13 @@ from gateway.cases.model import Referral
 from gateway.federation import PeerClient
 from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
-from tests.bench.harness import Result, latency_results
+from tests.bench.harness import (
+    Call,
+    Result,
+    latency_results,
+    measure_calls,
+    percentiles_ms,
+)
 from tests.federation.conftest import PURPOSE, Cluster, start_cluster, stop_cluster
 
 AREA = "flow"
@@ -47,29 +51,6 @@ PLAN = {
     "fanout_30_serial": (10, 1),
 }
 
-Call = Callable[[], Awaitable[object]]
-
-
-async def _measure(call: Call, total: int, in_flight: int) -> tuple[float, list[float]]:
-    """Calls/s of ``total`` calls with ``in_flight`` at a time, and each call's latency (s)."""
-    latencies: list[float] = []
-    queue = iter(range(total))
-
-    async def worker() -> None:
-        for _ in queue:
-            start = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - start)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return total / (time.perf_counter() - start), latencies
-
-
-def _percentiles(latencies: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(latencies, n=100)
-    return cuts[49] * 1000, cuts[98] * 1000
-
 
 async def _series(name: str, call: Call) -> dict[str, float]:
     """Median rate over the repeats under load, and p50/p99 latency (ms) alone and under load.
@@ -78,16 +59,16 @@ async def _series(name: str, call: Call) -> dict[str, float]:
     load it includes queueing behind the other calls in flight.
     """
     total, in_flight = PLAN[name]
-    await _measure(call, max(in_flight, total // 10), in_flight)  # warm channels and caches
+    await measure_calls(call, max(in_flight, total // 10), in_flight)  # warm channels and caches
     rates: list[float] = []
     loaded: list[float] = []
     for _ in range(REPEATS):
-        rate, lat = await _measure(call, total, in_flight)
+        rate, lat = await measure_calls(call, total, in_flight)
         rates.append(rate)
         loaded += lat
-    _rate, alone = await _measure(call, max(20, total // 4), 1)
-    p50, p99 = _percentiles(alone)
-    p50_loaded, p99_loaded = _percentiles(loaded)
+    _rate, alone = await measure_calls(call, max(20, total // 4), 1)
+    p50, p99 = percentiles_ms(alone)
+    p50_loaded, p99_loaded = percentiles_ms(loaded)
     return {
         "rate": statistics.median(rates),
         "p50_ms": round(p50, 3),

@@ -6,9 +6,10 @@ Each ``tests/bench/bench_*.py`` module exposes ``run() -> list[Result]``.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -79,3 +80,29 @@ def latency_results(
             )
         )
     return out
+
+
+Call = Callable[[], Awaitable[object]]
+"""One asynchronous request of a load benchmark."""
+
+
+async def measure_calls(call: Call, total: int, in_flight: int) -> tuple[float, list[float]]:
+    """Calls/s of ``total`` calls with ``in_flight`` at a time, and each call's latency (s)."""
+    latencies: list[float] = []
+    queue = iter(range(total))
+
+    async def worker() -> None:
+        for _ in queue:
+            start = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return total / (time.perf_counter() - start), latencies
+
+
+def percentiles_ms(latencies: list[float]) -> tuple[float, float]:
+    """p50 and p99 of ``latencies`` (seconds), in milliseconds."""
+    cuts = statistics.quantiles(latencies, n=100)
+    return cuts[49] * 1000, cuts[98] * 1000
