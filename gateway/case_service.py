@@ -13,7 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from schakel.v1 import case_pb2, common_pb2, partner_pb2
+from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2
 
 from gateway.auth import current_identity
 from gateway.cases import Case, CaseError, GroundKind, Participant, case_status
@@ -27,7 +27,6 @@ from gateway.hitnohit import (
     run_round,
 )
 from gateway.logging import get_logger
-from gateway.services import UnimplementedCaseService
 from gateway.signals.tags import BottleneckTagError, set_bottlenecks
 from gateway.tracing import current_trace
 from gateway.uitvraag import DELIVERY_TTL_SECONDS, UitvraagError, as_recipient, run_uitvraag
@@ -60,7 +59,7 @@ def _retention_days(activity: Activity) -> int:
     return max(activity.retention.facts_days, activity.retention.links_days)
 
 
-class CaseService(UnimplementedCaseService):
+class CaseService(case_pb2_grpc.CaseServiceServicer):
     """The regie's endpoint for triage, participants, grounds, rounds, uitvraag and closure."""
 
     def __init__(self, parts: NodeParts) -> None:

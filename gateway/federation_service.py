@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import sqlalchemy as sa
-from schakel.v1 import common_pb2, federation_pb2
+from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from certs.identity import ORG_TYPES
 from gateway.audit.witness import add_checkpoint_rpc
@@ -26,7 +26,6 @@ from gateway.cases.model import OPEN_PHASES, Case, Referral
 from gateway.cases.tables import cases
 from gateway.crossing import Crossing, append, commit, refuse
 from gateway.federation.directory import NODE_URI_PREFIX
-from gateway.services import UnimplementedFederationService
 from gateway.signals.answer import SignalsRequestError, get_signals, signals_audit
 from gateway.tracing import current_trace
 from policy.evaluator import Decision, Request, grounds_of, phase_name
@@ -66,7 +65,7 @@ def _trace() -> common_pb2.TraceContext:
     return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
 
 
-class FederationService(UnimplementedFederationService):
+class FederationService(federation_pb2_grpc.FederationServiceServicer):
     """The node's federation endpoint."""
 
     def __init__(self, parts: NodeParts) -> None:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from schakel.v1 import common_pb2, partner_pb2
+from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
 
 from certs.identity import Identity
 from gateway.auth import current_identity
@@ -28,7 +28,6 @@ from gateway.cases.model import check_contact
 from gateway.cases.status import case_status
 from gateway.crossing import AUDIT_FAILED, Crossing, append, commit, refuse
 from gateway.hitnohit import BEKEND, ROUND_METHOD, run_round
-from gateway.services import UnimplementedPartnerService
 from gateway.tasks import PendingTask, TaskError, Withheld
 from gateway.tracing import current_trace
 from policy.evaluator import Outcome, Request
@@ -58,7 +57,7 @@ def _trace() -> common_pb2.TraceContext:
     return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
 
 
-class PartnerService(UnimplementedPartnerService):
+class PartnerService(partner_pb2_grpc.PartnerServiceServicer):
     """The partner-facing endpoint of a node."""
 
     def __init__(self, parts: NodeParts) -> None:

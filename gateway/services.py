@@ -1,8 +1,10 @@
-"""The node's servicers until the issues that implement them land.
+"""Stand-in servicers for a server built without a node behind it.
 
-Each RPC answers UNIMPLEMENTED with a message naming what is missing and
-which issue delivers it. Later issues replace a servicer by passing their
-own in :class:`gateway.server.Servicers`.
+:func:`gateway.server.build_server` serves these when it is given no
+servicers, which is how the access-layer tests and tools run a bare server:
+every RPC passes the mTLS and access checks and then answers UNIMPLEMENTED,
+naming the method. A real node (:func:`gateway.node.open_node`) passes its
+own servicers in :class:`gateway.server.Servicers`.
 """
 
 from __future__ import annotations
@@ -12,14 +14,8 @@ from typing import Any, NoReturn
 import grpc
 from schakel.v1 import audit_pb2_grpc, case_pb2_grpc, federation_pb2_grpc, partner_pb2_grpc
 
-PSEUDONYMS = "#3 (polymorphic pseudonyms)"
-POLICY = "#4 (policy)"
-AUDIT = "#5 (audit log)"
-CASE_FLOW = "#6 (case flow)"
-SIGNALS = "#7 (signalen)"
 
-
-def _unimplemented(what: str, issue: str) -> Any:
+def _unimplemented(method: str) -> Any:
     """A servicer method refusing with UNIMPLEMENTED.
 
     Typed Any because one handler stands in for methods whose generated
@@ -30,52 +26,36 @@ def _unimplemented(what: str, issue: str) -> Any:
         _self: Any, _request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> NoReturn:
         await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, f"{what} is not implemented yet; issue {issue}"
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{method} is not served here: this server runs without a node behind it",
         )
         raise AssertionError("abort returned")  # abort always raises
 
     return handler
 
 
-class UnimplementedPartnerService(partner_pb2_grpc.PartnerServiceServicer):
-    """PartnerService before #3 and #6."""
+def _stand_in(base: Any, service: str) -> Any:
+    """A subclass of the generated ``base`` whose every RPC answers UNIMPLEMENTED.
 
-    SubmitReferral = _unimplemented("referral intake (aanmelding)", CASE_FLOW)
-    GetCaseStatus = _unimplemented("case status", CASE_FLOW)
-    ReceiveTasks = _unimplemented("the partner task stream", CASE_FLOW)
-    AnswerHit = _unimplemented("hit/no-hit answers", CASE_FLOW)
-    AnswerFacts = _unimplemented("uitvraag answers", CASE_FLOW)
-    Pseudonymise = _unimplemented("transcryption to the partner's domain", PSEUDONYMS)
-
-
-class UnimplementedCaseService(case_pb2_grpc.CaseServiceServicer):
-    """CaseService before #6 and #7."""
-
-    Triage = _unimplemented("triage", CASE_FLOW)
-    AddParticipant = _unimplemented("naming participants", CASE_FLOW)
-    RecordGround = _unimplemented("recording a legal ground", CASE_FLOW)
-    RunHitNoHit = _unimplemented("the hit/no-hit round", CASE_FLOW)
-    StartUitvraag = _unimplemented("uitvraag", CASE_FLOW)
-    SetBottlenecks = _unimplemented("bottleneck tags", SIGNALS)
-    CloseCase = _unimplemented("afschaling", CASE_FLOW)
+    Typed Any because the generated servicer stubs are abstract to mypy.
+    """
+    methods = {
+        name: _unimplemented(f"schakel.v1.{service}/{name}")
+        for name, value in vars(base).items()
+        if callable(value) and name[:1].isupper()
+    }
+    return type(f"Bare{service}", (base,), methods)
 
 
-class UnimplementedFederationService(federation_pb2_grpc.FederationServiceServicer):
-    """FederationService before #5, #6 and #7."""
-
-    HitNoHit = _unimplemented("federated hit/no-hit", CASE_FLOW)
-    RequestFacts = _unimplemented("federated uitvraag", CASE_FLOW)
-    TransferCase = _unimplemented("case transfer (overdracht)", CASE_FLOW)
-    GetSignals = _unimplemented("aggregate signals", SIGNALS)
-    AddCheckpoint = _unimplemented("checkpoint cosigning", AUDIT)
-
-
-class UnimplementedAuditService(audit_pb2_grpc.AuditServiceServicer):
-    """AuditService before #5."""
-
-    QueryRecords = _unimplemented("audit queries", AUDIT)
-    VerifyLog = _unimplemented("log verification", AUDIT)
-    SubjectReport = _unimplemented("subject reports", AUDIT)
-    GetCheckpoint = _unimplemented("checkpoints", AUDIT)
-    GetInclusionProof = _unimplemented("inclusion proofs", AUDIT)
-    GetConsistencyProof = _unimplemented("consistency proofs", AUDIT)
+UnimplementedPartnerService: type[partner_pb2_grpc.PartnerServiceServicer] = _stand_in(
+    partner_pb2_grpc.PartnerServiceServicer, "PartnerService"
+)
+UnimplementedCaseService: type[case_pb2_grpc.CaseServiceServicer] = _stand_in(
+    case_pb2_grpc.CaseServiceServicer, "CaseService"
+)
+UnimplementedFederationService: type[federation_pb2_grpc.FederationServiceServicer] = _stand_in(
+    federation_pb2_grpc.FederationServiceServicer, "FederationService"
+)
+UnimplementedAuditService: type[audit_pb2_grpc.AuditServiceServicer] = _stand_in(
+    audit_pb2_grpc.AuditServiceServicer, "AuditService"
+)
