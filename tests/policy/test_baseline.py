@@ -56,13 +56,19 @@ def test_results_agree_with_decide(baseline: Evaluator) -> None:
 
 
 def test_aanmelding_and_triage_reveal_only_bekend(baseline: Evaluator) -> None:
-    """Besides hit/no-hit, only the referral itself crosses, and only to the regie."""
+    """Besides hit/no-hit, only the referral itself crosses, to the regie, and a hand-over.
+
+    A hand-over (overdracht) goes from one ZVH to another ZVH only.
+    """
     released_bekend = 0
     for request, result in _sweep(baseline):
         if request.phase in ("aanmelding", "triage") and result.released:
             if result.category == "aanmelding":
                 assert request.phase == "aanmelding", request
                 assert request.recipient == "zvh", request
+                continue
+            if result.category == "overdracht":
+                assert (request.provider, request.recipient) == ("zvh", "zvh"), request
                 continue
             assert result.category == "bekend", request
             released_bekend += 1

@@ -179,7 +179,7 @@ def test_diff_lists_the_changed_decisions(
     assert "veiligheid.risico" not in out
     # Grid recipients the rule serves: 9 org types, and zvh with either role (11),
     # times the 4 condition sets with the case accepted (no ground or one of 3).
-    assert out.strip().splitlines()[-1] == "44 of 199680 decisions change"
+    assert out.strip().splitlines()[-1] == "44 of 215040 decisions change"
 
 
 def test_diff_of_an_invalid_bundle_is_a_usage_error(
