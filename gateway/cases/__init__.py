@@ -21,6 +21,7 @@ from gateway.cases.model import (
     Participant,
     Phase,
     Referral,
+    Transfer,
 )
 from gateway.cases.registry import CaseRegistry, HitAnswer, ReferralResult, StoredFact, utc_now
 from gateway.cases.signals import SignalCount, count_cases
@@ -49,6 +50,7 @@ __all__ = [
     "ReferralResult",
     "SignalCount",
     "StoredFact",
+    "Transfer",
     "case_status",
     "count_cases",
     "utc_now",

@@ -103,6 +103,29 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """Where a case was handed over to (overdracht), and under which idempotency key."""
+
+    node_id: str
+    """The node that took the case over."""
+    idempotency_key: str
+    """The key the procesregisseur gave the hand-over; a retry with it returns this transfer."""
+    reason_code: str
+    remote_case_id: str
+    """The case's id at ``node_id``."""
+    transferred_at: datetime | None = None
+    """Set by the registry when it records the transfer."""
+
+    def check(self) -> Transfer:
+        """Return self if every field is valid, else raise CaseInputError."""
+        check_id(self.node_id, "transfer node id")
+        check_idempotency_key(self.idempotency_key)
+        check_code(self.reason_code, "reason_code")
+        check_case_id(self.remote_case_id)
+        return self
+
+
+@dataclass(frozen=True)
 class Referral:
     """What a referrer submits to open a case (aanmelding)."""
 

@@ -40,6 +40,7 @@ from gateway.cases.model import (
     Participant,
     Phase,
     Referral,
+    Transfer,
     check_case_id,
     check_code,
     check_codes,
@@ -54,6 +55,7 @@ from gateway.cases.tables import (
     case_grounds,
     case_hits,
     case_participants,
+    case_transfers,
     cases,
 )
 from gateway.cases.vault import FactVault
@@ -433,6 +435,60 @@ class CaseRegistry:
             )
             return self._load(conn, case_id)
 
+    def hand_over(
+        self, case_id: str, transfer: Transfer, *, outcome: str, retention_days: int
+    ) -> Case:
+        """Close an open case as handed over to ``transfer.node_id``, recording the transfer.
+
+        aanmelding|triage|casusoverleg -> afschaling with ``outcome``, and the
+        transfer row, in one transaction; starts the retention clock.
+        """
+        check_case_id(case_id)
+        transfer.check()
+        check_code(outcome, "outcome")
+        now = self._now()
+        with self._engine.begin() as conn:
+            self._guard(
+                conn,
+                case_id,
+                OPEN_PHASES,
+                "hand over",
+                {
+                    "phase": Phase.AFSCHALING.value,
+                    "outcome": outcome,
+                    "closed_at": now,
+                    "retain_until": now + timedelta(days=_check_retention(retention_days)),
+                },
+            )
+            conn.execute(
+                sa.insert(case_transfers).values(
+                    case_id=case_id,
+                    node_id=transfer.node_id,
+                    idempotency_key=transfer.idempotency_key,
+                    reason_code=transfer.reason_code,
+                    remote_case_id=transfer.remote_case_id,
+                    transferred_at=now,
+                )
+            )
+            return self._load(conn, case_id)
+
+    def transfer_of(self, case_id: str) -> Transfer | None:
+        """The hand-over of ``case_id``, or None if it was not handed over (or is purged)."""
+        check_case_id(case_id)
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(case_transfers).where(case_transfers.c.case_id == case_id)
+            ).first()
+        if row is None:
+            return None
+        return Transfer(
+            node_id=row.node_id,
+            idempotency_key=row.idempotency_key,
+            reason_code=row.reason_code,
+            remote_case_id=row.remote_case_id,
+            transferred_at=row.transferred_at,
+        )
+
     # -- changes within a phase ----------------------------------------------
 
     def add_participant(self, case_id: str, participant: Participant) -> Case:
@@ -633,7 +689,7 @@ class CaseRegistry:
     def purge_expired(self, now: datetime | None = None) -> list[str]:
         """Purge every closed case whose retention ended at or before ``now``; return their ids.
 
-        Facts, participants, grounds and hits are deleted; the subject
+        Facts, participants, grounds, hits and a hand-over's record are deleted; the subject
         pseudonym, referrer, idempotency key, reference, criteria and reason
         codes are cleared. The skeleton stays for signalling: theme, phase,
         outcome, triage reason, bottleneck tags and dates. Each case is purged
@@ -671,7 +727,13 @@ class CaseRegistry:
                 ).rowcount
                 if claimed != 1:
                     continue
-                for table in (case_facts, case_participants, case_grounds, case_hits):
+                for table in (
+                    case_facts,
+                    case_participants,
+                    case_grounds,
+                    case_hits,
+                    case_transfers,
+                ):
                     conn.execute(sa.delete(table).where(table.c.case_id == case_id))
             purged.append(case_id)
         return purged

@@ -128,3 +128,15 @@ case_facts = sa.Table(
     sa.Column("sealed", sa.LargeBinary, nullable=False),
     sa.Column("received_at", UTCDateTime, nullable=False),
 )
+
+case_transfers = sa.Table(
+    "case_transfers",
+    metadata,
+    # One hand-over per case: a handed-over case is closed and cannot move again.
+    sa.Column("case_id", sa.String(32), sa.ForeignKey("cases.id"), primary_key=True),
+    sa.Column("node_id", sa.String(63), nullable=False),
+    sa.Column("idempotency_key", sa.String(128), nullable=False),
+    sa.Column("reason_code", sa.String(64), nullable=False),
+    sa.Column("remote_case_id", sa.String(32), nullable=False),
+    sa.Column("transferred_at", UTCDateTime, nullable=False),
+)
