@@ -19,6 +19,7 @@ from gateway.auth import current_identity
 from gateway.cases import Case, CaseError, GroundKind, Participant, case_status
 from gateway.cases.errors import CaseInputError
 from gateway.crossing import Crossing, append, commit
+from gateway.delivery import deliver
 from gateway.hitnohit import (
     DEFAULT_DEADLINE_SECONDS,
     MAX_DEADLINE_SECONDS,
@@ -27,9 +28,10 @@ from gateway.hitnohit import (
     run_round,
 )
 from gateway.logging import get_logger
+from gateway.overdracht import HandOverError, hand_over
 from gateway.signals.tags import BottleneckTagError, set_bottlenecks
 from gateway.tracing import current_trace
-from gateway.uitvraag import DELIVERY_TTL_SECONDS, UitvraagError, as_recipient, run_uitvraag
+from gateway.uitvraag import UitvraagError, as_recipient, run_uitvraag
 from policy.evaluator import Outcome, Request
 from policy.minimise import FactRefusedError, minimise_facts
 
@@ -324,18 +326,45 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         await self._deliver_outcome(case, activity, context)
         return self._status(case)
 
+    async def HandOverCase(  # noqa: N802 - gRPC method name
+        self, request: case_pb2.HandOverCaseRequest, context: Context
+    ) -> case_pb2.HandOverResult:
+        """Hand an open case over to another node (overdracht); see gateway/overdracht.py."""
+        case, activity = await self._case(request.purpose, request.case_ref, context)
+        try:
+            done = await hand_over(
+                self.parts,
+                case,
+                activity_uri=activity.uri,
+                target=request.target_node_id,
+                idempotency_key=request.idempotency_key,
+                reason_code=request.reason_code,
+                caller=current_identity(),
+                retention_days=_retention_days(activity),
+            )
+        except HandOverError as exc:
+            await context.abort(exc.code, str(exc))
+        if done.created:
+            await self._deliver_outcome(done.case, activity, context)
+        return case_pb2.HandOverResult(
+            remote_case_ref=done.remote_case_ref,
+            created=done.created,
+            status=self._status(done.case),
+        )
+
     async def _deliver_outcome(self, case: Case, activity: Activity, context: Context) -> None:
-        """One FACT_DELIVERY of the outcome per local participant, under afschaling policy."""
-        assert self.parts.policy is not None and self.parts.subjects is not None
-        subjects = self.parts.subjects
+        """The outcome to every participant under afschaling policy, audited first.
+
+        A participant of a peer node is told through that node; if it cannot
+        be reached a second record (status ERROR) says the outcome did not
+        arrive, and the closure stands.
+        """
+        assert self.parts.policy is not None
         caller = current_identity()
         fact = common_pb2.Fact(category=OUTCOME_CATEGORY)
         fact.fields[OUTCOME_CATEGORY].text = case.outcome
+        regie = Participant(org_id=self.parts.node_id, org_type="zvh", node_id=self.parts.node_id)
         for participant in case.participants:
-            if participant.node_id != self.parts.node_id:
-                # TODO(#6): tell participants at peer nodes through the federation.
-                log.info("outcome_not_sent_to_peer", case_id=case.id, node=participant.node_id)
-                continue
             decision = self.parts.policy.decide(
                 Request(
                     activity=case.activity,
@@ -358,19 +387,14 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
             except FactRefusedError as exc:
                 log.warning("outcome_refused", case_id=case.id, reason=str(exc))
                 continue
-            subject = await asyncio.to_thread(
-                subjects.for_domain_from_pseudonym, case.subject, participant.org_id
-            )
-            task = partner_pb2.PartnerTask(
-                kind=partner_pb2.TASK_KIND_FACT_DELIVERY,
-                purpose=common_pb2.Purpose(processing_activity_id=case.activity),
-                case_ref=crossing.case_ref,
-                phase=common_pb2.PHASE_AFSCHALING,
-                subject=subject,
+            delivered = await deliver(
+                self.parts,
+                case,
+                recipient=participant,
+                provider=regie,
                 facts=facts,
-                decision=decision.to_proto(),
-                trace=_trace(),
+                decision=decision,
+                phase=common_pb2.PHASE_AFSCHALING,
             )
-            await self.parts.tasks.send(
-                participant.org_id, task, subject=case.subject, timeout=DELIVERY_TTL_SECONDS
-            )
+            if not delivered:
+                await append(self.parts.audit, crossing, ok=False)

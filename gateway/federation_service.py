@@ -1,8 +1,11 @@
 """FederationService: what a node serves to other nodes and to the national collector.
 
-Served here: federated hit/no-hit (HitNoHit), uitvraag between nodes
-(RequestFacts), case transfer (TransferCase), checkpoint witnessing
-(AddCheckpoint) and aggregate signals (GetSignals). The interceptor admits
+Served here: federated hit/no-hit (HitNoHit), facts this node holds in its
+own case (RequestFacts), uitvraag of and delivery to this node's partners
+that take part in a peer's case (AskParticipant, DeliverFacts; the checks
+are in :mod:`gateway.federation.participants`), case transfer
+(TransferCase), checkpoint witnessing (AddCheckpoint) and aggregate signals
+(GetSignals). The interceptor admits
 only node certificates (the collector for GetSignals); when the node has a
 signed directory, HitNoHit, RequestFacts and TransferCase also require the
 caller to be listed in it. Subjects arrive transcrypted to this node's own
@@ -12,11 +15,12 @@ domain. Every answer waits for its durable audit record.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import sqlalchemy as sa
-from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
+from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc, partner_pb2
 
 from certs.identity import ORG_TYPES
 from gateway.audit.witness import add_checkpoint_rpc
@@ -25,7 +29,11 @@ from gateway.cases.errors import CaseError
 from gateway.cases.model import OPEN_PHASES, Case, Referral
 from gateway.cases.tables import cases
 from gateway.crossing import Crossing, append, commit, refuse
+from gateway.delivery import DELIVERY_TTL_SECONDS
+from gateway.federation import participants
 from gateway.federation.directory import NODE_URI_PREFIX
+from gateway.federation.participants import RefusedError as _RefusedError
+from gateway.logging import get_logger
 from gateway.signals.answer import SignalsRequestError, get_signals, signals_audit
 from gateway.tracing import current_trace
 from policy.evaluator import Decision, Request, grounds_of, phase_name
@@ -42,20 +50,13 @@ if TYPE_CHECKING:
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
+log = get_logger("federation_service")
+
 SERVICE = "schakel.v1.FederationService"
 BEKEND = "bekend"
 ZVH = "zvh"
 NOT_HELD = "not-held"
 """Withheld reason of a category this node holds no fact of for the subject."""
-MAX_CATEGORIES = 32
-
-
-class _RefusedError(Exception):
-    """A request this node refuses: the status and a message naming what was wrong."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _trace() -> common_pb2.TraceContext:
@@ -242,13 +243,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         )
         try:
             self._check_common(crossing, request.case_ref)
-            if not categories or len(categories) > MAX_CATEGORIES:
-                raise _RefusedError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"categories must name 1 to {MAX_CATEGORIES} fact categories",
-                )
-            if len(set(categories)) != len(categories):
-                raise _RefusedError(grpc.StatusCode.INVALID_ARGUMENT, "categories lists one twice")
+            participants.check_categories(categories)
             if request.recipient_org_type not in ORG_TYPES:
                 raise _RefusedError(
                     grpc.StatusCode.INVALID_ARGUMENT,
@@ -340,6 +335,166 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             legal_basis=common_pb2.LegalBasis(code=",".join(bases)),
         )
         return released, summary
+
+    async def AskParticipant(  # noqa: N802 - gRPC method name
+        self, request: federation_pb2.AskParticipantRequest, context: Context
+    ) -> federation_pb2.AskParticipantResponse:
+        """Put a peer case's uitvraag to one of this node's partners; release under our policy.
+
+        The question is audited before the partner sees it, and each release
+        (one per recipient type) before the answer leaves.
+        """
+        categories = tuple(request.categories)
+        crossing = self._crossing(
+            "AskParticipant",
+            request.purpose,
+            request.case_ref,
+            common_pb2.PHASE_CASUSOVERLEG,
+            categories,
+        )
+        crossing.provider = participants.participant_uri(request.provider)
+        try:
+            self._check_common(crossing, request.case_ref)
+            participants.check_categories(categories)
+            types = tuple(request.recipient_org_types)
+            participants.check_recipient_types(types)
+            provider = participants.check_partner(self.parts.config, request.provider, "provider")
+            recorded = participants.grounds(request.grounds)
+            deadline = participants.deadline_seconds(request.deadline_ms)
+            pseudonym = self._subject(crossing, request.subject)
+            policy = self._policy()
+            decisions = {
+                t: participants.decide(
+                    policy,
+                    activity=crossing.activity,
+                    phase="casusoverleg",
+                    provider=provider.org_type,
+                    recipient=t,
+                    categories=categories,
+                    recorded=recorded,
+                )
+                for t in types
+            }
+        except _RefusedError as exc:
+            await self._refuse(crossing, context, exc)
+        asked = tuple(c for c in categories if any(c in d.released for d in decisions.values()))
+        facts: list[common_pb2.Fact] = []
+        answered = False
+        if asked:
+            question = dataclasses.replace(crossing, categories=asked)
+            await commit(self.parts.audit, question, context)
+            answer = await self._ask(request, provider.org_id, pseudonym, asked, deadline)
+            if answer is not None:
+                answered, facts = True, list(answer.facts)
+        response = federation_pb2.AskParticipantResponse(answered=answered, trace=_trace())
+        for org_type, decision in decisions.items():
+            released = participants.release(facts, decision)
+            if released.malformed:
+                log.warning(
+                    "facts_malformed", method="AskParticipant", categories=released.malformed
+                )
+            record = dataclasses.replace(
+                crossing,
+                categories=tuple(sorted({f.category for f in released.facts})),
+                decision=decision.to_proto(),
+            )
+            await commit(self.parts.audit, record, context)
+            response.releases.add(
+                recipient_org_type=org_type, facts=released.facts, decision=decision.to_proto()
+            )
+        return response
+
+    async def _ask(
+        self,
+        request: federation_pb2.AskParticipantRequest,
+        org_id: str,
+        pseudonym: str,
+        asked: tuple[str, ...],
+        deadline: float,
+    ) -> partner_pb2.AnswerFactsRequest | None:
+        """A FACT_QUERY to the partner, with the subject in its domain; its answer or None."""
+        subjects = self.parts.subjects
+        assert subjects is not None  # _subject checked it
+        subject = await asyncio.to_thread(subjects.for_domain_from_pseudonym, pseudonym, org_id)
+        task = partner_pb2.PartnerTask(
+            kind=partner_pb2.TASK_KIND_FACT_QUERY,
+            purpose=request.purpose,
+            case_ref=request.case_ref,
+            phase=common_pb2.PHASE_CASUSOVERLEG,
+            subject=subject,
+            categories=list(asked),
+            trace=_trace(),
+        )
+        pending = await self.parts.tasks.send(org_id, task, subject=pseudonym, timeout=deadline)
+        answer = await self.parts.tasks.wait(pending)
+        return answer if isinstance(answer, partner_pb2.AnswerFactsRequest) else None
+
+    async def DeliverFacts(  # noqa: N802 - gRPC method name
+        self, request: federation_pb2.DeliverFactsRequest, context: Context
+    ) -> federation_pb2.DeliverFactsResponse:
+        """Queue facts released in a peer's case for one of this node's partners.
+
+        The provider's node minimised them; this node decides by category
+        under its own policy, audits, and only then queues the delivery.
+        """
+        categories = tuple(dict.fromkeys(f.category for f in request.facts))
+        crossing = self._crossing(
+            "DeliverFacts", request.purpose, request.case_ref, request.phase, categories
+        )
+        crossing.provider = participants.participant_uri(request.provider)
+        try:
+            self._check_common(crossing, request.case_ref)
+            if request.phase not in (common_pb2.PHASE_CASUSOVERLEG, common_pb2.PHASE_AFSCHALING):
+                raise _RefusedError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "phase must be PHASE_CASUSOVERLEG or PHASE_AFSCHALING",
+                )
+            participants.check_categories(categories)
+            participants.check_provider(request.provider)
+            recipient = participants.check_partner(
+                self.parts.config, request.recipient, "recipient"
+            )
+            recorded = participants.grounds(request.grounds)
+            pseudonym = self._subject(crossing, request.subject)
+            decision = participants.decide(
+                self._policy(),
+                activity=crossing.activity,
+                phase=phase_name(request.phase),
+                provider=request.provider.org_type,
+                recipient=recipient.org_type,
+                categories=categories,
+                recorded=recorded,
+            )
+        except _RefusedError as exc:
+            await self._refuse(crossing, context, exc)
+        crossing.decision = decision.to_proto()
+        await commit(self.parts.audit, crossing, context)
+        released = set(decision.released)
+        delivered = [f for f in request.facts if f.category in released]
+        if delivered:
+            subjects = self.parts.subjects
+            assert subjects is not None  # _subject checked it
+            subject = await asyncio.to_thread(
+                subjects.for_domain_from_pseudonym, pseudonym, recipient.org_id
+            )
+            task = partner_pb2.PartnerTask(
+                kind=partner_pb2.TASK_KIND_FACT_DELIVERY,
+                purpose=request.purpose,
+                case_ref=request.case_ref,
+                phase=request.phase,
+                subject=subject,
+                facts=delivered,
+                decision=decision.to_proto(),
+                trace=_trace(),
+            )
+            await self.parts.tasks.send(
+                recipient.org_id, task, subject=pseudonym, timeout=DELIVERY_TTL_SECONDS
+            )
+        return federation_pb2.DeliverFactsResponse(
+            delivered=[c for c in categories if c in released],
+            decision=decision.to_proto(),
+            trace=_trace(),
+        )
 
     async def TransferCase(  # noqa: N802 - gRPC method name
         self, request: federation_pb2.TransferCaseRequest, context: Context

@@ -1,18 +1,18 @@
 """Uitvraag: ask the participants of a case for facts, and deliver what policy releases.
 
-For each local participant as provider, the node first decides what that
-provider may release to each other participant (and to the regie) for the
-categories asked, in phase casusoverleg with the grounds recorded for that
-provider. Only categories some recipient may receive are asked for, in a
-FACT_QUERY task. When the answer comes (``AnswerFacts`` has checked and
-audited it), the facts are sealed in the case vault, and per recipient they
-are minimised under that recipient's own decision, audited (one record per
-provider -> recipient decision) and only then delivered as a FACT_DELIVERY
-task with the subject in the recipient's domain. An organisation that is not
-a participant is never a recipient.
-
-Participants at peer nodes are not asked or delivered to here: that is the
-federation's RequestFacts (issue #6, TODO(#6): remote providers/recipients).
+For each participant as provider, the node first decides what that provider
+may release to each other participant (and to the regie) for the categories
+asked, in phase casusoverleg with the grounds recorded for that provider.
+Only categories some recipient may receive are asked for. A provider of
+this node gets a FACT_QUERY task; a provider of a peer node is asked through
+that node's ``AskParticipant``, which decides again under its own policy and
+minimises per recipient type (the provider's node minimises, once). When
+the answer comes, the facts are sealed in the case vault, and per recipient
+they are judged under that recipient's own decision, audited (one record per
+provider -> recipient decision) and only then delivered with the subject in
+the recipient's domain (:mod:`gateway.delivery`; a peer node's partner via
+``DeliverFacts``). An organisation that is not a participant is never a
+recipient.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from schakel.v1 import case_pb2, common_pb2, partner_pb2
+from schakel.v1 import case_pb2, common_pb2, federation_pb2, partner_pb2
 
 from certs.identity import Identity, PeerKind
 from gateway.cases import Case, Participant
 from gateway.crossing import Crossing, append
+from gateway.delivery import PEER_DEADLINE_SECONDS, deliver, participant_proto, trace
+from gateway.federation.client import PeerCallError
+from gateway.federation.participants import to_federated
 from gateway.logging import get_logger
-from gateway.tasks import PendingTask
-from gateway.tracing import current_trace
 from policy.evaluator import Decision, Request, grounds_of
 from policy.minimise import FactRefusedError, minimise_facts
 
@@ -42,8 +43,6 @@ log = get_logger("uitvraag")
 
 METHOD = "schakel.v1.CaseService/StartUitvraag"
 DEFAULT_DEADLINE_SECONDS = 5.0
-DELIVERY_TTL_SECONDS = 24 * 3600.0
-"""How long a FACT_DELIVERY waits in memory for its recipient's task stream."""
 REGIE = Participant(org_id="", org_type="zvh", node_id="")
 """The procesregisseur as recipient: what the node keeps in its vault for the case."""
 
@@ -90,13 +89,14 @@ def _decide(
     )
 
 
-def plan(policy: PolicyStore, case: Case, node_id: str, categories: tuple[str, ...]) -> list[_Plan]:
-    """Per local provider: the decision for every recipient, and what to ask for."""
-    local = [p for p in case.participants if p.node_id == node_id]
+def plan(policy: PolicyStore, case: Case, categories: tuple[str, ...]) -> list[_Plan]:
+    """Per provider (every participant): the decision for every recipient, and what to ask."""
     plans = []
-    for provider in local:
+    for provider in case.participants:
         decisions = {
-            r: _decide(policy, case, provider, r, categories) for r in local if r != provider
+            r: _decide(policy, case, provider, r, categories)
+            for r in case.participants
+            if r != provider
         }
         regie = _decide(policy, case, provider, REGIE, categories)
         released = {c for d in (*decisions.values(), regie) for c in d.released}
@@ -118,19 +118,33 @@ def as_recipient(caller: Identity, recipient: Participant) -> Identity:
     )
 
 
-def _trace() -> common_pb2.TraceContext:
-    trace = current_trace()
-    if trace is None:
-        return common_pb2.TraceContext()
-    return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
-
-
-def _participant(p: Participant) -> common_pb2.Participant:
-    return common_pb2.Participant(org_id=p.org_id, org_type=p.org_type, node_id=p.node_id)
-
-
 def _partner_uri(p: Participant) -> str:
     return f"schakel://partner/{p.node_id}/{p.org_id}"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A provider's answer: what goes into the vault, and the facts per recipient type.
+
+    ``by_type`` is None for a provider of this node, whose raw facts this
+    node minimises per recipient; a peer node's provider comes minimised
+    per recipient type by its node.
+    """
+
+    vault: list[common_pb2.Fact]
+    by_type: dict[str, list[common_pb2.Fact]] | None
+
+    def for_recipient(self, recipient: Participant, decision: Decision) -> list[common_pb2.Fact]:
+        """The facts ``recipient`` gets under this node's ``decision`` for it."""
+        released = set(decision.released)
+        if self.by_type is None:
+            try:
+                return minimise_facts([f for f in self.vault if f.category in released], decision)
+            except FactRefusedError as exc:
+                # The message names a category or field, never a value.
+                log.warning("facts_refused", reason=str(exc))
+                return []
+        return [f for f in self.by_type.get(recipient.org_type, []) if f.category in released]
 
 
 async def run_uitvraag(
@@ -151,7 +165,7 @@ async def run_uitvraag(
     if policy is None or subjects is None:
         raise UitvraagError("this node has no policy bundle or no pseudonym keys configured")
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
-    plans = plan(policy, case, parts.node_id, categories)
+    plans = plan(policy, case, categories)
 
     def crossing(who: Identity, p: _Plan, decision: Decision | None = None) -> Crossing:
         return Crossing(
@@ -172,78 +186,113 @@ async def run_uitvraag(
         # The question itself tells the provider the subject is in this case.
         if await append(parts.audit, crossing(caller, p)) is None:
             raise UitvraagError("the audit record of a question could not be written")
-    pending: list[PendingTask] = []
-    for p in asking:
+    answers = await asyncio.gather(*(_ask(parts, case, p, deadline) for p in asking))
+    by_provider = dict(zip([p.provider for p in asking], answers, strict=True))
+    result = case_pb2.UitvraagResult(case_ref=case_ref)
+    for p in plans:
+        answer = by_provider.get(p.provider)
+        outcome = result.providers.add(
+            provider=participant_proto(p.provider),
+            decision=p.regie.to_proto(),
+            answered=answer is not None,
+        )
+        if answer is not None:
+            undelivered = await _release(parts, case, p, answer, caller=caller, crossing=crossing)
+            outcome.undelivered.extend(participant_proto(r) for r in undelivered)
+    return result
+
+
+async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answer | None:
+    """Put the question to the provider, here or at its node; None when it did not answer."""
+    subjects = parts.subjects
+    assert subjects is not None
+    case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
+    purpose = common_pb2.Purpose(processing_activity_id=case.activity)
+    if p.provider.node_id == parts.node_id:
         subject = await asyncio.to_thread(
             subjects.for_domain_from_pseudonym, case.subject, p.provider.org_id
         )
         task = partner_pb2.PartnerTask(
             kind=partner_pb2.TASK_KIND_FACT_QUERY,
-            purpose=common_pb2.Purpose(processing_activity_id=case.activity),
+            purpose=purpose,
             case_ref=case_ref,
             phase=common_pb2.PHASE_CASUSOVERLEG,
             subject=subject,
             categories=list(p.asked),
-            trace=_trace(),
+            trace=trace(),
         )
-        pending.append(
-            await parts.tasks.send(p.provider.org_id, task, subject=case.subject, timeout=deadline)
+        pending = await parts.tasks.send(
+            p.provider.org_id, task, subject=case.subject, timeout=deadline
         )
-    answers = await asyncio.gather(*(parts.tasks.wait(t) for t in pending))
-    by_provider = dict(zip([p.provider for p in asking], answers, strict=True))
-    result = case_pb2.UitvraagResult(case_ref=case_ref)
-    for p in plans:
-        answer = by_provider.get(p.provider)
-        answered = isinstance(answer, partner_pb2.AnswerFactsRequest)
-        result.providers.append(
-            case_pb2.ProviderOutcome(
-                provider=_participant(p.provider), decision=p.regie.to_proto(), answered=answered
-            )
+        answer = await parts.tasks.wait(pending)
+        if not isinstance(answer, partner_pb2.AnswerFactsRequest):
+            return None
+        return _Answer(vault=list(answer.facts), by_type=None)
+    if parts.peers is None:
+        log.warning("uitvraag_no_federation", case_id=case.id, node=p.provider.node_id)
+        return None
+    types = dict.fromkeys([REGIE.org_type, *(r.org_type for r in p.decisions)])
+    request = federation_pb2.AskParticipantRequest(
+        purpose=purpose,
+        case_ref=case_ref,
+        subject=await asyncio.to_thread(
+            subjects.for_domain_from_pseudonym, case.subject, p.provider.node_id
+        ),
+        provider=participant_proto(p.provider),
+        categories=list(p.asked),
+        recipient_org_types=list(types),
+        grounds=to_federated(_grounds(case, p.provider)),
+        deadline_ms=int(deadline * 1000),
+    )
+    try:
+        reply = await parts.peers.ask_participant(
+            p.provider.node_id, request, deadline=deadline + PEER_DEADLINE_SECONDS
         )
-        if isinstance(answer, partner_pb2.AnswerFactsRequest):
-            await _release(parts, case, p, list(answer.facts), caller=caller, crossing=crossing)
-    return result
+    except PeerCallError as exc:
+        log.warning(
+            "uitvraag_peer_unanswered", case_id=case.id, node=exc.node_id, reason=exc.reason
+        )
+        return None
+    if not reply.answered:
+        return None
+    by_type = {r.recipient_org_type: list(r.facts) for r in reply.releases}
+    regie = set(p.regie.released)
+    vault = [f for f in by_type.get(REGIE.org_type, []) if f.category in regie]
+    return _Answer(vault=vault, by_type=by_type)
 
 
 async def _release(
     parts: NodeParts,
     case: Case,
     p: _Plan,
-    facts: list[common_pb2.Fact],
+    answer: _Answer,
     *,
     caller: Identity,
     crossing: Callable[[Identity, _Plan, Decision], Crossing],
-) -> None:
-    subjects = parts.subjects
-    assert subjects is not None
-    for fact in facts:
+) -> list[Participant]:
+    """Seal, audit and deliver one provider's answer; the recipients not reached."""
+    for fact in answer.vault:
         await asyncio.to_thread(parts.registry.store_fact, case.id, fact, provider=p.provider)
+    undelivered = []
     for recipient, decision in p.decisions.items():
-        released = set(decision.released)
-        try:
-            minimised = minimise_facts([f for f in facts if f.category in released], decision)
-        except FactRefusedError as exc:
-            # The message names a category or field, never a value.
-            log.warning("facts_refused", case_id=case.id, reason=str(exc))
-            minimised = []
+        facts = answer.for_recipient(recipient, decision)
         record = crossing(as_recipient(caller, recipient), p, decision)
         if await append(parts.audit, record) is None:
             raise UitvraagError("the audit record of a release could not be written")
-        if not minimised:
+        if not facts:
             continue
-        subject = await asyncio.to_thread(
-            subjects.for_domain_from_pseudonym, case.subject, recipient.org_id
-        )
-        task = partner_pb2.PartnerTask(
-            kind=partner_pb2.TASK_KIND_FACT_DELIVERY,
-            purpose=common_pb2.Purpose(processing_activity_id=case.activity),
-            case_ref=record.case_ref,
+        delivered = await deliver(
+            parts,
+            case,
+            recipient=recipient,
+            provider=p.provider,
+            facts=facts,
+            decision=decision,
             phase=common_pb2.PHASE_CASUSOVERLEG,
-            subject=subject,
-            facts=minimised,
-            decision=decision.to_proto(),
-            trace=_trace(),
+            grounds=_grounds(case, p.provider),
         )
-        await parts.tasks.send(
-            recipient.org_id, task, subject=case.subject, timeout=DELIVERY_TTL_SECONDS
-        )
+        if not delivered:
+            undelivered.append(recipient)
+            # The release record above stands; this one says it did not arrive.
+            await append(parts.audit, record, ok=False)
+    return undelivered

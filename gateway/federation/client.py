@@ -290,6 +290,54 @@ class PeerClient:
             "RequestFacts", call, deadline=deadline, only=only, idempotent=True
         )
 
+    async def ask_participant(
+        self, to: str, request: federation_pb2.AskParticipantRequest, *, deadline: float
+    ) -> federation_pb2.AskParticipantResponse:
+        """Put an uitvraag to a participant connected to node ``to``; PeerCallError if unanswered.
+
+        ``deadline`` (seconds) bounds the call, retries included; it must
+        leave the peer time to wait ``request.deadline_ms`` for its partner.
+        """
+
+        async def call(
+            peer: Peer, stub: Stub, timeout: float
+        ) -> federation_pb2.AskParticipantResponse:
+            return await stub.AskParticipant(request, timeout=timeout)
+
+        return self._one(
+            to,
+            await self.fan_out(
+                "AskParticipant", call, deadline=deadline, only=[to], idempotent=True
+            ),
+        )
+
+    async def deliver_facts(
+        self, to: str, request: federation_pb2.DeliverFactsRequest, *, deadline: float
+    ) -> federation_pb2.DeliverFactsResponse:
+        """Deliver facts to a participant connected to node ``to``; PeerCallError if not taken.
+
+        Never retried: a delivery that reached the peer but whose answer was
+        lost would otherwise be queued twice.
+        """
+
+        async def call(
+            peer: Peer, stub: Stub, timeout: float
+        ) -> federation_pb2.DeliverFactsResponse:
+            return await stub.DeliverFacts(request, timeout=timeout)
+
+        return self._one(
+            to,
+            await self.fan_out(
+                "DeliverFacts", call, deadline=deadline, only=[to], idempotent=False
+            ),
+        )
+
+    @staticmethod
+    def _one(to: str, result: FanOut[Reply]) -> Reply:
+        if to in result.answers:
+            return result.answers[to]
+        raise PeerCallError(to, result.unanswered.get(to, DOWN), None)
+
     async def transfer_case(
         self,
         *,
@@ -326,9 +374,7 @@ class PeerClient:
         ) -> federation_pb2.TransferCaseResponse:
             return await stub.TransferCase(request, timeout=timeout)
 
-        result = await self.fan_out(
-            "TransferCase", call, deadline=deadline, only=[to], idempotent=True
+        return self._one(
+            to,
+            await self.fan_out("TransferCase", call, deadline=deadline, only=[to], idempotent=True),
         )
-        if to in result.answers:
-            return result.answers[to]
-        raise PeerCallError(to, result.unanswered.get(to, DOWN), None)

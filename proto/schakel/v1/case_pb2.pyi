@@ -333,8 +333,11 @@ class ProviderOutcome(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
     ANSWERED_FIELD_NUMBER: _builtins.int
+    UNDELIVERED_FIELD_NUMBER: _builtins.int
     answered: _builtins.bool
-    """False when the provider did not answer before the deadline."""
+    """False when the provider did not answer before the deadline (or, for a
+    provider of a peer node, when that node could not be reached).
+    """
     @_builtins.property
     def provider(self) -> _common_pb2.Participant:
         """The provider."""
@@ -343,16 +346,24 @@ class ProviderOutcome(_message.Message):
     def decision(self) -> _common_pb2.DecisionSummary:
         """The decision on the provider's facts."""
 
+    @_builtins.property
+    def undelivered(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Participant]:
+        """Recipients at peer nodes whose node did not take the facts released to
+        them; the audit log holds their release and a second record (status
+        ERROR) saying it did not arrive. Ask again to retry.
+        """
+
     def __init__(
         self,
         *,
         provider: _common_pb2.Participant | None = ...,
         decision: _common_pb2.DecisionSummary | None = ...,
         answered: _builtins.bool = ...,
+        undelivered: _abc.Iterable[_common_pb2.Participant] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "provider", b"provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered", b"answered", "decision", b"decision", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered", b"answered", "decision", b"decision", "provider", b"provider", "undelivered", b"undelivered"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -427,3 +438,86 @@ class CloseCaseRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CloseCaseRequest: _TypeAlias = CloseCaseRequest  # noqa: Y015
+
+@_typing.final
+class HandOverCaseRequest(_message.Message):
+    """Hands a case over to another node (overdracht)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_REF_FIELD_NUMBER: _builtins.int
+    TARGET_NODE_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    target_node_id: _builtins.str
+    """Required: the node to hand the case to, listed in this node's federation
+    directory (or [[peers]]), and not this node itself.
+    """
+    idempotency_key: _builtins.str
+    """Required: 1-64 printable ASCII characters without spaces, chosen by the
+    caller per hand-over. A retry with the same key returns the first
+    hand-over's result instead of handing the case over again.
+    """
+    reason_code: _builtins.str
+    """Required: why the case moves, as a code (e.g. "betrokkene-verhuisd");
+    kept with the hand-over at this node, never sent to the target.
+    """
+    @_builtins.property
+    def purpose(self) -> _common_pb2.Purpose:
+        """Required: the case's own processing activity."""
+
+    @_builtins.property
+    def case_ref(self) -> _common_pb2.CaseRef:
+        """Required: an open case of this node (not in AFSCHALING)."""
+
+    def __init__(
+        self,
+        *,
+        purpose: _common_pb2.Purpose | None = ...,
+        case_ref: _common_pb2.CaseRef | None = ...,
+        target_node_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "purpose", b"purpose"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "idempotency_key", b"idempotency_key", "purpose", b"purpose", "reason_code", b"reason_code", "target_node_id", b"target_node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandOverCaseRequest: _TypeAlias = HandOverCaseRequest  # noqa: Y015
+
+@_typing.final
+class HandOverResult(_message.Message):
+    """The result of a hand-over."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMOTE_CASE_REF_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """False when this was a retry of an earlier hand-over with the same key."""
+    @_builtins.property
+    def remote_case_ref(self) -> _common_pb2.CaseRef:
+        """The case at the target node (opened there in AANMELDING)."""
+
+    @_builtins.property
+    def status(self) -> _partner_pb2.CaseStatus:
+        """This node's case, closed with outcome "overgedragen-andere-zvh"."""
+
+    def __init__(
+        self,
+        *,
+        remote_case_ref: _common_pb2.CaseRef | None = ...,
+        created: _builtins.bool = ...,
+        status: _partner_pb2.CaseStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["remote_case_ref", b"remote_case_ref", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "remote_case_ref", b"remote_case_ref", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandOverResult: _TypeAlias = HandOverResult  # noqa: Y015

@@ -71,6 +71,11 @@ class CaseServiceStub:
                 request_serializer=schakel_dot_v1_dot_case__pb2.CloseCaseRequest.SerializeToString,
                 response_deserializer=schakel_dot_v1_dot_partner__pb2.CaseStatus.FromString,
                 _registered_method=True)
+        self.HandOverCase = channel.unary_unary(
+                '/schakel.v1.CaseService/HandOverCase',
+                request_serializer=schakel_dot_v1_dot_case__pb2.HandOverCaseRequest.SerializeToString,
+                response_deserializer=schakel_dot_v1_dot_case__pb2.HandOverResult.FromString,
+                _registered_method=True)
 
 
 class CaseServiceServicer:
@@ -131,6 +136,22 @@ class CaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandOverCase(self, request, context):
+        """Hands an open case over to the ZVH node of the region the person moved
+        to (overdracht). Only a procesregisseur officer certificate of this node
+        may call it. Policy must allow category "overdracht" from zvh to zvh in
+        the case's phase; the hand-over is audited before the subject (in the
+        target node's domain), theme and bottleneck tags leave. The target node
+        opens the case in AANMELDING; this node then closes its own case with
+        outcome "overgedragen-andere-zvh" and keeps the target's case reference.
+        Safe to retry with the same idempotency key: the same remote case comes
+        back (created false) and the case is not closed twice. When the target
+        cannot be reached the call fails with UNAVAILABLE and the case stays open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +189,11 @@ def add_CaseServiceServicer_to_server(servicer, server):
                     servicer.CloseCase,
                     request_deserializer=schakel_dot_v1_dot_case__pb2.CloseCaseRequest.FromString,
                     response_serializer=schakel_dot_v1_dot_partner__pb2.CaseStatus.SerializeToString,
+            ),
+            'HandOverCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandOverCase,
+                    request_deserializer=schakel_dot_v1_dot_case__pb2.HandOverCaseRequest.FromString,
+                    response_serializer=schakel_dot_v1_dot_case__pb2.HandOverResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +386,33 @@ class CaseService:
             '/schakel.v1.CaseService/CloseCase',
             schakel_dot_v1_dot_case__pb2.CloseCaseRequest.SerializeToString,
             schakel_dot_v1_dot_partner__pb2.CaseStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandOverCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schakel.v1.CaseService/HandOverCase',
+            schakel_dot_v1_dot_case__pb2.HandOverCaseRequest.SerializeToString,
+            schakel_dot_v1_dot_case__pb2.HandOverResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,18 @@ class CaseServiceStub:
     """Closes a case (afschaling) with an outcome code and starts its
     retention clock.
     """
+    HandOverCase: _grpc.UnaryUnaryMultiCallable[_case_pb2.HandOverCaseRequest, _case_pb2.HandOverResult]
+    """Hands an open case over to the ZVH node of the region the person moved
+    to (overdracht). Only a procesregisseur officer certificate of this node
+    may call it. Policy must allow category "overdracht" from zvh to zvh in
+    the case's phase; the hand-over is audited before the subject (in the
+    target node's domain), theme and bottleneck tags leave. The target node
+    opens the case in AANMELDING; this node then closes its own case with
+    outcome "overgedragen-andere-zvh" and keeps the target's case reference.
+    Safe to retry with the same idempotency key: the same remote case comes
+    back (created false) and the case is not closed twice. When the target
+    cannot be reached the call fails with UNAVAILABLE and the case stays open.
+    """
 
 @_typing.type_check_only
 class CaseServiceAsyncStub(CaseServiceStub):
@@ -88,6 +100,18 @@ class CaseServiceAsyncStub(CaseServiceStub):
     CloseCase: _aio.UnaryUnaryMultiCallable[_case_pb2.CloseCaseRequest, _partner_pb2.CaseStatus]  # type: ignore[assignment]
     """Closes a case (afschaling) with an outcome code and starts its
     retention clock.
+    """
+    HandOverCase: _aio.UnaryUnaryMultiCallable[_case_pb2.HandOverCaseRequest, _case_pb2.HandOverResult]  # type: ignore[assignment]
+    """Hands an open case over to the ZVH node of the region the person moved
+    to (overdracht). Only a procesregisseur officer certificate of this node
+    may call it. Policy must allow category "overdracht" from zvh to zvh in
+    the case's phase; the hand-over is audited before the subject (in the
+    target node's domain), theme and bottleneck tags leave. The target node
+    opens the case in AANMELDING; this node then closes its own case with
+    outcome "overgedragen-andere-zvh" and keeps the target's case reference.
+    Safe to retry with the same idempotency key: the same remote case comes
+    back (created false) and the case is not closed twice. When the target
+    cannot be reached the call fails with UNAVAILABLE and the case stays open.
     """
 
 class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -156,6 +180,24 @@ class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_partner_pb2.CaseStatus, _abc.Awaitable[_partner_pb2.CaseStatus]]:
         """Closes a case (afschaling) with an outcome code and starts its
         retention clock.
+        """
+
+    @_abc_1.abstractmethod
+    def HandOverCase(
+        self,
+        request: _case_pb2.HandOverCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_case_pb2.HandOverResult, _abc.Awaitable[_case_pb2.HandOverResult]]:
+        """Hands an open case over to the ZVH node of the region the person moved
+        to (overdracht). Only a procesregisseur officer certificate of this node
+        may call it. Policy must allow category "overdracht" from zvh to zvh in
+        the case's phase; the hand-over is audited before the subject (in the
+        target node's domain), theme and bottleneck tags leave. The target node
+        opens the case in AANMELDING; this node then closes its own case with
+        outcome "overgedragen-andere-zvh" and keeps the target's case reference.
+        Safe to retry with the same idempotency key: the same remote case comes
+        back (created false) and the case is not closed twice. When the target
+        cannot be reached the call fails with UNAVAILABLE and the case stays open.
         """
 
 def add_CaseServiceServicer_to_server(servicer: CaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

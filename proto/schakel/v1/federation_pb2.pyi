@@ -182,6 +182,279 @@ class FederatedFactsResponse(_message.Message):
 Global___FederatedFactsResponse: _TypeAlias = FederatedFactsResponse  # noqa: Y015
 
 @_typing.final
+class FederatedGround(_message.Message):
+    """A ground recorded at the case node for a provider and category (consent,
+    legal duty, conflict van plichten), which the provider's node's policy
+    needs for special-category data.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    category: _builtins.str
+    """The fact category it covers, e.g. "zorg.in_zorg"."""
+    kind: _builtins.str
+    """As policy names it: "consent", "legal-duty" or "conflict-van-plichten"."""
+    def __init__(
+        self,
+        *,
+        category: _builtins.str = ...,
+        kind: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FederatedGround: _TypeAlias = FederatedGround  # noqa: Y015
+
+@_typing.final
+class AskParticipantRequest(_message.Message):
+    """Uitvraag of one participant connected to the receiving node."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_REF_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    RECIPIENT_ORG_TYPES_FIELD_NUMBER: _builtins.int
+    GROUNDS_FIELD_NUMBER: _builtins.int
+    DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    deadline_ms: _builtins.int
+    """How long the provider has to answer; at most 60000. Default 5000."""
+    @_builtins.property
+    def purpose(self) -> _common_pb2.Purpose:
+        """Required."""
+
+    @_builtins.property
+    def case_ref(self) -> _common_pb2.CaseRef:
+        """Required: the asking node's case."""
+
+    @_builtins.property
+    def subject(self) -> _common_pb2.EncryptedPseudonym:
+        """The subject, transcrypted to the receiving node's domain."""
+
+    @_builtins.property
+    def provider(self) -> _common_pb2.Participant:
+        """Required: the provider, a partner organisation of the receiving node
+        (its node_id is the receiving node) and a participant of the case.
+        """
+
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The categories asked for, each once."""
+
+    @_builtins.property
+    def recipient_org_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The organisation types of the recipients, each once; "zvh" is the
+        asking node's procesregisseur (what the case node keeps for the case).
+        """
+
+    @_builtins.property
+    def grounds(self) -> _containers.RepeatedCompositeFieldContainer[Global___FederatedGround]:
+        """Grounds recorded at the case node for this provider."""
+
+    def __init__(
+        self,
+        *,
+        purpose: _common_pb2.Purpose | None = ...,
+        case_ref: _common_pb2.CaseRef | None = ...,
+        subject: _common_pb2.EncryptedPseudonym | None = ...,
+        provider: _common_pb2.Participant | None = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        recipient_org_types: _abc.Iterable[_builtins.str] | None = ...,
+        grounds: _abc.Iterable[Global___FederatedGround] | None = ...,
+        deadline_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "provider", b"provider", "purpose", b"purpose", "subject", b"subject"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "categories", b"categories", "deadline_ms", b"deadline_ms", "grounds", b"grounds", "provider", b"provider", "purpose", b"purpose", "recipient_org_types", b"recipient_org_types", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AskParticipantRequest: _TypeAlias = AskParticipantRequest  # noqa: Y015
+
+@_typing.final
+class ParticipantRelease(_message.Message):
+    """What one recipient type may receive from the provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_ORG_TYPE_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    recipient_org_type: _builtins.str
+    """The recipient organisation type ("zvh" for the procesregisseur)."""
+    @_builtins.property
+    def facts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Fact]:
+        """The facts, minimised under this decision."""
+
+    @_builtins.property
+    def decision(self) -> _common_pb2.DecisionSummary:
+        """The receiving node's policy decision for this recipient type."""
+
+    def __init__(
+        self,
+        *,
+        recipient_org_type: _builtins.str = ...,
+        facts: _abc.Iterable[_common_pb2.Fact] | None = ...,
+        decision: _common_pb2.DecisionSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "facts", b"facts", "recipient_org_type", b"recipient_org_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParticipantRelease: _TypeAlias = ParticipantRelease  # noqa: Y015
+
+@_typing.final
+class AskParticipantResponse(_message.Message):
+    """The provider's answer as its node's policy released it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWERED_FIELD_NUMBER: _builtins.int
+    RELEASES_FIELD_NUMBER: _builtins.int
+    TRACE_FIELD_NUMBER: _builtins.int
+    answered: _builtins.bool
+    """False when the provider was not asked (nothing may be released) or did
+    not answer before the deadline; the releases then carry no facts.
+    """
+    @_builtins.property
+    def releases(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParticipantRelease]:
+        """One release per recipient type asked for."""
+
+    @_builtins.property
+    def trace(self) -> _common_pb2.TraceContext:
+        """The trace of this answer in the answering node's audit log."""
+
+    def __init__(
+        self,
+        *,
+        answered: _builtins.bool = ...,
+        releases: _abc.Iterable[Global___ParticipantRelease] | None = ...,
+        trace: _common_pb2.TraceContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trace", b"trace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered", b"answered", "releases", b"releases", "trace", b"trace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AskParticipantResponse: _TypeAlias = AskParticipantResponse  # noqa: Y015
+
+@_typing.final
+class DeliverFactsRequest(_message.Message):
+    """Facts for one participant connected to the receiving node."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_REF_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
+    GROUNDS_FIELD_NUMBER: _builtins.int
+    phase: _common_pb2.Phase.ValueType
+    """PHASE_CASUSOVERLEG (uitvraag) or PHASE_AFSCHALING (the outcome)."""
+    @_builtins.property
+    def purpose(self) -> _common_pb2.Purpose:
+        """Required."""
+
+    @_builtins.property
+    def case_ref(self) -> _common_pb2.CaseRef:
+        """Required: the asking node's case."""
+
+    @_builtins.property
+    def subject(self) -> _common_pb2.EncryptedPseudonym:
+        """The subject, transcrypted to the receiving node's domain."""
+
+    @_builtins.property
+    def recipient(self) -> _common_pb2.Participant:
+        """Required: the recipient, a partner organisation of the receiving node
+        and a participant of the case.
+        """
+
+    @_builtins.property
+    def provider(self) -> _common_pb2.Participant:
+        """Required: who provided the facts; the procesregisseur's ZVH (org_type
+        "zvh", org_id the case node) for the outcome at afschaling.
+        """
+
+    @_builtins.property
+    def facts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Fact]:
+        """The facts, minimised by the provider's node."""
+
+    @_builtins.property
+    def grounds(self) -> _containers.RepeatedCompositeFieldContainer[Global___FederatedGround]:
+        """Grounds recorded at the case node for this provider."""
+
+    def __init__(
+        self,
+        *,
+        purpose: _common_pb2.Purpose | None = ...,
+        case_ref: _common_pb2.CaseRef | None = ...,
+        subject: _common_pb2.EncryptedPseudonym | None = ...,
+        phase: _common_pb2.Phase.ValueType = ...,
+        recipient: _common_pb2.Participant | None = ...,
+        provider: _common_pb2.Participant | None = ...,
+        facts: _abc.Iterable[_common_pb2.Fact] | None = ...,
+        grounds: _abc.Iterable[Global___FederatedGround] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "provider", b"provider", "purpose", b"purpose", "recipient", b"recipient", "subject", b"subject"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "facts", b"facts", "grounds", b"grounds", "phase", b"phase", "provider", b"provider", "purpose", b"purpose", "recipient", b"recipient", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliverFactsRequest: _TypeAlias = DeliverFactsRequest  # noqa: Y015
+
+@_typing.final
+class DeliverFactsResponse(_message.Message):
+    """What was delivered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERED_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    TRACE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivered(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The categories queued for the recipient; the rest were withheld by the
+        receiving node's policy (see decision).
+        """
+
+    @_builtins.property
+    def decision(self) -> _common_pb2.DecisionSummary:
+        """The receiving node's policy decision."""
+
+    @_builtins.property
+    def trace(self) -> _common_pb2.TraceContext:
+        """The trace of this delivery in the receiving node's audit log."""
+
+    def __init__(
+        self,
+        *,
+        delivered: _abc.Iterable[_builtins.str] | None = ...,
+        decision: _common_pb2.DecisionSummary | None = ...,
+        trace: _common_pb2.TraceContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "trace", b"trace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "delivered", b"delivered", "trace", b"trace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliverFactsResponse: _TypeAlias = DeliverFactsResponse  # noqa: Y015
+
+@_typing.final
 class TransferCaseRequest(_message.Message):
     """Hands a case over."""
 

@@ -50,6 +50,16 @@ class FederationServiceStub:
                 request_serializer=schakel_dot_v1_dot_federation__pb2.TransferCaseRequest.SerializeToString,
                 response_deserializer=schakel_dot_v1_dot_federation__pb2.TransferCaseResponse.FromString,
                 _registered_method=True)
+        self.AskParticipant = channel.unary_unary(
+                '/schakel.v1.FederationService/AskParticipant',
+                request_serializer=schakel_dot_v1_dot_federation__pb2.AskParticipantRequest.SerializeToString,
+                response_deserializer=schakel_dot_v1_dot_federation__pb2.AskParticipantResponse.FromString,
+                _registered_method=True)
+        self.DeliverFacts = channel.unary_unary(
+                '/schakel.v1.FederationService/DeliverFacts',
+                request_serializer=schakel_dot_v1_dot_federation__pb2.DeliverFactsRequest.SerializeToString,
+                response_deserializer=schakel_dot_v1_dot_federation__pb2.DeliverFactsResponse.FromString,
+                _registered_method=True)
         self.GetSignals = channel.unary_unary(
                 '/schakel.v1.FederationService/GetSignals',
                 request_serializer=schakel_dot_v1_dot_federation__pb2.SignalsRequest.SerializeToString,
@@ -83,6 +93,29 @@ class FederationServiceServicer:
 
     def TransferCase(self, request, context):
         """Hands a case over to the node of the region the person moved to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AskParticipant(self, request, context):
+        """Uitvraag of a participant of the caller's case that is a partner
+        organisation of this node. This node decides under its own policy what
+        that provider may release to each recipient type, asks the provider
+        (a FACT_QUERY task, subject in its own domain) for the categories some
+        recipient may get, minimises the answer once per recipient type, audits
+        each release and only then answers. Safe to retry: it asks again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeliverFacts(self, request, context):
+        """Delivers facts released in the caller's case to a participant that is a
+        partner organisation of this node. This node checks the categories
+        against its own policy (the provider's node already minimised them),
+        audits, and queues a FACT_DELIVERY with the subject in the recipient's
+        domain. Not retried by the caller: a retry would deliver twice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +157,16 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     servicer.TransferCase,
                     request_deserializer=schakel_dot_v1_dot_federation__pb2.TransferCaseRequest.FromString,
                     response_serializer=schakel_dot_v1_dot_federation__pb2.TransferCaseResponse.SerializeToString,
+            ),
+            'AskParticipant': grpc.unary_unary_rpc_method_handler(
+                    servicer.AskParticipant,
+                    request_deserializer=schakel_dot_v1_dot_federation__pb2.AskParticipantRequest.FromString,
+                    response_serializer=schakel_dot_v1_dot_federation__pb2.AskParticipantResponse.SerializeToString,
+            ),
+            'DeliverFacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverFacts,
+                    request_deserializer=schakel_dot_v1_dot_federation__pb2.DeliverFactsRequest.FromString,
+                    response_serializer=schakel_dot_v1_dot_federation__pb2.DeliverFactsResponse.SerializeToString,
             ),
             'GetSignals': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSignals,
@@ -218,6 +261,60 @@ class FederationService:
             '/schakel.v1.FederationService/TransferCase',
             schakel_dot_v1_dot_federation__pb2.TransferCaseRequest.SerializeToString,
             schakel_dot_v1_dot_federation__pb2.TransferCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AskParticipant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schakel.v1.FederationService/AskParticipant',
+            schakel_dot_v1_dot_federation__pb2.AskParticipantRequest.SerializeToString,
+            schakel_dot_v1_dot_federation__pb2.AskParticipantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverFacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schakel.v1.FederationService/DeliverFacts',
+            schakel_dot_v1_dot_federation__pb2.DeliverFactsRequest.SerializeToString,
+            schakel_dot_v1_dot_federation__pb2.DeliverFactsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,21 @@ class FederationServiceStub:
     """Asks a peer node for facts about a case subject, under the peer's policy."""
     TransferCase: _grpc.UnaryUnaryMultiCallable[_federation_pb2.TransferCaseRequest, _federation_pb2.TransferCaseResponse]
     """Hands a case over to the node of the region the person moved to."""
+    AskParticipant: _grpc.UnaryUnaryMultiCallable[_federation_pb2.AskParticipantRequest, _federation_pb2.AskParticipantResponse]
+    """Uitvraag of a participant of the caller's case that is a partner
+    organisation of this node. This node decides under its own policy what
+    that provider may release to each recipient type, asks the provider
+    (a FACT_QUERY task, subject in its own domain) for the categories some
+    recipient may get, minimises the answer once per recipient type, audits
+    each release and only then answers. Safe to retry: it asks again.
+    """
+    DeliverFacts: _grpc.UnaryUnaryMultiCallable[_federation_pb2.DeliverFactsRequest, _federation_pb2.DeliverFactsResponse]
+    """Delivers facts released in the caller's case to a participant that is a
+    partner organisation of this node. This node checks the categories
+    against its own policy (the provider's node already minimised them),
+    audits, and queues a FACT_DELIVERY with the subject in the recipient's
+    domain. Not retried by the caller: a retry would deliver twice.
+    """
     GetSignals: _grpc.UnaryUnaryMultiCallable[_federation_pb2.SignalsRequest, _federation_pb2.SignalsResponse]
     """Aggregate counts for the national steering group, with small cells
     suppressed. Collector certificates only; carries no personal data.
@@ -69,6 +84,21 @@ class FederationServiceAsyncStub(FederationServiceStub):
     """Asks a peer node for facts about a case subject, under the peer's policy."""
     TransferCase: _aio.UnaryUnaryMultiCallable[_federation_pb2.TransferCaseRequest, _federation_pb2.TransferCaseResponse]  # type: ignore[assignment]
     """Hands a case over to the node of the region the person moved to."""
+    AskParticipant: _aio.UnaryUnaryMultiCallable[_federation_pb2.AskParticipantRequest, _federation_pb2.AskParticipantResponse]  # type: ignore[assignment]
+    """Uitvraag of a participant of the caller's case that is a partner
+    organisation of this node. This node decides under its own policy what
+    that provider may release to each recipient type, asks the provider
+    (a FACT_QUERY task, subject in its own domain) for the categories some
+    recipient may get, minimises the answer once per recipient type, audits
+    each release and only then answers. Safe to retry: it asks again.
+    """
+    DeliverFacts: _aio.UnaryUnaryMultiCallable[_federation_pb2.DeliverFactsRequest, _federation_pb2.DeliverFactsResponse]  # type: ignore[assignment]
+    """Delivers facts released in the caller's case to a participant that is a
+    partner organisation of this node. This node checks the categories
+    against its own policy (the provider's node already minimised them),
+    audits, and queues a FACT_DELIVERY with the subject in the recipient's
+    domain. Not retried by the caller: a retry would deliver twice.
+    """
     GetSignals: _aio.UnaryUnaryMultiCallable[_federation_pb2.SignalsRequest, _federation_pb2.SignalsResponse]  # type: ignore[assignment]
     """Aggregate counts for the national steering group, with small cells
     suppressed. Collector certificates only; carries no personal data.
@@ -109,6 +139,33 @@ class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_federation_pb2.TransferCaseResponse, _abc.Awaitable[_federation_pb2.TransferCaseResponse]]:
         """Hands a case over to the node of the region the person moved to."""
+
+    @_abc_1.abstractmethod
+    def AskParticipant(
+        self,
+        request: _federation_pb2.AskParticipantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.AskParticipantResponse, _abc.Awaitable[_federation_pb2.AskParticipantResponse]]:
+        """Uitvraag of a participant of the caller's case that is a partner
+        organisation of this node. This node decides under its own policy what
+        that provider may release to each recipient type, asks the provider
+        (a FACT_QUERY task, subject in its own domain) for the categories some
+        recipient may get, minimises the answer once per recipient type, audits
+        each release and only then answers. Safe to retry: it asks again.
+        """
+
+    @_abc_1.abstractmethod
+    def DeliverFacts(
+        self,
+        request: _federation_pb2.DeliverFactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.DeliverFactsResponse, _abc.Awaitable[_federation_pb2.DeliverFactsResponse]]:
+        """Delivers facts released in the caller's case to a participant that is a
+        partner organisation of this node. This node checks the categories
+        against its own policy (the provider's node already minimised them),
+        audits, and queues a FACT_DELIVERY with the subject in the recipient's
+        domain. Not retried by the caller: a retry would deliver twice.
+        """
 
     @_abc_1.abstractmethod
     def GetSignals(
