@@ -386,7 +386,13 @@ ANTECEDENTEN = "justitie.antecedenten"
 IN_ZORG = "zorg.in_zorg"
 HUISVESTING = "sociaal.huisvesting"
 SCHULDEN = "sociaal.inkomen_schulden"
-PARTICIPANTS = [("politie-rr", "politie"), ("ggz-rr", "ggz"), ("gemeente-rotterdam", "gemeente")]
+PARTICIPANTS = [
+    ("politie-rr", "politie", ROTTERDAM),
+    ("ggz-rr", "ggz", ROTTERDAM),
+    ("gemeente-rotterdam", "gemeente", ROTTERDAM),
+    ("politie-hl", "politie", HAAGLANDEN),
+]
+"""The case's participants; politie-hl takes part through its own node, Haaglanden."""
 OUTCOME = "doelen-bereikt"
 
 
@@ -489,8 +495,8 @@ async def _triage(fed: DevFederation) -> str:
         accept=True,
         reason_code="ontvankelijk",
         participants=[
-            common_pb2.Participant(org_id=org, org_type=kind, node_id=ROTTERDAM)
-            for org, kind in PARTICIPANTS
+            common_pb2.Participant(org_id=org, org_type=kind, node_id=node_id)
+            for org, kind, node_id in PARTICIPANTS
         ],
     )
     async with _regie(fed) as channel:
@@ -513,9 +519,9 @@ async def _uitvraag(fed: DevFederation, categories: Sequence[str]) -> case_pb2.U
 
 
 async def _delivered(
-    fed: DevFederation, org_id: str, category: str, timeout: float = 5.0
+    fed: DevFederation, org_id: str, category: str, timeout: float = 5.0, count: int = 1
 ) -> list[devpartners.Delivery]:
-    """This run's deliveries to ``org_id`` carrying ``category``, waiting for the first."""
+    """This run's deliveries to ``org_id`` carrying ``category``, waiting for ``count``."""
     found: list[devpartners.Delivery] = []
     for _ in range(int(timeout / 0.02)):
         found = [
@@ -523,7 +529,7 @@ async def _delivered(
             for d in fed.partners[org_id].adapter.deliveries
             if any(f.category == category for f in d.task.facts)
         ]
-        if found:
+        if len(found) >= count:
             break
         await asyncio.sleep(0.02)
     return found
@@ -540,8 +546,13 @@ def _received(fed: DevFederation, category: str) -> list[str]:
 async def _uitvraag_without_consent(fed: DevFederation) -> str:
     result = await _uitvraag(fed, [ANTECEDENTEN, IN_ZORG, HUISVESTING, SCHULDEN])
     answered = {p.provider.org_id: p.answered for p in result.providers}
-    if not (answered.get("politie-rr") and answered.get("gemeente-rotterdam")):
-        raise AssertionError(f"politie-rr and gemeente-rotterdam did not both answer: {answered}")
+    if not all(answered.get(org) for org in ("politie-rr", "gemeente-rotterdam", "politie-hl")):
+        raise AssertionError(
+            f"politie-rr, gemeente-rotterdam and politie-hl did not all answer: {answered}"
+        )
+    undelivered = [r.org_id for p in result.providers for r in p.undelivered]
+    if undelivered:
+        raise AssertionError(f"facts did not reach {undelivered}")
     if answered.get("ggz-rr"):
         raise AssertionError("ggz-rr was asked for care data without a ground")
     (ggz,) = [p for p in result.providers if p.provider.org_id == "ggz-rr"]
@@ -552,10 +563,17 @@ async def _uitvraag_without_consent(fed: DevFederation) -> str:
         raise AssertionError("ggz-rr got no police facts")
     if not await _delivered(fed, "ggz-rr", HUISVESTING):
         raise AssertionError("ggz-rr got no housing facts")
+    from_hl = await _delivered(fed, "politie-hl", ANTECEDENTEN)
+    if not from_hl:
+        raise AssertionError("politie-hl (at zvh-haaglanden) got no police facts from politie-rr")
+    # One police summary from politie-rr, one from politie-hl through its node.
+    if len(await _delivered(fed, "ggz-rr", ANTECEDENTEN, count=2)) < 2:
+        raise AssertionError("ggz-rr did not get police facts from both politie-rr and politie-hl")
     if _received(fed, IN_ZORG):
         raise AssertionError(f"care data reached {_received(fed, IN_ZORG)} without consent")
     return (
-        f"politie-rr and gemeente-rotterdam answered; ggz-rr's {IN_ZORG} withheld "
+        f"politie-rr, gemeente-rotterdam and politie-hl (asked through {HAAGLANDEN}) answered; "
+        f"politie-hl got politie-rr's summary through {HAAGLANDEN}; ggz-rr's {IN_ZORG} withheld "
         f"({withheld[IN_ZORG]}), so ggz-rr was not even asked; "
         f"{ANTECEDENTEN} reached {_received(fed, ANTECEDENTEN)}, "
         f"{HUISVESTING} reached {_received(fed, HUISVESTING)}, "
@@ -620,7 +638,7 @@ async def _close(fed: DevFederation) -> str:
         raise AssertionError(
             f"phase {common_pb2.Phase.Name(status.phase)}, outcome {status.outcome}"
         )
-    told = [org for org, _ in PARTICIPANTS if await _delivered(fed, org, "uitkomst")]
+    told = [org for org, _, _ in PARTICIPANTS if await _delivered(fed, org, "uitkomst")]
     if len(told) != len(PARTICIPANTS):
         raise AssertionError(f"only {told} were told the outcome")
     return f"afschaling with outcome {OUTCOME}; {', '.join(told)} got only the outcome code"
