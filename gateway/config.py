@@ -106,7 +106,8 @@ class AuditSection:
     checkpoint_every_records: int = 1000
     checkpoint_every_seconds: int = 60
     quorum: int = 0
-    """Cosignatures from ``peers`` a checkpoint needs to count as final."""
+    """Cosignatures from witnesses a checkpoint needs to count as final: the peers with a
+    ``witness_key`` in the ``[federation]`` directory, or else the ``[[peers]]``."""
     retention_days: int = 3650
     """Days an audit record body is kept before erasure (its leaf hash stays)."""
 
@@ -139,7 +140,11 @@ class FederationSection:
 
 @dataclass(frozen=True)
 class PeerSection:
-    """One ``[[peers]]`` entry: a peer node that witnesses this node's checkpoints."""
+    """One ``[[peers]]`` entry: a peer node that witnesses this node's checkpoints.
+
+    Only without a ``[federation]`` directory: with one, the directory lists
+    the peers and their keys, and ``[[peers]]`` is ignored (a warning says so).
+    """
 
     id: str
     address: str
@@ -409,7 +414,10 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
     for key, number in positive.items():
         if number < 1:
             raise fail(key, f"must be at least 1, not {number}")
-    if not 0 <= config.audit.quorum <= len(config.peers):
+    if config.audit.quorum < 0:
+        raise fail("audit.quorum", f"must be at least 0, not {config.audit.quorum}")
+    if config.federation.directory is None and config.audit.quorum > len(config.peers):
+        # With a directory its witnesses count; the node checks when it loads it.
         raise fail("audit.quorum", f"must be from 0 to the number of peers ({len(config.peers)})")
     for i, peer in enumerate(config.peers):
         try:

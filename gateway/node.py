@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast, overload
 
 import grpc
-from schakel.v1 import federation_pb2_grpc
 from sqlalchemy import Engine
 
 from gateway.audit import notes
@@ -31,18 +30,21 @@ from gateway.audit.verify import Keys
 from gateway.audit.witness import WITNESS_SIZE_KEY, Witness
 from gateway.case_service import CaseService
 from gateway.cases import CaseRegistry, FactVault
-from gateway.config import ConfigError, NodeConfig, PeerSection, config_error
-from gateway.federation import PeerClient, peer_client_for
+from gateway.config import ConfigError, NodeConfig, config_error
+from gateway.federation import Peer, PeerClient, peer_client_for
+from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
 from gateway.federation_service import FederationService
 from gateway.logging import get_logger
 from gateway.partner_service import PartnerService
 from gateway.server import NodeServer, Servicers, build_server, open_database
 from gateway.subjects import NodeSubjects
 from gateway.tasks import TaskBroker
-from gateway.tls import channel_credentials, node_channel
 from policy.model import PolicyError
 from policy.pseudonyms import DomainKey, KeyFileError, TranscryptorKeys
 from policy.store import PolicyStore
+
+if TYPE_CHECKING:
+    from schakel.v1.federation_pb2_grpc import FederationServiceAsyncStub
 
 log = get_logger("node")
 
@@ -69,6 +71,8 @@ class NodeParts:
     """The node's cosignature key, as peers pin it."""
     peers: PeerClient | None = None
     """Calls peer nodes (hit/no-hit, uitvraag, transfer); None without peers."""
+    roster: WitnessRoster | None = None
+    """Keeps the witness and log keys equal to the peer list; None without peers."""
     tasks: TaskBroker = field(default_factory=TaskBroker)
     """Work for the local partners' task streams, and the answers awaited (#6)."""
 
@@ -146,6 +150,41 @@ def _peer_verifier(config: NodeConfig, index: int, which: str, text: str) -> not
         raise config_error(config, f"peers[{index}].{which}", str(exc)) from exc
 
 
+def _witness_keys(config: NodeConfig, peers: PeerClient | None) -> WitnessKeys:
+    """The witness and log keys the peer list names at start; ConfigError names a bad one.
+
+    With a ``[federation]`` directory the directory's keys count and
+    ``[[peers]]`` is ignored (logged); without one, ``[[peers]]`` must give
+    both keys of every peer, as before the directory carried keys.
+    """
+    if config.federation.directory is None:
+        for i, p in enumerate(config.peers):
+            _peer_verifier(config, i, "witness_key", p.witness_key)
+            _peer_verifier(config, i, "log_key", p.log_key)
+    elif config.peers:
+        log.warning(
+            "peers_section_ignored",
+            reason="[federation] directory is configured: it names the peers and their "
+            "witness and log keys, so [[peers]] is not used",
+            peers=len(config.peers),
+        )
+    listed: list[Peer] = peers.peers() if peers is not None else []
+    try:
+        keys = witness_keys(listed)
+    except WitnessKeyError as exc:
+        if config.federation.directory is not None:
+            raise config_error(config, "federation.directory", str(exc)) from exc
+        index = next(i for i, p in enumerate(config.peers) if p.id == exc.node_id)
+        raise config_error(config, f"peers[{index}].{exc.which}", str(exc)) from exc
+    if config.audit.quorum > len(keys.witnesses):
+        raise config_error(
+            config,
+            "audit.quorum",
+            f"must be from 0 to the number of witnesses listed ({len(keys.witnesses)})",
+        )
+    return keys
+
+
 def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
     """Load everything the config names; ConfigError names the key that is unusable."""
     subjects = _load_subjects(config)
@@ -162,12 +201,8 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
         )
     except (notes.NoteError, OSError, ValueError) as exc:
         raise config_error(config, "audit", f"cannot load the audit keys: {exc}") from exc
-    witnesses = [
-        _peer_verifier(config, i, "witness_key", p.witness_key) for i, p in enumerate(config.peers)
-    ]
-    logs = {
-        p.id: _peer_verifier(config, i, "log_key", p.log_key) for i, p in enumerate(config.peers)
-    }
+    peers = peer_client_for(config)
+    keys = _witness_keys(config, peers)
     vault_path = _state_path(config, config.cases.vault_key, "case-vault.key")
     try:
         if not vault_path.exists():
@@ -183,22 +218,52 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
         signer,
         every_records=config.audit.checkpoint_every_records,
         every_seconds=float(config.audit.checkpoint_every_seconds),
-        witnesses=witnesses,
+        witnesses=list(keys.witnesses.values()),
         quorum=config.audit.quorum,
+    )
+    witness = Witness(engine, cosigner, keys.logs)
+    roster = (
+        WitnessRoster(peers.peers, checkpointer, witness, quorum=config.audit.quorum)
+        if peers is not None
+        else None
     )
     return NodeParts(
         config=config,
         engine=engine,
         audit=audit,
         checkpointer=checkpointer,
-        witness=Witness(engine, cosigner, logs),
+        witness=witness,
         registry=CaseRegistry(engine, vault),
         policy=policy,
         subjects=subjects,
         log_key=signer.verifier(),
         witness_verifier=cosigner.verifier(),
-        peers=peer_client_for(config),
+        peers=peers,
+        roster=roster,
     )
+
+
+class _WitnessesInForce(Sequence[notes.Verifier]):
+    """The checkpointer's witness keys as they are when read, so VerifyLog follows reloads."""
+
+    def __init__(self, checkpointer: Checkpointer) -> None:
+        self._checkpointer = checkpointer
+
+    def __len__(self) -> int:
+        return len(self._checkpointer.witnesses)
+
+    @overload
+    def __getitem__(self, index: int) -> notes.Verifier: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[notes.Verifier]: ...
+
+    def __getitem__(self, index: int | slice) -> notes.Verifier | Sequence[notes.Verifier]:
+        return list(self._checkpointer.witnesses.values())[index]
+
+    def __iter__(self) -> Iterator[notes.Verifier]:
+        # One snapshot per iteration, so a reload mid-way cannot mix two sets.
+        return iter(list(self._checkpointer.witnesses.values()))
 
 
 def servicers_for(parts: NodeParts) -> Servicers:
@@ -210,7 +275,7 @@ def servicers_for(parts: NodeParts) -> Servicers:
     )
     keys = Keys(
         log=parts.log_key,
-        witnesses=list(parts.checkpointer.witnesses.values()),
+        witnesses=_WitnessesInForce(parts.checkpointer),
         quorum=parts.config.audit.quorum,
     )
     return Servicers(
@@ -277,42 +342,41 @@ class Node:
                 await asyncio.wait_for(self._stop.wait(), PURGE_INTERVAL_SECONDS)
 
     async def _witness_loop(self) -> None:
-        if not self.parts.config.peers:
+        """Each round: take up key changes from the peer list, then ask every witness."""
+        roster, peers = self.parts.roster, self.parts.peers
+        if roster is None or peers is None:
             return
-        tls = self.parts.config.tls
-        credentials = channel_credentials(tls.ca_file, tls.cert_file, tls.key_file)
-        channels = {
-            peer.id: node_channel(peer.address, peer.id, credentials)
-            for peer in self.parts.config.peers
-        }
-        try:
-            while not self._stop.is_set():
-                await asyncio.gather(
-                    *(
-                        self._ask_witness(peer, channels[peer.id])
-                        for peer in self.parts.config.peers
+        while not self._stop.is_set():
+            try:
+                keys = await asyncio.to_thread(roster.refresh)
+                if keys.witnesses:
+                    await peers.fan_out(
+                        "AddCheckpoint",
+                        self._ask_witness,
+                        deadline=WITNESS_DEADLINE_SECONDS,
+                        only=list(keys.witnesses),
+                        idempotent=False,
                     )
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), WITNESS_INTERVAL_SECONDS)
-        finally:
-            for channel in channels.values():
-                await channel.close(None)
+            except Exception as exc:  # a failed round is retried at the next interval
+                log.error("witness_round_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), WITNESS_INTERVAL_SECONDS)
 
-    async def _ask_witness(self, peer: PeerSection, channel: grpc.aio.Channel) -> None:
+    async def _ask_witness(
+        self, peer: Peer, stub: FederationServiceAsyncStub, timeout: float
+    ) -> None:
         """Send the newest checkpoint to ``peer`` if it has not cosigned it yet."""
         checkpointer = self.parts.checkpointer
         latest = await asyncio.to_thread(checkpointer.latest)
         if latest is None:
             return
-        old_size = await asyncio.to_thread(checkpointer.last_cosigned_size, peer.id)
+        old_size = await asyncio.to_thread(checkpointer.last_cosigned_size, peer.node_id)
         if old_size >= latest.size:
             return
-        stub = federation_pb2_grpc.FederationServiceStub(channel)
         for _attempt in range(2):
             request = await asyncio.to_thread(checkpointer.witness_request, latest, old_size)
             try:
-                reply = await stub.AddCheckpoint(request, timeout=WITNESS_DEADLINE_SECONDS)
+                reply = await stub.AddCheckpoint(request, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 held = _held_size(exc)
                 if held is not None and held != old_size:
@@ -321,7 +385,10 @@ class Node:
                     old_size = held
                     continue
                 log.warning(
-                    "witness_unavailable", peer=peer.id, code=exc.code().name, size=latest.size
+                    "witness_unavailable",
+                    peer=peer.node_id,
+                    code=exc.code().name,
+                    size=latest.size,
                 )
                 return
             try:
@@ -329,9 +396,9 @@ class Node:
                     checkpointer.add_cosignature, latest.size, reply.cosignature
                 )
             except notes.NoteError as exc:
-                log.error("witness_cosignature_refused", peer=peer.id, reason=str(exc))
+                log.error("witness_cosignature_refused", peer=peer.node_id, reason=str(exc))
                 return
-            log.info("checkpoint_cosigned", peer=peer.id, size=latest.size, cosignatures=count)
+            log.info("checkpoint_cosigned", peer=peer.node_id, size=latest.size, cosignatures=count)
             return
 
 

@@ -47,7 +47,8 @@ class Checkpoints:
     """Read side of a log's checkpoints, and the cosignatures its witnesses return.
 
     ``witnesses`` are the pinned cosignature/v1 keys of the configured peer
-    nodes; a checkpoint is final once ``quorum`` of them cosigned it.
+    nodes; a checkpoint is final once ``quorum`` of them cosigned it. The
+    node replaces them with :meth:`set_witnesses` when its directory changes.
     """
 
     def __init__(
@@ -58,6 +59,16 @@ class Checkpoints:
         self.log = log
         self.witnesses = {w.name: w for w in witnesses}
         self.quorum = quorum
+
+    def set_witnesses(self, witnesses: Sequence[notes.Verifier]) -> None:
+        """Put ``witnesses`` in force: cosignatures are accepted from them only from now on.
+
+        Unlike the constructor this does not refuse fewer witnesses than the
+        quorum: a directory may drop a witness while the node runs, and its
+        checkpoints then stay unfinal until one is listed again.
+        """
+        # One assignment, so a concurrent add_cosignature sees the old or the new set.
+        self.witnesses = {w.name: w for w in witnesses}
 
     # -- signing -----------------------------------------------------------
 

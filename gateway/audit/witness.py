@@ -62,13 +62,23 @@ class Witness:
     ) -> None:
         if signer.sig_type != notes.COSIGNATURE_V1:
             raise ValueError("a witness cosigns with a cosignature/v1 (0x04) key")
+        self.engine = engine
+        self.signer = signer
+        self.logs: dict[str, notes.Verifier] = {}
+        self.set_logs(logs)
+        self.clock = clock
+
+    def set_logs(self, logs: Mapping[str, notes.Verifier]) -> None:
+        """Witness the logs of ``logs`` (origin -> checkpoint key) from now on.
+
+        Raises ValueError, changing nothing, when a key is not an Ed25519 key
+        named after its origin.
+        """
         for origin, verifier in logs.items():
             if verifier.name != origin or verifier.sig_type != notes.ED25519:
                 raise ValueError(f"log key for {origin!r} must be an Ed25519 key named {origin!r}")
-        self.engine = engine
-        self.signer = signer
+        # One assignment, so a concurrent add_checkpoint sees the old or the new set.
         self.logs = dict(logs)
-        self.clock = clock
 
     def state(self, origin: str) -> tuple[int, bytes]:
         """The (size, root) this witness last cosigned for ``origin``; (0, empty root) if none."""

@@ -16,6 +16,13 @@ A node loads it with the pinned public key. An unsigned, tampered or
 foreign-signed file is refused; on reload a bad file is logged and the last
 good directory stays in force. The address is only where to dial: the peer
 must still present the certificate of the listed node id.
+
+The keys say who witnesses whom (see :mod:`gateway.federation.witnesses`):
+a node with a ``witness_key`` is asked to cosign its peers' checkpoints, and
+the log of a node with a ``log_key`` is witnessed by its peers. Both must be
+named after the node's id, ``log_key`` of type Ed25519 (0x01) and
+``witness_key`` of type cosignature/v1 (0x04); a directory with a key that
+is not is refused like a malformed one.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from certs.identity import IdentityError, check_slug
+from gateway.audit import notes
 from gateway.logging import get_logger
 from policy.model import PolicyError
 from policy.signing import load_public_key, read_signed, signature_path
@@ -119,9 +127,37 @@ def _peer(entry: object, where: str) -> Peer:
         node_id=node_id,
         address=address,
         region=_text(entry, "region", where, required=False),
-        log_key=_text(entry, "log_key", where, required=False),
-        witness_key=_text(entry, "witness_key", where, required=False),
+        log_key=_vkey(entry, "log_key", where, node_id, notes.ED25519),
+        witness_key=_vkey(entry, "witness_key", where, node_id, notes.COSIGNATURE_V1),
     )
+
+
+_KEY_TYPES = {notes.ED25519: "Ed25519 (0x01)", notes.COSIGNATURE_V1: "cosignature/v1 (0x04)"}
+
+
+def peer_key(node_id: str, text: str, sig_type: int) -> notes.Verifier:
+    """``text`` as ``node_id``'s vkey of ``sig_type``; ValueError says what is wrong.
+
+    A checkpoint key must be Ed25519 (0x01), a witness key cosignature/v1
+    (0x04), and both are named after the node: that name is the origin of
+    its checkpoints and the name on its cosignatures.
+    """
+    verifier = notes.Verifier.from_vkey(text)
+    if verifier.name != node_id:
+        raise ValueError(f"the key is named {verifier.name!r}, not after node {node_id!r}")
+    if verifier.sig_type != sig_type:
+        raise ValueError(f"must be a key of type {_KEY_TYPES[sig_type]}")
+    return verifier
+
+
+def _vkey(entry: dict[str, Any], key: str, where: str, node_id: str, sig_type: int) -> str:
+    text = _text(entry, key, where, required=False)
+    if text:
+        try:
+            peer_key(node_id, text, sig_type)
+        except ValueError as exc:
+            raise DirectoryError(f"{where}.{key}: {exc}") from exc
+    return text
 
 
 def parse_directory(data: bytes, source: str) -> Directory:
