@@ -5,13 +5,18 @@ to the partner's own pseudonym, asks the adapter (in a worker thread, since
 adapters do blocking I/O) and answers through the SDK. A broken stream is
 reopened with exponential backoff; a task that fails is logged by its id and
 kind only, never with a pseudonym or content, and does not stop the runner.
+
+The node sends a task again on the next stream until it is answered or, for
+a FACT_DELIVERY, acknowledged; the runner acknowledges a delivery once the
+adapter's ``deliver`` returned, and remembers the last task ids it handled
+(bounded) so a repeated task is neither answered nor delivered twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 
 import grpc
@@ -22,6 +27,7 @@ from adapters.base import Adapter
 from adapters.sdk.client import PartnerClient, RetryPolicy
 from adapters.sdk.errors import PartnerRpcError
 from adapters.sdk.subjects import decrypt_subject
+from adapters.sdk.tracing import TraceParent
 from policy.pseudonyms import DomainKey
 
 log = structlog.get_logger(__name__)
@@ -35,6 +41,12 @@ FATAL = frozenset(
     }
 )
 """Stream failures that a reconnect cannot cure: wrong certificate, wrong node, bad request."""
+
+REMEMBERED_TASKS = 10_000
+"""Default bound on the task ids the runner remembers to recognise a repeated task."""
+
+_DELIVERED = False
+_DONE = True
 
 _KIND_NAMES = {
     partner_pb2.TASK_KIND_HIT_QUERY: "hit_query",
@@ -55,10 +67,18 @@ class AdapterRunner:
         kinds: Iterable[partner_pb2.TaskKind.ValueType] = (),
         reconnect: RetryPolicy | None = None,
         concurrency: int = 8,
+        remember: int = REMEMBERED_TASKS,
     ) -> None:
-        """Prepare to serve; ``kinds`` limits the task kinds asked for (default: all)."""
+        """Prepare to serve; ``kinds`` limits the task kinds asked for (default: all).
+
+        ``remember`` bounds the handled task ids kept to skip repeats; a repeat
+        older than that is handled again (deliveries must be idempotent on the
+        task id anyway, since a partner restart forgets them all).
+        """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if remember < 1:
+            raise ValueError("remember must be at least 1")
         self._client = client
         self._adapter = adapter
         self._domain_key = keys.secret_key
@@ -69,9 +89,14 @@ class AdapterRunner:
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._handling: set[str] = set()
+        self._seen: OrderedDict[str, bool] = OrderedDict()
+        """Task id -> _DONE (answered or acknowledged) or _DELIVERED (the adapter has it,
+        the acknowledgement did not get through yet), oldest first."""
+        self._remember = remember
         self.stats: Counter[str] = Counter()
-        """Counts of ``answered.<kind>``, ``failed.<kind>``, ``lapsed``, ``connects`` and
-        ``disconnects``, for monitoring and tests."""
+        """Counts of ``answered.<kind>``, ``failed.<kind>``, ``lapsed``, ``repeated``,
+        ``connects`` and ``disconnects``, for monitoring and tests."""
         self.connected = asyncio.Event()
         """Set while a task stream is requested; the node may not have accepted it yet."""
 
@@ -127,7 +152,12 @@ class AdapterRunner:
                     log.info("task stream closed by the node")
                     return received
                 received += 1
+                if task.task_id in self._handling:
+                    # Sent again on this stream while the first copy is in hand.
+                    self.stats["repeated"] += 1
+                    continue
                 await self._slots.acquire()
+                self._handling.add(task.task_id)
                 job = asyncio.create_task(self._handle_guarded(task))
                 self._inflight.add(job)
                 job.add_done_callback(self._inflight.discard)
@@ -153,28 +183,63 @@ class AdapterRunner:
             code = exc.code.name if isinstance(exc, PartnerRpcError) else type(exc).__name__
             log.warning("task failed", task_id=task.task_id, kind=kind, error=code)
         finally:
+            self._handling.discard(task.task_id)
             self._slots.release()
 
+    def _note(self, task_id: str, state: bool) -> None:
+        self._seen[task_id] = state
+        self._seen.move_to_end(task_id)
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+
     async def handle(self, task: partner_pb2.PartnerTask) -> None:
-        """Answer one task (also usable without a stream, e.g. in tests or batch jobs)."""
+        """Answer one task (also usable without a stream, e.g. in tests or batch jobs).
+
+        A task id answered or acknowledged before is skipped; a delivery the
+        adapter already took is only acknowledged again.
+        """
         kind = _KIND_NAMES.get(task.kind)
         if kind is None:
             raise ValueError(f"task of unknown kind {task.kind}")
+        seen = self._seen.get(task.task_id)
+        if seen is _DONE:
+            self.stats["repeated"] += 1
+            log.info("task repeated, already handled", task_id=task.task_id, kind=kind)
+            return
         if task.HasField("deadline") and task.deadline.ToMicroseconds() / 1e6 < time.time():
             self.stats["lapsed"] += 1
             log.info("task lapsed before it was handled", task_id=task.task_id, kind=kind)
             return
-        pseudonym = decrypt_subject(task.subject, self._domain_key)
-        if task.kind == partner_pb2.TASK_KIND_HIT_QUERY:
-            contact = await asyncio.to_thread(self._adapter.known, pseudonym)
-            await self._client.answer_hit(
-                task, known=contact is not None, contact_handle=contact or ""
-            )
-        elif task.kind == partner_pb2.TASK_KIND_FACT_QUERY:
-            asked = list(task.categories)
-            facts = await asyncio.to_thread(self._adapter.facts, pseudonym, asked)
-            await self._client.answer_facts(task, [f for f in facts if f.category in asked])
+        if task.kind == partner_pb2.TASK_KIND_FACT_DELIVERY:
+            if seen is None:
+                pseudonym = decrypt_subject(task.subject, self._domain_key)
+                await asyncio.to_thread(self._adapter.deliver, pseudonym, task)
+                self._note(task.task_id, _DELIVERED)
+            else:
+                self.stats["repeated"] += 1
+            await self._acknowledge(task)
         else:
-            await asyncio.to_thread(self._adapter.deliver, pseudonym, task)
+            pseudonym = decrypt_subject(task.subject, self._domain_key)
+            if task.kind == partner_pb2.TASK_KIND_HIT_QUERY:
+                contact = await asyncio.to_thread(self._adapter.known, pseudonym)
+                await self._client.answer_hit(
+                    task, known=contact is not None, contact_handle=contact or ""
+                )
+            else:
+                asked = list(task.categories)
+                facts = await asyncio.to_thread(self._adapter.facts, pseudonym, asked)
+                await self._client.answer_facts(task, [f for f in facts if f.category in asked])
+        self._note(task.task_id, _DONE)
         self.stats[f"answered.{kind}"] += 1
         log.info("task answered", task_id=task.task_id, kind=kind)
+
+    async def _acknowledge(self, task: partner_pb2.PartnerTask) -> None:
+        try:
+            await self._client.acknowledge_task(
+                task.task_id, trace=TraceParent.from_proto(task.trace)
+            )
+        except PartnerRpcError as exc:
+            if exc.code is not grpc.StatusCode.NOT_FOUND:
+                raise
+            # Acknowledged before (a lost reply) or past its deadline: nothing left to do.
+            log.info("delivery no longer open at the node", task_id=task.task_id)

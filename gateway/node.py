@@ -5,7 +5,7 @@ signed policy bundle, the audit log with its checkpoint and witness keys,
 the case registry), builds the servicers on them and the mTLS server around
 them. :class:`Node` then runs the server plus the background loops:
 checkpoint signing, asking peers to witness checkpoints, policy hot reload,
-and the retention purge of cases and audit bodies.
+and the retention purge of cases, audit bodies and expired partner tasks.
 """
 
 from __future__ import annotations
@@ -69,12 +69,13 @@ class NodeParts:
     """The node's checkpoint key, as officers pin it."""
     witness_verifier: notes.Verifier
     """The node's cosignature key, as peers pin it."""
+    tasks: TaskBroker
+    """Work for the local partners' task streams, kept in partner_tasks, and the
+    answers awaited (#6)."""
     peers: PeerClient | None = None
     """Calls peer nodes (hit/no-hit, uitvraag, transfer); None without peers."""
     roster: WitnessRoster | None = None
     """Keeps the witness and log keys equal to the peer list; None without peers."""
-    tasks: TaskBroker = field(default_factory=TaskBroker)
-    """Work for the local partners' task streams, and the answers awaited (#6)."""
 
     @property
     def node_id(self) -> str:
@@ -238,6 +239,7 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
         subjects=subjects,
         log_key=signer.verifier(),
         witness_verifier=cosigner.verifier(),
+        tasks=TaskBroker(engine, vault),
         peers=peers,
         roster=roster,
     )
@@ -301,7 +303,9 @@ class Node:
         return self.server.address
 
     async def start(self) -> None:
-        """Serve, and start checkpointing, witnessing, policy reload and purging."""
+        """Requeue open deliveries, serve, and start checkpointing, witnessing, policy
+        reload and purging."""
+        await self.parts.tasks.recover()
         await self.server.start()
         if self.parts.policy is not None:
             self.parts.policy.start()
@@ -334,8 +338,14 @@ class Node:
             try:
                 purged = await asyncio.to_thread(self.parts.registry.purge_expired)
                 erased = await asyncio.to_thread(self.parts.audit.erase_expired)
-                if purged or erased:
-                    log.info("retention_purge", cases=len(purged), audit_bodies=erased)
+                tasks = await self.parts.tasks.purge_expired()
+                if purged or erased or tasks:
+                    log.info(
+                        "retention_purge",
+                        cases=len(purged),
+                        audit_bodies=erased,
+                        partner_tasks=tasks,
+                    )
             except Exception as exc:  # a failed purge is retried at the next interval
                 log.error("retention_purge_failed", error=type(exc).__name__)
             with contextlib.suppress(TimeoutError):

@@ -6,7 +6,8 @@ policy where data crosses, audited before it answers, and never holds a
 plaintext identifier: subjects arrive under the federation key and are
 transcrypted. The task stream (ReceiveTasks) hands a partner the work of
 the case flow (gateway/FLOW.md); AnswerHit and AnswerFacts check an answer
-against its task, judge it under policy and audit it before acknowledging.
+against its task, judge it under policy and audit it before acknowledging;
+AcknowledgeTask settles a fact delivery the partner has stored.
 A new referral starts a hit/no-hit round in the background once answered.
 """
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
+from sqlalchemy.exc import SQLAlchemyError
 
 from certs.identity import Identity
 from gateway.auth import current_identity
@@ -310,12 +312,7 @@ class PartnerService(partner_pb2_grpc.PartnerServiceServicer):
         try:
             pending = self.parts.tasks.claim(request.task_id, caller.org_id)
         except TaskError as exc:
-            code = (
-                grpc.StatusCode.PERMISSION_DENIED
-                if exc.reason == "not_yours"
-                else grpc.StatusCode.NOT_FOUND
-            )
-            await context.abort(code, str(exc))
+            await context.abort(_TASK_ERROR_CODES[exc.reason], str(exc))
         task = pending.task
         if task.kind != kind:
             await context.abort(
@@ -414,6 +411,34 @@ class PartnerService(partner_pb2_grpc.PartnerServiceServicer):
         self.parts.tasks.resolve(pending, request)
         return partner_pb2.AnswerAck(task_id=request.task_id, trace=_trace())
 
+    async def AcknowledgeTask(  # noqa: N802 - gRPC method name
+        self, request: partner_pb2.AcknowledgeTaskRequest, context: Context
+    ) -> partner_pb2.AnswerAck:
+        """Settle a FACT_DELIVERY the caller has stored, so it is never sent again.
+
+        Not audited: the delivery was audited when it was released, and the
+        acknowledgement carries no personal data (see partner.proto).
+        """
+        caller = current_identity()
+        if not request.task_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task_id is required")
+        try:
+            await self.parts.tasks.acknowledge(request.task_id, caller.org_id)
+        except TaskError as exc:
+            await context.abort(_TASK_ERROR_CODES[exc.reason], str(exc))
+        except SQLAlchemyError:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the acknowledgement of task {request.task_id!r} could not be stored; try again",
+            )
+        return partner_pb2.AnswerAck(task_id=request.task_id, trace=_trace())
+
+
+_TASK_ERROR_CODES = {
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "not_yours": grpc.StatusCode.PERMISSION_DENIED,
+    "wrong_kind": grpc.StatusCode.INVALID_ARGUMENT,
+}
 
 _TASK_KINDS = frozenset(
     {

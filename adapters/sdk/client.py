@@ -3,8 +3,9 @@
 Every unary call has a deadline and is retried with exponential backoff (full
 jitter) on transient failures, because every one of them is safe to repeat:
 SubmitReferral carries an idempotency key that the client makes once per
-logical referral and reuses on each attempt; AnswerHit and AnswerFacts are
-keyed by the task id; GetCaseStatus and Pseudonymise change nothing. Each
+logical referral and reuses on each attempt; AnswerHit, AnswerFacts and
+AcknowledgeTask are keyed by the task id; GetCaseStatus and Pseudonymise
+change nothing. Each
 logical call is one W3C trace and each attempt a span of it, sent as
 ``traceparent`` metadata. Failures surface as :class:`PartnerRpcError`.
 """
@@ -365,6 +366,27 @@ class PartnerClient:
             request,
             timeout=self._task_timeout(task, timeout),
             trace=TraceParent.from_proto(task.trace),
+        )
+
+    async def acknowledge_task(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,
+        trace: TraceParent | None = None,
+    ) -> partner_pb2.AnswerAck:
+        """Acknowledge a FACT_DELIVERY once it is stored, so the node stops sending it.
+
+        Until then the node sends the delivery again on every new task stream.
+        NOT_FOUND means the node holds no open delivery by this id: acknowledged
+        before (e.g. by an attempt whose reply was lost) or past its deadline.
+        Pass ``trace=TraceParent.from_proto(task.trace)`` to continue the task's trace.
+        """
+        if not task_id:
+            raise ValueError("task_id is required")
+        request = partner_pb2.AcknowledgeTaskRequest(task_id=task_id)
+        return await self._call(
+            "AcknowledgeTask", self._stub.AcknowledgeTask, request, timeout=timeout, trace=trace
         )
 
     async def pseudonymise(

@@ -37,6 +37,8 @@ class Recorded:
     hits: dict[str, partner_pb2.AnswerHitRequest] = field(default_factory=dict)
     facts: dict[str, partner_pb2.AnswerFactsRequest] = field(default_factory=dict)
     referrals: dict[str, partner_pb2.SubmitReferralRequest] = field(default_factory=dict)
+    acks: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Task id -> how often AcknowledgeTask was called for it."""
     traceparents: list[tuple[str, str]] = field(default_factory=list)
     calls: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -120,6 +122,11 @@ class SimulatedNode(partner_pb2_grpc.PartnerServiceServicer):
         self._queue(org).put_nowait(task)
         return task_id
 
+    def send_again(self, task_id: str) -> None:
+        """Queue a task already queued once, as the node does on a reconnect."""
+        org, task = self._tasks[task_id]
+        self._queue(org).put_nowait(task)
+
     def drop_streams(self) -> None:
         """End every open task stream, as a node restart would."""
         for queue in self._queues.values():
@@ -159,6 +166,15 @@ class SimulatedNode(partner_pb2_grpc.PartnerServiceServicer):
         if {f.category for f in request.facts} - set(task.categories):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "category not asked for")
         self.recorded.facts[request.task_id] = request
+        return partner_pb2.AnswerAck(task_id=request.task_id)
+
+    async def AcknowledgeTask(self, request, context):  # type: ignore[no-untyped-def]
+        org = await self._caller("AcknowledgeTask", context)
+        task = await self._check_task(org, request.task_id, context)
+        if task.kind != partner_pb2.TASK_KIND_FACT_DELIVERY:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a delivery")
+        self.recorded.acks[request.task_id] += 1
+        await self._maybe_lose_reply("AcknowledgeTask", context)
         return partner_pb2.AnswerAck(task_id=request.task_id)
 
     async def Pseudonymise(self, request, context):  # type: ignore[no-untyped-def]

@@ -214,6 +214,7 @@ def _task(kind: partner_pb2.TaskKind.ValueType, **fields: object) -> partner_pb2
             ),
             "purpose",
         ),
+        (lambda c: c.acknowledge_task(""), "task_id is required"),
     ],
 )
 async def test_bad_input_is_refused_before_any_call(
@@ -239,3 +240,26 @@ async def test_answers_carry_the_task_trace(
     assert sim.node.recorded.hits[task_id].contact_handle == "zvh@politie.example"
     header = next(h for m, h in sim.node.recorded.traceparents if m == "AnswerHit")
     assert TraceParent.parse(header).trace_id == task.trace.trace_id
+
+
+async def test_acknowledge_task_is_retried_and_continues_the_task_trace(
+    client: PartnerClient, sim: RunningNode
+) -> None:
+    task_id = sim.node.queue_task(
+        "politie-rotterdam", partner_pb2.TASK_KIND_FACT_DELIVERY, id_value=BSNS[1]
+    )
+    stream = client.receive_tasks()
+    task = await anext(stream)
+    await stream.aclose()
+    sim.node.fail_next["AcknowledgeTask"].append(grpc.StatusCode.UNAVAILABLE)
+    ack = await client.acknowledge_task(task.task_id, trace=TraceParent.from_proto(task.trace))
+    assert ack.task_id == task_id
+    assert sim.node.recorded.calls["AcknowledgeTask"] == 2
+    assert sim.node.recorded.acks[task_id] == 1
+    headers = [
+        TraceParent.parse(h) for m, h in sim.node.recorded.traceparents if m == "AcknowledgeTask"
+    ]
+    assert {h.trace_id for h in headers} == {task.trace.trace_id}
+    with pytest.raises(PartnerRpcError) as err:
+        await client.acknowledge_task("unknown")
+    assert err.value.code is grpc.StatusCode.NOT_FOUND

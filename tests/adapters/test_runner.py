@@ -121,6 +121,95 @@ async def test_the_runner_answers_every_kind_of_task(
     assert task.facts[0].fields["status"].text == "dakloos"
     assert runner.stats["answered.hit_query"] == 2
     assert runner.stats["answered.fact_delivery"] == 1
+    assert dict(node.recorded.acks) == {delivery: 1}
+
+
+def _released() -> tuple[common_pb2.Fact, ...]:
+    fact = common_pb2.Fact(category="sociaal.huisvesting")
+    fact.fields["status"].text = "dakloos"
+    return (fact,)
+
+
+async def test_a_repeated_task_is_neither_delivered_nor_answered_twice(
+    sim: RunningNode, client: PartnerClient, police: Police, police_keys: DomainKey
+) -> None:
+    runner = AdapterRunner(client, police.adapter, keys=police_keys, reconnect=FAST_RECONNECT)
+    serving = asyncio.create_task(runner.run())
+    await asyncio.wait_for(runner.connected.wait(), 5)
+    node = sim.node
+    bsn = next(iter(police.data.persons.values()))[0]
+    delivery = node.queue_task(
+        POLICE, partner_pb2.TASK_KIND_FACT_DELIVERY, id_value=bsn, facts=_released()
+    )
+    hit = node.queue_task(POLICE, partner_pb2.TASK_KIND_HIT_QUERY, id_value=bsn)
+    await until(lambda: node.recorded.acks[delivery] == 1 and hit in node.recorded.hits)
+    node.send_again(delivery)
+    node.send_again(hit)
+    await until(lambda: runner.stats["repeated"] == 2)
+    runner.stop()
+    await asyncio.wait_for(serving, 5)
+    assert len(police.inbox.received) == 1
+    assert node.recorded.acks[delivery] == 1
+    assert node.recorded.calls["AnswerHit"] == 1
+    assert runner.stats["answered.fact_delivery"] == 1
+
+
+async def test_a_delivery_whose_acknowledgement_failed_is_only_acknowledged_when_sent_again(
+    sim: RunningNode, client: PartnerClient, police: Police, police_keys: DomainKey
+) -> None:
+    runner = AdapterRunner(client, police.adapter, keys=police_keys, reconnect=FAST_RECONNECT)
+    serving = asyncio.create_task(runner.run())
+    await asyncio.wait_for(runner.connected.wait(), 5)
+    node = sim.node
+    bsn = next(iter(police.data.persons.values()))[0]
+    node.fail_next["AcknowledgeTask"].append(grpc.StatusCode.INTERNAL)
+    delivery = node.queue_task(
+        POLICE, partner_pb2.TASK_KIND_FACT_DELIVERY, id_value=bsn, facts=_released()
+    )
+    await until(lambda: runner.stats["failed.fact_delivery"] == 1)
+    assert node.recorded.acks[delivery] == 0
+    node.send_again(delivery)
+    await until(lambda: node.recorded.acks[delivery] == 1)
+    runner.stop()
+    await asyncio.wait_for(serving, 5)
+    assert len(police.inbox.received) == 1  # the adapter got it once
+    assert runner.stats["answered.fact_delivery"] == 1
+    assert runner.stats["repeated"] == 1
+
+
+async def test_the_runner_remembers_a_bounded_number_of_task_ids(
+    sim: RunningNode, client: PartnerClient, police: Police, police_keys: DomainKey
+) -> None:
+    runner = AdapterRunner(
+        client, police.adapter, keys=police_keys, reconnect=FAST_RECONNECT, remember=1
+    )
+    serving = asyncio.create_task(runner.run())
+    await asyncio.wait_for(runner.connected.wait(), 5)
+    node = sim.node
+    bsn = next(iter(police.data.persons.values()))[0]
+    ids = []
+    for _ in range(2):  # one after the other, so the second is the one remembered
+        ids.append(
+            node.queue_task(
+                POLICE, partner_pb2.TASK_KIND_FACT_DELIVERY, id_value=bsn, facts=_released()
+            )
+        )
+        await until(lambda: node.recorded.acks[ids[-1]] == 1)
+    first, second = ids
+    node.send_again(second)  # still remembered: skipped
+    node.send_again(first)  # forgotten: taken in again, which is why it must be idempotent
+    await until(lambda: node.recorded.acks[first] == 2)
+    runner.stop()
+    await asyncio.wait_for(serving, 5)
+    assert [t.task_id for _, t in police.inbox.received] == [first, second, first]
+    assert node.recorded.acks[second] == 1
+
+
+async def test_the_runner_needs_room_to_remember(
+    client: PartnerClient, police: Police, police_keys: DomainKey
+) -> None:
+    with pytest.raises(ValueError, match="remember must be at least 1"):
+        AdapterRunner(client, police.adapter, keys=police_keys, remember=0)
 
 
 async def test_the_runner_reconnects_after_the_node_restarts(

@@ -457,15 +457,37 @@ class AnswerFactsRequest(_message.Message):
 Global___AnswerFactsRequest: _TypeAlias = AnswerFactsRequest  # noqa: Y015
 
 @_typing.final
+class AcknowledgeTaskRequest(_message.Message):
+    """Acknowledges a FACT_DELIVERY task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """Required: the delivery's task_id, as received on the task stream."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeTaskRequest: _TypeAlias = AcknowledgeTaskRequest  # noqa: Y015
+
+@_typing.final
 class AnswerAck(_message.Message):
-    """Acknowledges an answer."""
+    """Acknowledges an answer or an acknowledgement."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: _builtins.int
     TRACE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
-    """The task the answer closed."""
+    """The task the answer or acknowledgement closed."""
     @_builtins.property
     def trace(self) -> _common_pb2.TraceContext:
         """The trace of this call in the audit log."""

@@ -60,6 +60,11 @@ class PartnerServiceStub:
                 request_serializer=schakel_dot_v1_dot_partner__pb2.AnswerFactsRequest.SerializeToString,
                 response_deserializer=schakel_dot_v1_dot_partner__pb2.AnswerAck.FromString,
                 _registered_method=True)
+        self.AcknowledgeTask = channel.unary_unary(
+                '/schakel.v1.PartnerService/AcknowledgeTask',
+                request_serializer=schakel_dot_v1_dot_partner__pb2.AcknowledgeTaskRequest.SerializeToString,
+                response_deserializer=schakel_dot_v1_dot_partner__pb2.AnswerAck.FromString,
+                _registered_method=True)
         self.Pseudonymise = channel.unary_unary(
                 '/schakel.v1.PartnerService/Pseudonymise',
                 request_serializer=schakel_dot_v1_dot_partner__pb2.PseudonymiseRequest.SerializeToString,
@@ -91,6 +96,11 @@ class PartnerServiceServicer:
         """A stream of work for the caller: hit/no-hit questions, uitvraag questions
         and fact deliveries, each with the subject in the caller's own domain.
         The stream stays open; a task not answered before its deadline lapses.
+        Delivery is at least once: a task the node sent but that was not
+        answered (HIT_QUERY, FACT_QUERY) or acknowledged (FACT_DELIVERY) is sent
+        again on the caller's next ReceiveTasks stream, up to 20 times in all,
+        so treat task_id as an idempotency key. Fact deliveries survive a node
+        restart; questions do not (their asker is gone), they lapse.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +116,23 @@ class PartnerServiceServicer:
     def AnswerFacts(self, request, context):
         """Answers an uitvraag with facts. The node minimises them under policy
         before they leave; unknown fields are dropped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeTask(self, request, context):
+        """Acknowledges a FACT_DELIVERY once the partner has stored it; the node
+        then never sends it again. An unacknowledged delivery is sent again on
+        the caller's next ReceiveTasks stream until its deadline (24 h), so a
+        partner must treat task_id as an idempotency key. A HIT_QUERY or
+        FACT_QUERY is acknowledged by its answer, not here (INVALID_ARGUMENT).
+        Another organisation's task is PERMISSION_DENIED; an unknown task, one
+        already acknowledged or one past its deadline is NOT_FOUND (a retried
+        acknowledgement whose first reply was lost gets NOT_FOUND: nothing to do).
+        Not written to the audit log: the delivery was audited when it was
+        released (log-before-release), and an acknowledgement carries no personal
+        data; the node's task table keeps the delivery's state and attempts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,6 +175,11 @@ def add_PartnerServiceServicer_to_server(servicer, server):
             'AnswerFacts': grpc.unary_unary_rpc_method_handler(
                     servicer.AnswerFacts,
                     request_deserializer=schakel_dot_v1_dot_partner__pb2.AnswerFactsRequest.FromString,
+                    response_serializer=schakel_dot_v1_dot_partner__pb2.AnswerAck.SerializeToString,
+            ),
+            'AcknowledgeTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeTask,
+                    request_deserializer=schakel_dot_v1_dot_partner__pb2.AcknowledgeTaskRequest.FromString,
                     response_serializer=schakel_dot_v1_dot_partner__pb2.AnswerAck.SerializeToString,
             ),
             'Pseudonymise': grpc.unary_unary_rpc_method_handler(
@@ -291,6 +323,33 @@ class PartnerService:
             target,
             '/schakel.v1.PartnerService/AnswerFacts',
             schakel_dot_v1_dot_partner__pb2.AnswerFactsRequest.SerializeToString,
+            schakel_dot_v1_dot_partner__pb2.AnswerAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schakel.v1.PartnerService/AcknowledgeTask',
+            schakel_dot_v1_dot_partner__pb2.AcknowledgeTaskRequest.SerializeToString,
             schakel_dot_v1_dot_partner__pb2.AnswerAck.FromString,
             options,
             channel_credentials,

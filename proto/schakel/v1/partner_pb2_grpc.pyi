@@ -48,12 +48,30 @@ class PartnerServiceStub:
     """A stream of work for the caller: hit/no-hit questions, uitvraag questions
     and fact deliveries, each with the subject in the caller's own domain.
     The stream stays open; a task not answered before its deadline lapses.
+    Delivery is at least once: a task the node sent but that was not
+    answered (HIT_QUERY, FACT_QUERY) or acknowledged (FACT_DELIVERY) is sent
+    again on the caller's next ReceiveTasks stream, up to 20 times in all,
+    so treat task_id as an idempotency key. Fact deliveries survive a node
+    restart; questions do not (their asker is gone), they lapse.
     """
     AnswerHit: _grpc.UnaryUnaryMultiCallable[_partner_pb2.AnswerHitRequest, _partner_pb2.AnswerAck]
     """Answers a hit/no-hit question: known yes/no and a contact handle."""
     AnswerFacts: _grpc.UnaryUnaryMultiCallable[_partner_pb2.AnswerFactsRequest, _partner_pb2.AnswerAck]
     """Answers an uitvraag with facts. The node minimises them under policy
     before they leave; unknown fields are dropped.
+    """
+    AcknowledgeTask: _grpc.UnaryUnaryMultiCallable[_partner_pb2.AcknowledgeTaskRequest, _partner_pb2.AnswerAck]
+    """Acknowledges a FACT_DELIVERY once the partner has stored it; the node
+    then never sends it again. An unacknowledged delivery is sent again on
+    the caller's next ReceiveTasks stream until its deadline (24 h), so a
+    partner must treat task_id as an idempotency key. A HIT_QUERY or
+    FACT_QUERY is acknowledged by its answer, not here (INVALID_ARGUMENT).
+    Another organisation's task is PERMISSION_DENIED; an unknown task, one
+    already acknowledged or one past its deadline is NOT_FOUND (a retried
+    acknowledgement whose first reply was lost gets NOT_FOUND: nothing to do).
+    Not written to the audit log: the delivery was audited when it was
+    released (log-before-release), and an acknowledgement carries no personal
+    data; the node's task table keeps the delivery's state and attempts.
     """
     Pseudonymise: _grpc.UnaryUnaryMultiCallable[_partner_pb2.PseudonymiseRequest, _partner_pb2.PseudonymiseResponse]
     """Transcrypts subjects encrypted under the federation key Y to the caller's
@@ -79,12 +97,30 @@ class PartnerServiceAsyncStub(PartnerServiceStub):
     """A stream of work for the caller: hit/no-hit questions, uitvraag questions
     and fact deliveries, each with the subject in the caller's own domain.
     The stream stays open; a task not answered before its deadline lapses.
+    Delivery is at least once: a task the node sent but that was not
+    answered (HIT_QUERY, FACT_QUERY) or acknowledged (FACT_DELIVERY) is sent
+    again on the caller's next ReceiveTasks stream, up to 20 times in all,
+    so treat task_id as an idempotency key. Fact deliveries survive a node
+    restart; questions do not (their asker is gone), they lapse.
     """
     AnswerHit: _aio.UnaryUnaryMultiCallable[_partner_pb2.AnswerHitRequest, _partner_pb2.AnswerAck]  # type: ignore[assignment]
     """Answers a hit/no-hit question: known yes/no and a contact handle."""
     AnswerFacts: _aio.UnaryUnaryMultiCallable[_partner_pb2.AnswerFactsRequest, _partner_pb2.AnswerAck]  # type: ignore[assignment]
     """Answers an uitvraag with facts. The node minimises them under policy
     before they leave; unknown fields are dropped.
+    """
+    AcknowledgeTask: _aio.UnaryUnaryMultiCallable[_partner_pb2.AcknowledgeTaskRequest, _partner_pb2.AnswerAck]  # type: ignore[assignment]
+    """Acknowledges a FACT_DELIVERY once the partner has stored it; the node
+    then never sends it again. An unacknowledged delivery is sent again on
+    the caller's next ReceiveTasks stream until its deadline (24 h), so a
+    partner must treat task_id as an idempotency key. A HIT_QUERY or
+    FACT_QUERY is acknowledged by its answer, not here (INVALID_ARGUMENT).
+    Another organisation's task is PERMISSION_DENIED; an unknown task, one
+    already acknowledged or one past its deadline is NOT_FOUND (a retried
+    acknowledgement whose first reply was lost gets NOT_FOUND: nothing to do).
+    Not written to the audit log: the delivery was audited when it was
+    released (log-before-release), and an acknowledgement carries no personal
+    data; the node's task table keeps the delivery's state and attempts.
     """
     Pseudonymise: _aio.UnaryUnaryMultiCallable[_partner_pb2.PseudonymiseRequest, _partner_pb2.PseudonymiseResponse]  # type: ignore[assignment]
     """Transcrypts subjects encrypted under the federation key Y to the caller's
@@ -125,6 +161,11 @@ class PartnerServiceServicer(metaclass=_abc_1.ABCMeta):
         """A stream of work for the caller: hit/no-hit questions, uitvraag questions
         and fact deliveries, each with the subject in the caller's own domain.
         The stream stays open; a task not answered before its deadline lapses.
+        Delivery is at least once: a task the node sent but that was not
+        answered (HIT_QUERY, FACT_QUERY) or acknowledged (FACT_DELIVERY) is sent
+        again on the caller's next ReceiveTasks stream, up to 20 times in all,
+        so treat task_id as an idempotency key. Fact deliveries survive a node
+        restart; questions do not (their asker is gone), they lapse.
         """
 
     @_abc_1.abstractmethod
@@ -143,6 +184,25 @@ class PartnerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_partner_pb2.AnswerAck, _abc.Awaitable[_partner_pb2.AnswerAck]]:
         """Answers an uitvraag with facts. The node minimises them under policy
         before they leave; unknown fields are dropped.
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeTask(
+        self,
+        request: _partner_pb2.AcknowledgeTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_pb2.AnswerAck, _abc.Awaitable[_partner_pb2.AnswerAck]]:
+        """Acknowledges a FACT_DELIVERY once the partner has stored it; the node
+        then never sends it again. An unacknowledged delivery is sent again on
+        the caller's next ReceiveTasks stream until its deadline (24 h), so a
+        partner must treat task_id as an idempotency key. A HIT_QUERY or
+        FACT_QUERY is acknowledged by its answer, not here (INVALID_ARGUMENT).
+        Another organisation's task is PERMISSION_DENIED; an unknown task, one
+        already acknowledged or one past its deadline is NOT_FOUND (a retried
+        acknowledgement whose first reply was lost gets NOT_FOUND: nothing to do).
+        Not written to the audit log: the delivery was audited when it was
+        released (log-before-release), and an acknowledgement carries no personal
+        data; the node's task table keeps the delivery's state and attempts.
         """
 
     @_abc_1.abstractmethod
