@@ -7,6 +7,19 @@ therefore includes the CPU work of every peer that answers it, which on
 separate machines would run in parallel: the numbers bound the real cost
 from above. The baseline is a grpc health Check on a bare grpc.aio server
 with the same mTLS credentials.
+
+The ``wan_*`` rows ask the same peers of the same cluster through a
+:class:`~tests.bench.latency.LatencyRelay` each, which delays every chunk by
+``WAN_ONE_WAY`` seconds each way (40 ms round trip, as between regions over a
+WAN or VPN; TLS passes through, so mTLS and the name checks stay real). They
+show issue #6's claim: a hit/no-hit across 30 nodes costs about one round
+trip, not thirty. ``wan_fanout_30_vs_1`` is p50 to 30 peers / p50 to 1 peer:
+1x plus the CPU of the 30 in-process peers, which here outweighs a 40 ms
+round trip. So the ``*_added_rtts`` rows also give what the link adds to each
+fan-out, in round trips (p50 through the relays minus p50 on loopback):
+about 1 in parallel, about 30 one at a time; ``wan_serial_vs_parallel`` is
+the p50 ratio of the two. p99 of the WAN rows comes from few calls, so it is
+close to the maximum.
 """
 
 from __future__ import annotations
@@ -15,6 +28,8 @@ import asyncio
 import io
 import statistics
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -23,7 +38,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from gateway.cases.model import Referral
-from gateway.federation import PeerClient
+from gateway.federation import Peer, PeerClient
 from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
 from tests.bench.harness import (
@@ -33,6 +48,7 @@ from tests.bench.harness import (
     measure_calls,
     percentiles_ms,
 )
+from tests.bench.latency import LatencyRelay
 from tests.federation.conftest import PURPOSE, Cluster, start_cluster, stop_cluster
 
 AREA = "flow"
@@ -41,14 +57,20 @@ REPEATS = 3
 ASKER = "zvh-00"
 NODES = [f"zvh-{i:02d}" for i in range(PEERS + 1)]
 CASE = common_pb2.CaseRef(node_id=ASKER, case_id="0" * 32)
-# (name, calls per repeat, calls in flight)
+WAN_ONE_WAY = 0.020
+"""Seconds each relay delays every chunk, each way: a 40 ms round trip."""
+# name -> (calls per repeat, calls in flight, calls one at a time for p50/p99);
+# the WAN rows are sized to take well under a minute together.
 PLAN = {
-    "baseline": (2000, 32),
-    "node_hitnohit": (600, 32),
-    "fanout_1": (300, 8),
-    "fanout_5": (120, 8),
-    "fanout_30": (30, 2),
-    "fanout_30_serial": (10, 1),
+    "baseline": (2000, 32, 500),
+    "node_hitnohit": (600, 32, 150),
+    "fanout_1": (300, 8, 75),
+    "fanout_5": (120, 8, 30),
+    "fanout_30": (30, 2, 20),
+    "fanout_30_serial": (10, 1, 20),
+    "wan_fanout_1": (100, 8, 30),
+    "wan_fanout_30": (10, 2, 15),
+    "wan_fanout_30_serial": (2, 1, 5),
 }
 
 
@@ -58,7 +80,7 @@ async def _series(name: str, call: Call) -> dict[str, float]:
     Latency "alone" is one call at a time (what one request costs); under
     load it includes queueing behind the other calls in flight.
     """
-    total, in_flight = PLAN[name]
+    total, in_flight, one_at_a_time = PLAN[name]
     await measure_calls(call, max(in_flight, total // 10), in_flight)  # warm channels and caches
     rates: list[float] = []
     loaded: list[float] = []
@@ -66,7 +88,7 @@ async def _series(name: str, call: Call) -> dict[str, float]:
         rate, lat = await measure_calls(call, total, in_flight)
         rates.append(rate)
         loaded += lat
-    _rate, alone = await measure_calls(call, max(20, total // 4), 1)
+    _rate, alone = await measure_calls(call, one_at_a_time, 1)
     p50, p99 = percentiles_ms(alone)
     p50_loaded, p99_loaded = percentiles_ms(loaded)
     return {
@@ -88,6 +110,115 @@ async def _bare_server(cluster: Cluster, node_id: str) -> tuple[grpc.aio.Server,
     await server.start()
     await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, port
+
+
+async def _wan(
+    cluster: Cluster,
+    credentials: grpc.ChannelCredentials,
+    subject_for: Callable[[str], common_pb2.EncryptedPseudonym],
+) -> tuple[dict[str, dict[str, float]], float]:
+    """The wan_* rows: hit/no-hit to the cluster's peers, each behind a LatencyRelay.
+
+    Also returns the wall time this part took (s), to keep it under a minute.
+    """
+    start = time.perf_counter()
+    relays = {
+        node_id: LatencyRelay(cluster.addresses[node_id], WAN_ONE_WAY) for node_id in NODES[1:]
+    }
+    results: dict[str, dict[str, float]] = {}
+    parallel: PeerClient | None = None
+    serial: PeerClient | None = None
+    try:
+        for relay in relays.values():
+            await relay.start()
+        # Same node ids, relay addresses: each peer's certificate is still checked
+        # against its own node id, through the relay.
+        wan_peers = [Peer(node_id, relay.address) for node_id, relay in relays.items()]
+        parallel = PeerClient(ASKER, lambda: wan_peers, credentials)
+        serial = PeerClient(ASKER, lambda: wan_peers, credentials, concurrency=1)
+
+        def fan_out(client: PeerClient, only: list[str]) -> Call:
+            async def call() -> object:
+                result = await client.hit_no_hit(
+                    purpose=PURPOSE,
+                    case_ref=CASE,
+                    phase=common_pb2.PHASE_AANMELDING,
+                    subject_for=subject_for,
+                    deadline=60.0,
+                    only=only,
+                )
+                if result.unanswered or not result.answers[NODES[1]].hit:
+                    raise RuntimeError(f"fan-out incomplete: {result.unanswered}")
+                return result
+
+            return call
+
+        results["wan_fanout_1"] = await _series("wan_fanout_1", fan_out(parallel, NODES[1:2]))
+        results["wan_fanout_30"] = await _series("wan_fanout_30", fan_out(parallel, NODES[1:]))
+        results["wan_fanout_30_serial"] = await _series(
+            "wan_fanout_30_serial", fan_out(serial, NODES[1:])
+        )
+    finally:
+        for client in (parallel, serial):
+            if client is not None:
+                await client.close()
+        await asyncio.gather(*(relay.close() for relay in relays.values()))
+    return results, time.perf_counter() - start
+
+
+def _wan_ratios(measured: dict[str, dict[str, float]], seconds: float) -> list[Result]:
+    """The round-trip claim from p50 latencies (one call at a time).
+
+    In this one process the 30 peers' CPU work queues up and adds hundreds of
+    ms to ``wan_fanout_30`` that separate machines would do in parallel, so
+    besides the plain p50 ratio each fan-out's WAN cost is given in round
+    trips: its p50 through the relays minus its p50 on plain loopback.
+    """
+    p50 = {name: values["p50_ms"] for name, values in measured.items()}
+    rtt_ms = 2 * WAN_ONE_WAY * 1000
+
+    def added(wan: str, loopback: str) -> Result:
+        extra = p50[wan] - p50[loopback]
+        return Result(
+            AREA,
+            f"{wan}_added_rtts",
+            extra / rtt_ms,
+            "round trips",
+            notes=(
+                f"(p50 {wan} - p50 {loopback}) / RTT = ({p50[wan]:.1f} - {p50[loopback]:.1f}) "
+                f"/ {rtt_ms:.0f} ms: what the WAN link adds"
+            ),
+        )
+
+    return [
+        Result(
+            AREA,
+            "wan_fanout_30_vs_1",
+            p50["wan_fanout_30"] / p50["wan_fanout_1"],
+            "x p50",
+            notes=(
+                f"p50 wan_fanout_30 / wan_fanout_1 = {p50['wan_fanout_30']:.1f} / "
+                f"{p50['wan_fanout_1']:.1f} ms at RTT {rtt_ms:.0f} ms; 1x would be one round "
+                f"trip; the 30 in-process peers' CPU adds about "
+                f"{p50['fanout_30'] - p50['fanout_1']:.1f} ms (loopback fanout_30 - fanout_1 "
+                f"p50); the wan_* rows took {seconds:.0f} s"
+            ),
+            extra={"wan_seconds": round(seconds, 1)},
+        ),
+        added("wan_fanout_1", "fanout_1"),
+        added("wan_fanout_30", "fanout_30"),
+        added("wan_fanout_30_serial", "fanout_30_serial"),
+        Result(
+            AREA,
+            "wan_serial_vs_parallel",
+            p50["wan_fanout_30_serial"] / p50["wan_fanout_30"],
+            "x p50",
+            notes=(
+                f"p50 wan_fanout_30_serial / wan_fanout_30 = {p50['wan_fanout_30_serial']:.1f} / "
+                f"{p50['wan_fanout_30']:.1f} ms at RTT {rtt_ms:.0f} ms: what parallel fan-out saves"
+            ),
+        ),
+    ]
 
 
 async def _bench(root: Path) -> list[Result]:
@@ -163,6 +294,8 @@ async def _bench(root: Path) -> list[Result]:
             results["fanout_30_serial"] = await _series("fanout_30_serial", one_by_one)
         finally:
             await serial.close()
+        wan, wan_seconds = await _wan(cluster, creds, subject_for)
+        results |= wan
     finally:
         await bare_channel.close(None)
         await node_channel_.close(None)
@@ -178,7 +311,14 @@ async def _bench(root: Path) -> list[Result]:
         "share this process",
         "fanout_30_serial": "the same 30 peers one at a time (concurrency 1), to compare",
     }
-    return latency_results(AREA, results, notes, {name: plan[1] for name, plan in PLAN.items()})
+    rtt = f"through a relay per peer adding RTT {2 * WAN_ONE_WAY * 1000:.0f} ms"
+    notes |= {
+        "wan_fanout_1": f"PeerClient.hit_no_hit to 1 peer node {rtt}",
+        "wan_fanout_30": f"PeerClient.hit_no_hit to 30 peer nodes in parallel, {rtt}",
+        "wan_fanout_30_serial": f"the same 30 peers one at a time (concurrency 1), {rtt}",
+    }
+    in_flight = {name: plan[1] for name, plan in PLAN.items()}
+    return latency_results(AREA, results, notes, in_flight) + _wan_ratios(results, wan_seconds)
 
 
 def run() -> list[Result]:
