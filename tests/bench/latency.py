@@ -37,7 +37,9 @@ class LatencyRelay:
         self._upstream = (upstream_host, int(upstream_port))
         self._host = host
         self._server: asyncio.Server | None = None
+        self._closing = False
         self._connections: set[asyncio.Task[None]] = set()
+        self._pumps: set[asyncio.Task[None]] = set()
 
     @property
     def address(self) -> str:
@@ -54,10 +56,14 @@ class LatencyRelay:
 
     async def close(self) -> None:
         """Stop listening and close every relayed connection."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
+        # Cancel the pumps, not the connection handlers: asyncio logs a handler
+        # that ends cancelled as an error; a handler whose pumps end closes both
+        # sides and returns.
+        for pump in list(self._pumps):
+            pump.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -83,17 +89,21 @@ class LatencyRelay:
                 await _close(client_w)
                 return
             try:
+                if self._closing:
+                    return
                 # Either direction ending (EOF, reset, cancel) ends the connection.
                 pumps = [
                     asyncio.create_task(self._pump(client_r, upstream_w)),
                     asyncio.create_task(self._pump(upstream_r, client_w)),
                 ]
+                self._pumps.update(pumps)
                 try:
                     await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for pump in pumps:
                         pump.cancel()
                     await asyncio.gather(*pumps, return_exceptions=True)
+                    self._pumps.difference_update(pumps)
             finally:
                 await asyncio.gather(_close(upstream_w), _close(client_w))
         finally:

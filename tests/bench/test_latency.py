@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
+import pytest
 from schakel.v1 import common_pb2
 
 from gateway.federation import Peer, PeerClient
@@ -107,6 +109,25 @@ async def test_upstream_closing_closes_the_client_side() -> None:
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""
         writer.close()
         await writer.wait_closed()
+    await upstream.stop()
+
+
+async def test_closing_the_relay_closes_open_connections(caplog: pytest.LogCaptureFixture) -> None:
+    upstream = Upstream()
+    address = await upstream.start()
+    relay = LatencyRelay(address, DELAY)
+    reader, writer = await asyncio.open_connection(*(await relay.start()).rsplit(":", 1))
+    writer.write(b"ping")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.readexactly(4), timeout=5) == b"ping"
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        await relay.close()
+        await asyncio.sleep(0)
+    assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+    assert not caplog.records
+    await asyncio.wait_for(upstream.eof.wait(), timeout=5)
+    writer.close()
+    await writer.wait_closed()
     await upstream.stop()
 
 
