@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -188,17 +187,39 @@ async def run_uitvraag(
             raise UitvraagError("the audit record of a question could not be written")
     answers = await asyncio.gather(*(_ask(parts, case, p, deadline) for p in asking))
     by_provider = dict(zip([p.provider for p in asking], answers, strict=True))
-    result = case_pb2.UitvraagResult(case_ref=case_ref)
+    # Every release is on record before any is stored or delivered, so a
+    # failed audit write leaves no partial release behind the error.
+    releases: list[_Release] = []
     for p in plans:
         answer = by_provider.get(p.provider)
+        if answer is None:
+            continue
+        for recipient, decision in p.decisions.items():
+            record = crossing(as_recipient(caller, recipient), p, decision)
+            if await append(parts.audit, record) is None:
+                raise UitvraagError(
+                    "the audit record of a release could not be written; nothing was "
+                    "stored or delivered"
+                )
+            releases.append(
+                _Release(p, recipient, decision, answer.for_recipient(recipient, decision), record)
+            )
+    for p in plans:
+        answer = by_provider.get(p.provider)
+        for fact in answer.vault if answer is not None else ():
+            await asyncio.to_thread(parts.registry.store_fact, case.id, fact, provider=p.provider)
+    undelivered: dict[Participant, list[Participant]] = {}
+    for release in releases:
+        if release.facts and not await _deliver(parts, case, release):
+            undelivered.setdefault(release.plan.provider, []).append(release.recipient)
+    result = case_pb2.UitvraagResult(case_ref=case_ref)
+    for p in plans:
         outcome = result.providers.add(
             provider=participant_proto(p.provider),
             decision=p.regie.to_proto(),
-            answered=answer is not None,
+            answered=by_provider.get(p.provider) is not None,
         )
-        if answer is not None:
-            undelivered = await _release(parts, case, p, answer, caller=caller, crossing=crossing)
-            outcome.undelivered.extend(participant_proto(r) for r in undelivered)
+        outcome.undelivered.extend(participant_proto(r) for r in undelivered.get(p.provider, []))
     return result
 
 
@@ -261,38 +282,29 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
     return _Answer(vault=vault, by_type=by_type)
 
 
-async def _release(
-    parts: NodeParts,
-    case: Case,
-    p: _Plan,
-    answer: _Answer,
-    *,
-    caller: Identity,
-    crossing: Callable[[Identity, _Plan, Decision], Crossing],
-) -> list[Participant]:
-    """Seal, audit and deliver one provider's answer; the recipients not reached."""
-    for fact in answer.vault:
-        await asyncio.to_thread(parts.registry.store_fact, case.id, fact, provider=p.provider)
-    undelivered = []
-    for recipient, decision in p.decisions.items():
-        facts = answer.for_recipient(recipient, decision)
-        record = crossing(as_recipient(caller, recipient), p, decision)
-        if await append(parts.audit, record) is None:
-            raise UitvraagError("the audit record of a release could not be written")
-        if not facts:
-            continue
-        delivered = await deliver(
-            parts,
-            case,
-            recipient=recipient,
-            provider=p.provider,
-            facts=facts,
-            decision=decision,
-            phase=common_pb2.PHASE_CASUSOVERLEG,
-            grounds=_grounds(case, p.provider),
-        )
-        if not delivered:
-            undelivered.append(recipient)
-            # The release record above stands; this one says it did not arrive.
-            await append(parts.audit, record, ok=False)
-    return undelivered
+@dataclass(frozen=True)
+class _Release:
+    """One provider -> recipient release, audited, waiting to be delivered."""
+
+    plan: _Plan
+    recipient: Participant
+    decision: Decision
+    facts: list[common_pb2.Fact]
+    record: Crossing
+
+
+async def _deliver(parts: NodeParts, case: Case, release: _Release) -> bool:
+    """Deliver one audited release; on failure a second record says it did not arrive."""
+    delivered = await deliver(
+        parts,
+        case,
+        recipient=release.recipient,
+        provider=release.plan.provider,
+        facts=release.facts,
+        decision=release.decision,
+        phase=common_pb2.PHASE_CASUSOVERLEG,
+        grounds=_grounds(case, release.plan.provider),
+    )
+    if not delivered:
+        await append(parts.audit, release.record, ok=False)
+    return delivered

@@ -229,3 +229,29 @@ async def test_an_uitvraag_without_its_record_is_refused_and_asks_no_partner(flo
         "gemeente-rr",
     }
     assert sims["politie-rr"].asked and sims["gemeente-rr"].asked
+
+
+async def test_an_uitvraag_whose_release_record_fails_stores_and_delivers_nothing(
+    flow: Flow,
+) -> None:
+    sims = await start_partners(flow)
+    ref = await open_case(flow)
+    request = case_pb2.StartUitvraagRequest(
+        purpose=PURPOSE, case_ref=ref, categories=[ANTECEDENTEN], deadline_ms=2000
+    )
+    async with regie(flow) as channel:
+        stub = case_pb2_grpc.CaseServiceStub(channel)
+        await accept(stub, ref)
+        # Politie's answer and its release to ggz are written; its release to gemeente is not.
+        with (
+            audit_fails_for(node(flow).parts.engine, partner_uri("gemeente-rr")),
+            pytest.raises(grpc.aio.AioRpcError) as err,
+        ):
+            await stub.StartUitvraag(request)
+    assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "nothing was stored or delivered" in (err.value.details() or "")
+    assert sims["politie-rr"].asked
+    assert answers_by(flow, "AnswerFacts", "politie-rr") == 1
+    await asyncio.sleep(0.3)  # long enough for a delivery to reach a task stream
+    assert sims["ggz-rr"].delivered == [] and sims["gemeente-rr"].delivered == []
+    assert node(flow).parts.registry.facts(ref.case_id) == []
