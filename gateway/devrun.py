@@ -644,6 +644,48 @@ async def _close(fed: DevFederation) -> str:
     return f"afschaling with outcome {OUTCOME}; {', '.join(told)} got only the outcome code"
 
 
+MOVER_BSN = "123456782"
+"""A second (made-up, elfproef-valid) person, who moves from Rotterdam to Den Haag."""
+
+
+async def _hand_over(fed: DevFederation) -> str:
+    client = fed.partner_client("politie-rr")
+    async with client:
+        made = await client.submit_referral(
+            purpose=PURPOSE.processing_activity_id,
+            subject=encrypt_subject("bsn", MOVER_BSN, fed.keys.federation().global_public_key),
+            theme="complexe-casuistiek",
+            external_ref=f"POL-RR-{fed.run_id}",
+            criteria=["meervoudige-problematiek"],
+            reason_codes=["escalatie"],
+            idempotency_key=f"make-run-mover-{fed.run_id}",
+        )
+    await fed.nodes[ROTTERDAM].parts.tasks.settle()
+    request = case_pb2.HandOverCaseRequest(
+        purpose=PURPOSE,
+        case_ref=made.case_ref,
+        target_node_id=HAAGLANDEN,
+        idempotency_key="verhuizing-1",
+        reason_code="betrokkene-verhuisd",
+    )
+    async with _regie(fed) as channel:
+        stub = case_pb2_grpc.CaseServiceStub(channel)
+        first = await stub.HandOverCase(request, timeout=10)
+        retry = await stub.HandOverCase(request, timeout=10)
+    if not first.created or retry.created or retry.remote_case_ref != first.remote_case_ref:
+        raise AssertionError("the retried hand-over did not return the first remote case")
+    if first.status.phase != common_pb2.PHASE_AFSCHALING:
+        raise AssertionError("the handed-over case is still open at zvh-rotterdam-rijnmond")
+    remote = fed.nodes[HAAGLANDEN].parts.registry.get(first.remote_case_ref.case_id)
+    if remote.phase.value != "aanmelding":
+        raise AssertionError(f"the case at {HAAGLANDEN} is in {remote.phase.value}")
+    return (
+        f"case {made.case_ref.case_id} handed over to {HAAGLANDEN} as case "
+        f"{first.remote_case_ref.case_id} (aanmelding, for its own triage); closed here as "
+        f"{first.status.outcome}; the retry returned the same case"
+    )
+
+
 Check = tuple[str, Callable[[DevFederation], Awaitable[str]]]
 
 CHECKS: list[Check] = [
@@ -676,6 +718,7 @@ CHECKS: list[Check] = [
     ("walkthrough: the procesregisseur records GGZ consent", _consent),
     ("walkthrough: uitvraag with consent", _uitvraag_with_consent),
     ("walkthrough: the procesregisseur closes the case", _close),
+    ("overdracht: a second person moves; the case goes to zvh-haaglanden", _hand_over),
     ("zvh-haaglanden witnesses zvh-rotterdam-rijnmond's audit log", _witnessed),
     ("the FG verifies zvh-rotterdam-rijnmond's audit log", _verify),
     ("the FG makes an inzage report for the referred person", _inzage),
