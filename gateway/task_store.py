@@ -15,9 +15,10 @@ that is done keeps neither its content nor its subject.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf.message import DecodeError
@@ -87,6 +88,15 @@ class Recovered:
     """(task id, org id) of rows that failed authentication, now done."""
 
 
+def _settle(task_ids: list[str]) -> sa.Update:
+    t = partner_tasks
+    return (
+        sa.update(t)
+        .where(t.c.id.in_(task_ids), t.c.state != DONE)
+        .values(state=DONE, sealed=None, subject_pseudonym=None)
+    )
+
+
 class TaskStore:
     """Reads and writes ``partner_tasks``; every method is blocking (run it in a thread)."""
 
@@ -98,7 +108,7 @@ class TaskStore:
         self._vault = vault
         self.now = clock
 
-    def insert(
+    def row(
         self,
         task: partner_pb2.PartnerTask,
         org_id: str,
@@ -106,45 +116,57 @@ class TaskStore:
         *,
         created_at: datetime,
         expires_at: datetime,
-    ) -> None:
-        """Queue ``task`` (its task_id set) for ``org_id``, sealed, in one transaction."""
-        sealed = self._vault.seal(_SCOPE, org_id, task.task_id, task.SerializeToString())
-        with self._engine.begin() as conn:
-            conn.execute(
-                sa.insert(partner_tasks).values(
-                    id=task.task_id,
-                    org_id=org_id,
-                    kind=int(task.kind),
-                    subject_pseudonym=subject,
-                    created_at=created_at,
-                    expires_at=expires_at,
-                    state=QUEUED,
-                    attempts=0,
-                    key_id=self._vault.key_id,
-                    sealed=sealed,
-                )
-            )
+    ) -> dict[str, Any]:
+        """The new, queued row of ``task`` (its task_id set) for ``org_id``, sealed."""
+        return {
+            "id": task.task_id,
+            "org_id": org_id,
+            "kind": int(task.kind),
+            "subject_pseudonym": subject,
+            "created_at": created_at,
+            "expires_at": expires_at,
+            "state": QUEUED,
+            "attempts": 0,
+            "key_id": self._vault.key_id,
+            "sealed": self._vault.seal(_SCOPE, org_id, task.task_id, task.SerializeToString()),
+        }
 
-    def mark_sent(self, task_id: str) -> None:
-        """Count one more attempt and mark the task sent, unless it is already done."""
+    def insert(self, row: dict[str, Any]) -> None:
+        """Store one row made by :meth:`row`, committed before this returns."""
         with self._engine.begin() as conn:
-            conn.execute(
-                sa.update(partner_tasks)
-                .where(partner_tasks.c.id == task_id, partner_tasks.c.state != DONE)
-                .values(state=SENT, attempts=partner_tasks.c.attempts + 1)
-            )
+            conn.execute(sa.insert(partner_tasks), [row])
+
+    def apply(
+        self, inserts: Sequence[dict[str, Any]], sent: Mapping[str, int], done: Collection[str]
+    ) -> None:
+        """Write a batch in one transaction: new rows, then sends, then settled tasks.
+
+        ``sent`` maps a task id to how often streams took it since the last
+        batch; a task already done is not counted. The order is the order in
+        which these happen to one task, so a batch never undoes itself.
+        """
+        t = partner_tasks
+        with self._engine.begin() as conn:
+            if inserts:
+                conn.execute(sa.insert(t), list(inserts))
+            by_count: dict[int, list[str]] = {}
+            for task_id, count in sent.items():
+                by_count.setdefault(count, []).append(task_id)
+            for count, ids in by_count.items():
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(ids), t.c.state != DONE)
+                    .values(state=SENT, attempts=t.c.attempts + count)
+                )
+            if done:
+                conn.execute(_settle(list(done)))
 
     def mark_done(self, task_ids: Collection[str]) -> int:
         """Mark tasks done and drop their content and subject; returns how many changed."""
         if not task_ids:
             return 0
         with self._engine.begin() as conn:
-            result = conn.execute(
-                sa.update(partner_tasks)
-                .where(partner_tasks.c.id.in_(list(task_ids)), partner_tasks.c.state != DONE)
-                .values(state=DONE, sealed=None, subject_pseudonym=None)
-            )
-        return result.rowcount
+            return conn.execute(_settle(list(task_ids))).rowcount
 
     def purge_expired(self, now: datetime | None = None) -> int:
         """Delete every task past its deadline at ``now``, whatever its state."""

@@ -8,10 +8,13 @@ passes. Tasks that expect an answer (HIT_QUERY, FACT_QUERY) are pending until
 gives up. A task for an organisation with no open stream is simply never
 answered: the asker counts it unanswered at the deadline.
 
-Delivery is durable and at least once. Every task is written (sealed) to
-``partner_tasks`` (:mod:`gateway.task_store`) before it is queued. A task a
-stream takes is *sent*; it is *done* once answered, acknowledged
-(``AcknowledgeTask``, for FACT_DELIVERY) or lapsed. When an organisation
+Delivery is durable and at least once. A FACT_DELIVERY is written (sealed)
+to ``partner_tasks`` (:mod:`gateway.task_store`) before it is queued, and
+its acknowledgement before that is confirmed. A question's row and the other
+changes of state are written in batches just after: a question cannot
+outlive the process anyway, and a lost state change costs at most one more
+send. A task a stream takes is *sent*; it is *done* once answered,
+acknowledged (``AcknowledgeTask``, for FACT_DELIVERY) or lapsed. When an organisation
 opens a new stream, its sent-but-not-done tasks of the kinds asked go out
 again, at most :data:`MAX_DELIVERY_ATTEMPTS` times in all. After a restart
 :meth:`TaskBroker.recover` queues the open deliveries again; open questions
@@ -27,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -108,8 +111,10 @@ class TaskBroker:
         self._live: dict[str, PendingTask] = {}
         """Every task that is queued or sent, by id."""
         self._background: set[asyncio.Task[None]] = set()
-        self._finished: list[str] = []
-        """Ids to mark done in the table, written in batches by ``_flusher``."""
+        self._inserts: list[dict[str, Any]] = []
+        self._sent: Counter[str] = Counter()
+        self._done: list[str] = []
+        """Rows, sends and settled ids for the table, written in batches by ``_flusher``."""
         self._flusher: asyncio.Task[None] | None = None
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
@@ -212,14 +217,18 @@ class TaskBroker:
         deadline = Timestamp()
         deadline.FromDatetime(created + timedelta(seconds=timeout))
         task.deadline.CopyFrom(deadline)
-        await asyncio.to_thread(
-            self._store.insert,
+        row = self._store.row(
             task,
             org_id,
             subject,
             created_at=created,
             expires_at=created + timedelta(seconds=timeout),
         )
+        if task.kind in ANSWERED_KINDS:
+            self._inserts.append(row)
+            self._flush_soon()
+        else:
+            await asyncio.to_thread(self._store.insert, row)
         loop = asyncio.get_running_loop()
         pending = PendingTask(
             task=task,
@@ -313,8 +322,6 @@ class TaskBroker:
                     while taken is None:
                         await queue.changed.wait()
                         taken = self._take(queue, kinds)
-                # A failed write only costs an attempt count: the row stays open.
-                await self._write(self._store.mark_sent, taken.task.task_id)
                 yield taken.task
         finally:
             queue.streams -= 1
@@ -331,6 +338,8 @@ class TaskBroker:
                 queue.tasks.remove(pending)
                 pending.attempts += 1
                 queue.sent[pending.task.task_id] = pending
+                self._sent[pending.task.task_id] += 1
+                self._flush_soon()
                 return pending
         return None
 
@@ -368,9 +377,12 @@ class TaskBroker:
     def _finish(self, pending: PendingTask) -> None:
         """Forget ``pending`` and mark it done in the table soon."""
         self._forget(pending)
-        self._finished.append(pending.task.task_id)
+        self._done.append(pending.task.task_id)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="partner-tasks-done")
+            self._flusher = asyncio.create_task(self._flush(), name="partner-task-writes")
 
     def _drop(self, pending: PendingTask, reason: str) -> None:
         log.warning(
@@ -383,9 +395,10 @@ class TaskBroker:
         self._finish(pending)
 
     async def _flush(self) -> None:
-        while self._finished:
-            batch, self._finished = self._finished, []
-            await self._write(self._store.mark_done, batch)
+        while self._inserts or self._sent or self._done:
+            inserts, sent, done = self._inserts, self._sent, self._done
+            self._inserts, self._sent, self._done = [], Counter(), []
+            await self._write(self._store.apply, inserts, sent, done)
 
     async def _flushed(self) -> None:
         if self._flusher is not None:

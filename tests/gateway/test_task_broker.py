@@ -120,11 +120,13 @@ async def test_a_taken_task_is_sent_again_on_the_next_stream_until_acknowledged(
     assert got.task_id == task.task_id
     assert broker.streams(ORG) == 1
     await stream.aclose()  # broke before the partner acknowledged
+    await broker.settle()  # state changes are written in batches
     assert rows(engine)[task.task_id].state == "sent"
 
     stream = broker.stream(ORG, [DELIVERY])
     again = await first(stream)
     assert again == got
+    await broker.settle()
     row = rows(engine)[task.task_id]
     assert (row.state, row.attempts) == ("sent", 2)
     await broker.acknowledge(task.task_id, ORG)
@@ -174,7 +176,9 @@ async def test_acknowledging_says_what_is_wrong_and_changes_nothing(
             await broker.acknowledge(task_id, org_id)
         assert err.value.reason == reason
         assert words in str(err.value)
+    await broker.settle()
     assert {r.state for r in rows(engine).values()} == {"queued"}
+    assert len(rows(engine)) == 2
     await broker.acknowledge(task.task_id, ORG)
     with pytest.raises(TaskError) as err:
         await broker.acknowledge(task.task_id, ORG)
@@ -240,7 +244,8 @@ async def test_after_a_restart_deliveries_are_queued_again_and_questions_lapse(
     question = partner_pb2.PartnerTask(kind=HIT)
     await before.send(OTHER, question, subject=subject(), timeout=60)
     await asyncio.sleep(0.1)
-    del before  # the process died: nothing was closed
+    await before.settle()
+    del before  # the process died after its last batch: nothing was closed
 
     after = TaskBroker(engine, vault)
     await after.recover()
@@ -256,6 +261,7 @@ async def test_after_a_restart_deliveries_are_queued_again_and_questions_lapse(
             taken.task_id,
             queued.task_id,
         ]
+        await after.settle()
         got = rows(engine)[taken.task_id]
         assert (got.state, got.attempts) == ("sent", 2)
         await stream.aclose()
