@@ -449,22 +449,36 @@ async def _refer_at_haaglanden(fed: DevFederation) -> str:
     return f"case {made.case_ref.case_id} at {made.case_ref.node_id} {state}"
 
 
-async def _refer_by_reclassering(fed: DevFederation) -> str:
-    client = fed.partner_client("reclassering-rr")
+async def _sdk_referral(
+    fed: DevFederation, org_id: str, bsn: str, *, external_ref: str, key: str
+) -> partner_pb2.SubmitReferralResponse:
+    """A referral at RR of ``bsn`` by ``org_id`` through the SDK; waits for its round."""
+    client = fed.partner_client(org_id)
     async with client:
         made = await client.submit_referral(
             purpose=PURPOSE.processing_activity_id,
-            subject=encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key),
+            subject=encrypt_subject("bsn", bsn, fed.keys.federation().global_public_key),
             theme="complexe-casuistiek",
-            external_ref=f"RN-{fed.run_id}",
+            external_ref=external_ref,
             criteria=["meervoudige-problematiek", "veiligheidsrisico"],
             reason_codes=["escalatie"],
-            idempotency_key=f"make-run-{fed.run_id}",
+            idempotency_key=key,
         )
+    await fed.nodes[ROTTERDAM].parts.tasks.settle()
+    return made
+
+
+async def _refer_by_reclassering(fed: DevFederation) -> str:
+    made = await _sdk_referral(
+        fed,
+        "reclassering-rr",
+        DEMO_BSN,
+        external_ref=f"RN-{fed.run_id}",
+        key=f"make-run-{fed.run_id}",
+    )
     if not made.created:
         raise AssertionError("the walkthrough referral did not open a new case")
     fed.case = made.case_ref
-    await fed.nodes[ROTTERDAM].parts.tasks.settle()
     return f"case {made.case_ref.case_id} opened at {made.case_ref.node_id} (aanmelding)"
 
 
@@ -649,18 +663,13 @@ MOVER_BSN = "123456782"
 
 
 async def _hand_over(fed: DevFederation) -> str:
-    client = fed.partner_client("politie-rr")
-    async with client:
-        made = await client.submit_referral(
-            purpose=PURPOSE.processing_activity_id,
-            subject=encrypt_subject("bsn", MOVER_BSN, fed.keys.federation().global_public_key),
-            theme="complexe-casuistiek",
-            external_ref=f"POL-RR-{fed.run_id}",
-            criteria=["meervoudige-problematiek"],
-            reason_codes=["escalatie"],
-            idempotency_key=f"make-run-mover-{fed.run_id}",
-        )
-    await fed.nodes[ROTTERDAM].parts.tasks.settle()
+    made = await _sdk_referral(
+        fed,
+        "politie-rr",
+        MOVER_BSN,
+        external_ref=f"POL-RR-{fed.run_id}",
+        key=f"make-run-mover-{fed.run_id}",
+    )
     request = case_pb2.HandOverCaseRequest(
         purpose=PURPOSE,
         case_ref=made.case_ref,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,12 +146,21 @@ def partner_sections(node_id: str) -> str:
     )
 
 
-@pytest.fixture
-async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
-    """RR (on ``db_url``) and HL (SQLite) with local partners; each witnesses the other."""
-    pair = await start_pair(tmp_path, db_url, partner_sections)
+@contextlib.asynccontextmanager
+async def running_flow(
+    root: Path, db_url: str, sections: Callable[[str], str] = partner_sections
+) -> AsyncIterator[Flow]:
+    """RR (on ``db_url``) and HL (SQLite) with ``sections(node_id)`` as their partners."""
+    pair = await start_pair(root, db_url, sections)
     try:
         async with contextlib.AsyncExitStack() as stack:
             yield Flow(pair, stack)
     finally:
         await stop_pair(pair)
+
+
+@pytest.fixture
+async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
+    """RR (on ``db_url``) and HL (SQLite) with local partners; each witnesses the other."""
+    async with running_flow(tmp_path, db_url) as started:
+        yield started

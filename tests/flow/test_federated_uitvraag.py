@@ -8,7 +8,6 @@ fact arrives with the subject in the recipient's own domain.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,11 +27,10 @@ from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.delivery import PEER_DEADLINE_SECONDS
 from gateway.node import Node
-from tests.flow.conftest import Flow, MemoryPartner, Record
+from tests.flow.conftest import Flow, MemoryPartner, Record, running_flow
 from tests.flow.test_case_flow import ANTECEDENTEN, HUISVESTING, categories_of, deliveries, fact
 from tests.flow.test_hitnohit import BSN, PURPOSE, refer
 from tests.gateway.conftest import HL, RR, LogCapture
-from tests.node.conftest import start_pair, stop_pair
 
 PARTNERS = {
     RR: [("politie-rr", "politie"), ("gemeente-rr", "gemeente")],
@@ -55,12 +53,8 @@ def sections(node_id: str) -> str:
 @pytest.fixture
 async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
     """RR (on ``db_url``) and HL (SQLite), each with its own partners."""
-    pair = await start_pair(tmp_path, db_url, sections)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            yield Flow(pair, stack)
-    finally:
-        await stop_pair(pair)
+    async with running_flow(tmp_path, db_url, sections) as started:
+        yield started
 
 
 def sims() -> dict[str, MemoryPartner]:
