@@ -16,10 +16,11 @@ show issue #6's claim: a hit/no-hit across 30 nodes costs about one round
 trip, not thirty. ``wan_fanout_30_vs_1`` is p50 to 30 peers / p50 to 1 peer:
 1x plus the CPU of the 30 in-process peers, which here outweighs a 40 ms
 round trip. So the ``*_added_rtts`` rows also give what the link adds to each
-fan-out, in round trips: about 1 in parallel, about 30 one at a time. For the
-parallel fan-outs that is the median difference of loopback and relayed calls
-run back to back, as other load on this shared machine moves two p50s taken
-a minute apart by more than a round trip. ``wan_serial_vs_parallel`` is the
+fan-out, in round trips: 1 to 2 in parallel (the relays' own work shares
+this process's CPU too), about 30 one at a time. For the parallel fan-outs
+that is the median difference of loopback and relayed calls run back to
+back, as other load on this shared machine moves two p50s taken a minute
+apart by more than a round trip. ``wan_serial_vs_parallel`` is the
 p50 ratio of the two 30-peer fan-outs. p99 of the WAN rows comes from few
 calls, so it is close to the maximum.
 """
