@@ -130,6 +130,15 @@ async def deliveries(
     return list(sim.delivered)
 
 
+async def until_delivered(sim: MemoryPartner, phase: int, timeout: float = 5.0) -> None:
+    """Wait until ``sim`` has a delivery of ``phase`` (fails the test at the timeout)."""
+    for _ in range(int(timeout / 0.02)):
+        if any(task.phase == phase for _, task in sim.delivered):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no delivery of phase {phase} within {timeout} s")
+
+
 def categories_of(sim: MemoryPartner) -> set[str]:
     return {f.category for _, task in sim.delivered for f in task.facts}
 
@@ -242,8 +251,8 @@ async def test_close_delivers_only_the_outcome_and_the_purge_leaves_no_fact_or_l
         )
         assert status.phase == common_pb2.PHASE_AFSCHALING
     for org_id, _ in PARTICIPANTS:
-        got = await deliveries(sims[org_id], 1 + len(sims[org_id].delivered))
-        outcome = [t for _, t in got if t.phase == common_pb2.PHASE_AFSCHALING]
+        await until_delivered(sims[org_id], common_pb2.PHASE_AFSCHALING)
+        outcome = [t for _, t in sims[org_id].delivered if t.phase == common_pb2.PHASE_AFSCHALING]
         assert len(outcome) == 1, org_id
         (only,) = outcome[0].facts
         assert only.category == "uitkomst"
