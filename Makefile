@@ -21,11 +21,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m gateway.devrun $(ARGS)
 
-## test: the fast suite (real gRPC over mTLS, SQLite and PostgreSQL)
+## test: the fast suite (real gRPC over mTLS, SQLite and PostgreSQL), two workers
+# Most of the suite waits on deadlines and network round trips, so two
+# pytest-xdist workers halve its time on a 2-core machine (TEST_WORKERS=0: serial).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
-## test-all: the fast suite plus the slow soak, load and crash tests
+## test-all: the fast suite plus the slow soak, load and crash tests (serial: they measure load)
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 

@@ -15,7 +15,6 @@ from schakel.v1 import common_pb2
 from adapters.sdk.subjects import encrypt_subject
 from gateway.config import load_config
 from gateway.devkeys import DevKeys
-from gateway.devrun import free_port
 from gateway.node import Node, open_node
 from gateway.tls import channel_credentials, node_channel
 from policy import signing
@@ -24,6 +23,7 @@ from tests.gateway.conftest import (
     Federation,
     logs,  # noqa: F401 - the fixture, for these tests too
 )
+from tests.ports import free_port
 
 BSN = "111222333"
 PURPOSE = "zvh.complexe-casuistiek"

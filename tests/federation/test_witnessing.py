@@ -23,7 +23,6 @@ from gateway.audit.verify import Keys, verify_database
 from gateway.audit.witness import Witness
 from gateway.config import ConfigError, load_config
 from gateway.devkeys import DevKeys
-from gateway.devrun import free_port
 from gateway.federation import Peer
 from gateway.federation.directory import DirectoryError, parse_directory
 from gateway.federation.witnesses import WitnessRoster
@@ -31,6 +30,7 @@ from gateway.node import Node, load_parts, open_node
 from policy import signing
 from tests.audit.helpers import migrated, record
 from tests.gateway.conftest import Federation, LogCapture
+from tests.ports import free_port
 
 A, B = "zvh-a", "zvh-b"
 

@@ -11,10 +11,10 @@ import pytest
 
 from gateway.config import load_config
 from gateway.devkeys import DevKeys
-from gateway.devrun import free_port
 from gateway.node import Node, open_node
 from gateway.tls import channel_credentials, node_channel
 from tests.gateway.conftest import HL, RR, Credential, Federation
+from tests.ports import free_port
 
 
 @dataclass
