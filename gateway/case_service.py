@@ -30,7 +30,6 @@ from gateway.hitnohit import (
 from gateway.logging import get_logger
 from gateway.overdracht import HandOverError, hand_over
 from gateway.signals.tags import BottleneckTagError, set_bottlenecks
-from gateway.tracing import current_trace
 from gateway.uitvraag import UitvraagError, as_recipient, run_uitvraag
 from policy.evaluator import Outcome, Request
 from policy.minimise import FactRefusedError, minimise_facts
@@ -47,13 +46,6 @@ REJECTED_REASON = "niet-ontvankelijk"
 UITVRAAG_DEFAULT_MS = 5000
 
 log = get_logger("case_service")
-
-
-def _trace() -> common_pb2.TraceContext:
-    trace = current_trace()
-    if trace is None:
-        return common_pb2.TraceContext()
-    return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
 
 
 def _retention_days(activity: Activity) -> int:

@@ -18,7 +18,7 @@ from gateway.cases import Case, Participant
 from gateway.federation.client import PeerCallError
 from gateway.federation.participants import to_federated
 from gateway.logging import get_logger
-from gateway.tracing import current_trace
+from gateway.tracing import current_trace_proto
 from policy.evaluator import Decision
 
 if TYPE_CHECKING:
@@ -30,14 +30,6 @@ DELIVERY_TTL_SECONDS = 24 * 3600.0
 """How long a FACT_DELIVERY waits for its recipient's task stream."""
 PEER_DEADLINE_SECONDS = 5.0
 """How long a peer node has to take a delivery for one of its partners."""
-
-
-def trace() -> common_pb2.TraceContext:
-    """The current trace context for a task or a peer call (empty outside a trace)."""
-    current = current_trace()
-    if current is None:
-        return common_pb2.TraceContext()
-    return common_pb2.TraceContext(trace_id=current.trace_id, span_id=current.span_id)
 
 
 def participant_proto(p: Participant) -> common_pb2.Participant:
@@ -74,7 +66,7 @@ async def deliver(
             subject=subject,
             facts=facts,
             decision=decision.to_proto(),
-            trace=trace(),
+            trace=current_trace_proto(),
         )
         await parts.tasks.send(
             recipient.org_id, task, subject=case.subject, timeout=DELIVERY_TTL_SECONDS

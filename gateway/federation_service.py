@@ -35,7 +35,7 @@ from gateway.federation.directory import NODE_URI_PREFIX
 from gateway.federation.participants import RefusedError as _RefusedError
 from gateway.logging import get_logger
 from gateway.signals.answer import SignalsRequestError, get_signals, signals_audit
-from gateway.tracing import current_trace
+from gateway.tracing import current_trace_proto
 from policy.evaluator import Decision, Request, grounds_of, phase_name
 from policy.minimise import FactRefusedError, minimise_fact
 from policy.model import PolicyError
@@ -57,13 +57,6 @@ BEKEND = "bekend"
 ZVH = "zvh"
 NOT_HELD = "not-held"
 """Withheld reason of a category this node holds no fact of for the subject."""
-
-
-def _trace() -> common_pb2.TraceContext:
-    trace = current_trace()
-    if trace is None:
-        return common_pb2.TraceContext()
-    return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
 
 
 class FederationService(federation_pb2_grpc.FederationServiceServicer):
@@ -225,7 +218,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             await self._refuse(crossing, context, exc)
         await commit(self.parts.audit, crossing, context)
         return federation_pb2.FederatedHitResponse(
-            hit=answer.hit, contact_handle=answer.contact_handle, trace=_trace()
+            hit=answer.hit, contact_handle=answer.contact_handle, trace=current_trace_proto()
         )
 
     async def RequestFacts(  # noqa: N802 - gRPC method name
@@ -263,7 +256,9 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             await self._refuse(crossing, context, _RefusedError(exc.code, str(exc)))
         crossing.decision = summary
         await commit(self.parts.audit, crossing, context)
-        return federation_pb2.FederatedFactsResponse(facts=facts, decision=summary, trace=_trace())
+        return federation_pb2.FederatedFactsResponse(
+            facts=facts, decision=summary, trace=current_trace_proto()
+        )
 
     def _released_facts(
         self,
@@ -386,7 +381,9 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             answer = await self._ask(request, provider.org_id, pseudonym, asked, deadline)
             if answer is not None:
                 answered, facts = True, list(answer.facts)
-        response = federation_pb2.AskParticipantResponse(answered=answered, trace=_trace())
+        response = federation_pb2.AskParticipantResponse(
+            answered=answered, trace=current_trace_proto()
+        )
         for org_type, decision in decisions.items():
             released = participants.release(facts, decision)
             if released.malformed:
@@ -423,7 +420,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             phase=common_pb2.PHASE_CASUSOVERLEG,
             subject=subject,
             categories=list(asked),
-            trace=_trace(),
+            trace=current_trace_proto(),
         )
         pending = await self.parts.tasks.send(org_id, task, subject=pseudonym, timeout=deadline)
         answer = await self.parts.tasks.wait(pending)
@@ -485,7 +482,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
                 subject=subject,
                 facts=delivered,
                 decision=decision.to_proto(),
-                trace=_trace(),
+                trace=current_trace_proto(),
             )
             await self.parts.tasks.send(
                 recipient.org_id, task, subject=pseudonym, timeout=DELIVERY_TTL_SECONDS
@@ -493,7 +490,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         return federation_pb2.DeliverFactsResponse(
             delivered=[c for c in categories if c in released],
             decision=decision.to_proto(),
-            trace=_trace(),
+            trace=current_trace_proto(),
         )
 
     async def TransferCase(  # noqa: N802 - gRPC method name

@@ -26,7 +26,7 @@ from gateway.crossing import Crossing, append
 from gateway.federation.client import FanOut, PeerHit
 from gateway.logging import get_logger
 from gateway.tasks import Withheld
-from gateway.tracing import current_trace
+from gateway.tracing import current_trace_proto
 
 if TYPE_CHECKING:
     from gateway.node import NodeParts
@@ -69,13 +69,6 @@ class RoundResult:
             no_hit=sorted(self.no_hit),
             unanswered=sorted(self.unanswered),
         )
-
-
-def _trace() -> common_pb2.TraceContext:
-    trace = current_trace()
-    if trace is None:
-        return common_pb2.TraceContext()
-    return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
 
 
 async def run_round(
@@ -172,7 +165,7 @@ async def _ask_partners(
             phase=case.phase.to_proto(),
             subject=subject,
             categories=[BEKEND],
-            trace=_trace(),
+            trace=current_trace_proto(),
         )
         streams = broker.streams(org_id)
         pending = await broker.send(org_id, task, subject=case.subject, timeout=timeout)

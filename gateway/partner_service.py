@@ -31,7 +31,7 @@ from gateway.cases.status import case_status
 from gateway.crossing import AUDIT_FAILED, Crossing, append, commit, refuse
 from gateway.hitnohit import BEKEND, ROUND_METHOD, run_round
 from gateway.tasks import PendingTask, TaskError, Withheld
-from gateway.tracing import current_trace
+from gateway.tracing import current_trace_proto
 from policy.evaluator import Outcome, Request
 from policy.pseudonyms import Ciphertext, PseudonymError
 
@@ -50,13 +50,6 @@ REGIE = "zvh"
 """The recipient of a referral: the ZVH's procesregisseur."""
 
 _ACTIVITY = re.compile(r"^[a-z][a-z0-9._-]{0,127}$")
-
-
-def _trace() -> common_pb2.TraceContext:
-    trace = current_trace()
-    if trace is None:
-        return common_pb2.TraceContext()
-    return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
 
 
 class PartnerService(partner_pb2_grpc.PartnerServiceServicer):
@@ -231,7 +224,7 @@ class PartnerService(partner_pb2_grpc.PartnerServiceServicer):
         if result.created:
             self.parts.tasks.spawn(self._first_round(result.case, caller), "hit-no-hit")
         return partner_pb2.SubmitReferralResponse(
-            case_ref=crossing.case_ref, created=result.created, trace=_trace()
+            case_ref=crossing.case_ref, created=result.created, trace=current_trace_proto()
         )
 
     async def GetCaseStatus(  # noqa: N802 - gRPC method name
@@ -385,7 +378,7 @@ class PartnerService(partner_pb2_grpc.PartnerServiceServicer):
         await commit(self.parts.audit, crossing, context)
         answer = request if released else Withheld()
         self.parts.tasks.resolve(pending, answer)
-        return partner_pb2.AnswerAck(task_id=request.task_id, trace=_trace())
+        return partner_pb2.AnswerAck(task_id=request.task_id, trace=current_trace_proto())
 
     async def AnswerFacts(  # noqa: N802 - gRPC method name
         self, request: partner_pb2.AnswerFactsRequest, context: Context
@@ -409,7 +402,7 @@ class PartnerService(partner_pb2_grpc.PartnerServiceServicer):
         crossing.categories = tuple(sorted({f.category for f in request.facts}))
         await commit(self.parts.audit, crossing, context)
         self.parts.tasks.resolve(pending, request)
-        return partner_pb2.AnswerAck(task_id=request.task_id, trace=_trace())
+        return partner_pb2.AnswerAck(task_id=request.task_id, trace=current_trace_proto())
 
     async def AcknowledgeTask(  # noqa: N802 - gRPC method name
         self, request: partner_pb2.AcknowledgeTaskRequest, context: Context
@@ -431,7 +424,7 @@ class PartnerService(partner_pb2_grpc.PartnerServiceServicer):
                 grpc.StatusCode.UNAVAILABLE,
                 f"the acknowledgement of task {request.task_id!r} could not be stored; try again",
             )
-        return partner_pb2.AnswerAck(task_id=request.task_id, trace=_trace())
+        return partner_pb2.AnswerAck(task_id=request.task_id, trace=current_trace_proto())
 
 
 _TASK_ERROR_CODES = {

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from schakel.v1 import common_pb2
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _TRACESTATE_MAX = 512
@@ -173,3 +174,11 @@ class TracePropagator(
     ) -> Any:
         """Add the trace context to a bidirectional call."""
         return await continuation(_with_trace(client_call_details), request_iterator)
+
+
+def current_trace_proto() -> common_pb2.TraceContext:
+    """The current span as the API's ``TraceContext`` (empty outside a traced call)."""
+    trace = current_trace()
+    if trace is None:
+        return common_pb2.TraceContext()
+    return common_pb2.TraceContext(trace_id=trace.trace_id, span_id=trace.span_id)
