@@ -298,17 +298,12 @@ class PeerClient:
         ``deadline`` (seconds) bounds the call, retries included; it must
         leave the peer time to wait ``request.deadline_ms`` for its partner.
         """
-
-        async def call(
-            peer: Peer, stub: Stub, timeout: float
-        ) -> federation_pb2.AskParticipantResponse:
-            return await stub.AskParticipant(request, timeout=timeout)
-
-        return self._one(
+        return await self._call_one(
             to,
-            await self.fan_out(
-                "AskParticipant", call, deadline=deadline, only=[to], idempotent=True
-            ),
+            "AskParticipant",
+            lambda stub, timeout: stub.AskParticipant(request, timeout=timeout),
+            deadline=deadline,
+            idempotent=True,
         )
 
     async def deliver_facts(
@@ -319,21 +314,31 @@ class PeerClient:
         Never retried: a delivery that reached the peer but whose answer was
         lost would otherwise be queued twice.
         """
-
-        async def call(
-            peer: Peer, stub: Stub, timeout: float
-        ) -> federation_pb2.DeliverFactsResponse:
-            return await stub.DeliverFacts(request, timeout=timeout)
-
-        return self._one(
+        return await self._call_one(
             to,
-            await self.fan_out(
-                "DeliverFacts", call, deadline=deadline, only=[to], idempotent=False
-            ),
+            "DeliverFacts",
+            lambda stub, timeout: stub.DeliverFacts(request, timeout=timeout),
+            deadline=deadline,
+            idempotent=False,
         )
 
-    @staticmethod
-    def _one(to: str, result: FanOut[Reply]) -> Reply:
+    async def _call_one(
+        self,
+        to: str,
+        method: str,
+        send: Callable[[Stub, float], Awaitable[Reply]],
+        *,
+        deadline: float,
+        idempotent: bool,
+    ) -> Reply:
+        """One call to node ``to`` under the fan-out's deadline and retry rules."""
+
+        async def call(peer: Peer, stub: Stub, timeout: float) -> Reply:
+            return await send(stub, timeout)
+
+        result = await self.fan_out(
+            method, call, deadline=deadline, only=[to], idempotent=idempotent
+        )
         if to in result.answers:
             return result.answers[to]
         raise PeerCallError(to, result.unanswered.get(to, DOWN), None)
@@ -368,13 +373,10 @@ class PeerClient:
             bottlenecks=list(bottlenecks),
             idempotency_key=idempotency_key,
         )
-
-        async def call(
-            peer: Peer, stub: Stub, timeout: float
-        ) -> federation_pb2.TransferCaseResponse:
-            return await stub.TransferCase(request, timeout=timeout)
-
-        return self._one(
+        return await self._call_one(
             to,
-            await self.fan_out("TransferCase", call, deadline=deadline, only=[to], idempotent=True),
+            "TransferCase",
+            lambda stub, timeout: stub.TransferCase(request, timeout=timeout),
+            deadline=deadline,
+            idempotent=True,
         )
