@@ -27,10 +27,11 @@ from schakel.v1 import case_pb2, common_pb2, federation_pb2, partner_pb2
 from certs.identity import Identity, PeerKind
 from gateway.cases import Case, Participant
 from gateway.crossing import Crossing, append
-from gateway.delivery import PEER_DEADLINE_SECONDS, deliver, participant_proto, trace
+from gateway.delivery import PEER_DEADLINE_SECONDS, deliver, participant_proto
 from gateway.federation.client import PeerCallError
-from gateway.federation.participants import to_federated
+from gateway.federation.participants import participant_uri, to_federated
 from gateway.logging import get_logger
+from gateway.tracing import current_trace_proto
 from policy.evaluator import Decision, Request, grounds_of
 from policy.minimise import FactRefusedError, minimise_facts
 
@@ -117,10 +118,6 @@ def as_recipient(caller: Identity, recipient: Participant) -> Identity:
     )
 
 
-def _partner_uri(p: Participant) -> str:
-    return f"schakel://partner/{p.node_id}/{p.org_id}"
-
-
 @dataclass(frozen=True)
 class _Answer:
     """A provider's answer: what goes into the vault, and the facts per recipient type.
@@ -177,7 +174,7 @@ async def run_uitvraag(
             subject=case.subject,
             categories=p.asked,
             decision=decision.to_proto() if decision is not None else None,
-            provider=_partner_uri(p.provider),
+            provider=participant_uri(p.provider),
         )
 
     asking = [p for p in plans if p.asked]
@@ -186,14 +183,11 @@ async def run_uitvraag(
         if await append(parts.audit, crossing(caller, p)) is None:
             raise UitvraagError("the audit record of a question could not be written")
     answers = await asyncio.gather(*(_ask(parts, case, p, deadline) for p in asking))
-    by_provider = dict(zip([p.provider for p in asking], answers, strict=True))
+    answered = [(p, a) for p, a in zip(asking, answers, strict=True) if a is not None]
     # Every release is on record before any is stored or delivered, so a
     # failed audit write leaves no partial release behind the error.
     releases: list[_Release] = []
-    for p in plans:
-        answer = by_provider.get(p.provider)
-        if answer is None:
-            continue
+    for p, answer in answered:
         for recipient, decision in p.decisions.items():
             record = crossing(as_recipient(caller, recipient), p, decision)
             if await append(parts.audit, record) is None:
@@ -204,20 +198,20 @@ async def run_uitvraag(
             releases.append(
                 _Release(p, recipient, decision, answer.for_recipient(recipient, decision), record)
             )
-    for p in plans:
-        answer = by_provider.get(p.provider)
-        for fact in answer.vault if answer is not None else ():
+    for p, answer in answered:
+        for fact in answer.vault:
             await asyncio.to_thread(parts.registry.store_fact, case.id, fact, provider=p.provider)
     undelivered: dict[Participant, list[Participant]] = {}
     for release in releases:
         if release.facts and not await _deliver(parts, case, release):
             undelivered.setdefault(release.plan.provider, []).append(release.recipient)
+    answering = {p.provider for p, _ in answered}
     result = case_pb2.UitvraagResult(case_ref=case_ref)
     for p in plans:
         outcome = result.providers.add(
             provider=participant_proto(p.provider),
             decision=p.regie.to_proto(),
-            answered=by_provider.get(p.provider) is not None,
+            answered=p.provider in answering,
         )
         outcome.undelivered.extend(participant_proto(r) for r in undelivered.get(p.provider, []))
     return result
@@ -240,7 +234,7 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
             phase=common_pb2.PHASE_CASUSOVERLEG,
             subject=subject,
             categories=list(p.asked),
-            trace=trace(),
+            trace=current_trace_proto(),
         )
         pending = await parts.tasks.send(
             p.provider.org_id, task, subject=case.subject, timeout=deadline

@@ -22,6 +22,7 @@ import grpc
 from schakel.v1 import common_pb2, federation_pb2
 
 from certs.identity import ORG_TYPES
+from gateway.cases import Participant
 from gateway.config import NodeConfig
 from policy.evaluator import Decision, Request, grounds_of
 from policy.minimise import FactRefusedError, minimise_facts
@@ -177,7 +178,7 @@ def deadline_seconds(deadline_ms: int) -> float:
     return (deadline_ms or DEFAULT_ASK_MS) / 1000
 
 
-def participant_uri(participant: common_pb2.Participant) -> str:
+def participant_uri(participant: common_pb2.Participant | Participant) -> str:
     """The audit record's provider: a partner's URI, or a node's for the procesregisseur."""
     if participant.org_type == ZVH:
         return f"schakel://node/{participant.node_id}"
