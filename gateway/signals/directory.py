@@ -1,7 +1,7 @@
 """The list of nodes the national collector asks: a plain, unsigned directory file.
 
-Issue #6 will bring a signed federation directory; until then the collector
-reads this file, in TOML::
+``schakel signals collect --directory-key`` reads the signed federation
+directory instead; without a key the collector reads this file, in TOML::
 
     [[nodes]]
     id = "zvh-haaglanden"          # the node id in its certificate
