@@ -9,10 +9,8 @@ transcryption alone for index building.
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,7 +27,6 @@ from adapters.runner import AdapterRunner
 from adapters.sdk.client import PartnerClient
 from adapters.sdk.subjects import encrypt_subject
 from adapters.sql import SqlAdapter, SqlMapping
-from gateway.logging import configure_logging
 from policy.pseudonyms import Ciphertext, DomainKey, FederationKeys
 from tests.adapters.conftest import (
     POLICE,
@@ -48,7 +45,7 @@ from tests.adapters.fakedata import (
     police_data,
 )
 from tests.adapters.simnode import PURPOSE, SimulatedNode
-from tests.bench.harness import Result
+from tests.bench.harness import Result, run_in_temp_dir
 
 AREA = "adapters"
 CALLS = 300
@@ -60,13 +57,7 @@ LOOKUPS = 500
 
 def run() -> list[Result]:
     """Measure the partner side against a simulated node on loopback mTLS."""
-    configure_logging("info", stream=io.StringIO())
-    loop = asyncio.new_event_loop()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return loop.run_until_complete(_run(Path(tmp)))
-    finally:
-        loop.close()
+    return run_in_temp_dir(_run)
 
 
 async def _run(tmp: Path) -> list[Result]:

@@ -20,11 +20,8 @@ mTLS credentials.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import io
 import statistics
-import tempfile
 from pathlib import Path
 
 import grpc
@@ -32,7 +29,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from schakel.v1 import case_pb2, case_pb2_grpc
 
-from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
 from tests.bench.harness import (
     Call,
@@ -40,6 +36,7 @@ from tests.bench.harness import (
     latency_results,
     measure_calls,
     percentiles_ms,
+    run_in_temp_dir,
 )
 from tests.flow.conftest import Flow, partner_sections
 from tests.flow.test_case_flow import (
@@ -158,11 +155,4 @@ async def _bench(root: Path) -> list[Result]:
 
 def run() -> list[Result]:
     """Requests/s and p50/p99 of a round and an uitvraag, with the ratio to the baseline."""
-    configure_logging("warning", stream=io.StringIO())
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return loop.run_until_complete(_bench(Path(tmp)))
-    finally:
-        loop.close()
+    return run_in_temp_dir(_bench, log_level="warning")

@@ -28,9 +28,7 @@ calls, so it is close to the maximum.
 from __future__ import annotations
 
 import asyncio
-import io
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +40,6 @@ from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from gateway.cases.model import Referral
 from gateway.federation import Peer, PeerClient
-from gateway.logging import configure_logging
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
 from tests.bench.harness import (
     Call,
@@ -50,6 +47,7 @@ from tests.bench.harness import (
     latency_results,
     measure_calls,
     percentiles_ms,
+    run_in_temp_dir,
 )
 from tests.bench.latency import LatencyRelay
 from tests.federation.conftest import PURPOSE, Cluster, start_cluster, stop_cluster
@@ -362,11 +360,4 @@ async def _bench(root: Path) -> list[Result]:
 
 def run() -> list[Result]:
     """Requests/s and p50/p99 latency of each flow step, with the ratio to the bare baseline."""
-    configure_logging("info", stream=io.StringIO())
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return loop.run_until_complete(_bench(Path(tmp)))
-    finally:
-        loop.close()
+    return run_in_temp_dir(_bench)

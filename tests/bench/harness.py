@@ -7,10 +7,15 @@ Each ``tests/bench/bench_*.py`` module exposes ``run() -> list[Result]``.
 from __future__ import annotations
 
 import asyncio
+import io
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.logging import configure_logging
 
 
 @dataclass
@@ -106,3 +111,21 @@ def percentiles_ms(latencies: list[float]) -> tuple[float, float]:
     """p50 and p99 of ``latencies`` (seconds), in milliseconds."""
     cuts = statistics.quantiles(latencies, n=100)
     return cuts[49] * 1000, cuts[98] * 1000
+
+
+def run_in_temp_dir(
+    bench: Callable[[Path], Awaitable[list[Result]]], log_level: str = "info"
+) -> list[Result]:
+    """Run ``bench(tmp)`` on a fresh event loop with a temporary directory.
+
+    Logs at ``log_level`` are rendered as in production, then dropped. The loop
+    is made current because gRPC binds a channel to the loop it is made on.
+    """
+    configure_logging(log_level, stream=io.StringIO())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return loop.run_until_complete(bench(Path(tmp)))
+    finally:
+        loop.close()
