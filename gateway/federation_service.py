@@ -36,7 +36,8 @@ from gateway.federation.participants import RefusedError as _RefusedError
 from gateway.logging import get_logger
 from gateway.signals.answer import SignalsRequestError, get_signals, signals_audit
 from gateway.tracing import current_trace_proto
-from policy.evaluator import Decision, Request, grounds_of, phase_name
+from gateway.uitvraag import provider_grounds
+from policy.evaluator import Decision, Request, phase_name
 from policy.minimise import FactRefusedError, minimise_fact
 from policy.model import PolicyError
 from policy.pseudonyms import PseudonymError
@@ -280,13 +281,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
                 if provider is None:
                     reasons.setdefault(stored.category, "provider-not-participant")
                     continue
-                grounds = grounds_of(
-                    {
-                        g.category: [g.kind.value.replace("_", "-")]
-                        for g in case.grounds
-                        if g.provider_org_id == stored.provider_org_id
-                    }
-                )
+                grounds = provider_grounds(case, stored.provider_org_id)
                 decision = policy.decide(
                     Request(
                         activity=request.purpose.processing_activity_id,

@@ -59,10 +59,11 @@ class _Plan:
     asked: tuple[str, ...]
 
 
-def _grounds(case: Case, provider: Participant) -> frozenset[tuple[str, str]]:
+def provider_grounds(case: Case, org_id: str) -> frozenset[tuple[str, str]]:
+    """The grounds recorded in ``case`` for provider ``org_id``, as policy requests take them."""
     recorded: dict[str, list[str]] = {}
     for ground in case.grounds:
-        if ground.provider_org_id == provider.org_id:
+        if ground.provider_org_id == org_id:
             # Policy names grounds with hyphens ("conflict-van-plichten").
             recorded.setdefault(ground.category, []).append(ground.kind.value.replace("_", "-"))
     return grounds_of(recorded)
@@ -84,7 +85,7 @@ def _decide(
             roles=frozenset({"procesregisseur"}) if recipient is REGIE else frozenset(),
             categories=categories,
             case_accepted=case.accepted_at is not None,
-            grounds=_grounds(case, provider),
+            grounds=provider_grounds(case, provider.org_id),
         )
     )
 
@@ -256,7 +257,7 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
         provider=participant_proto(p.provider),
         categories=list(p.asked),
         recipient_org_types=list(types),
-        grounds=to_federated(_grounds(case, p.provider)),
+        grounds=to_federated(provider_grounds(case, p.provider.org_id)),
         deadline_ms=int(deadline * 1000),
     )
     try:
@@ -297,7 +298,7 @@ async def _deliver(parts: NodeParts, case: Case, release: _Release) -> bool:
         facts=release.facts,
         decision=release.decision,
         phase=common_pb2.PHASE_CASUSOVERLEG,
-        grounds=_grounds(case, release.plan.provider),
+        grounds=provider_grounds(case, release.plan.provider.org_id),
     )
     if not delivered:
         await append(parts.audit, release.record, ok=False)

@@ -8,7 +8,7 @@ import grpc
 import pytest
 from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
-from gateway.cases.model import Participant, Referral
+from gateway.cases.model import GroundKind, Participant, Referral
 from gateway.federation import PeerCallError
 from tests.federation.conftest import BSN, PURPOSE, A, B, C, Cluster
 from tests.gateway.conftest import LogCapture
@@ -255,3 +255,39 @@ async def test_no_identifier_or_pseudonym_reaches_a_log_line(
     assert "HitNoHit" in text, "the calls were logged"
     for secret in (BSN, trio.pseudonym_at(B), trio.pseudonym_at(C), trio.pseudonym_at(A)):
         assert secret not in text
+
+
+async def test_request_facts_weighs_every_ground_recorded_for_a_category(trio: Cluster) -> None:
+    case_id = open_case_at(trio, B)
+    registry = trio.nodes[B].parts.registry
+    registry.start_triage(case_id)
+    ggz = Participant("ggz-zh", "ggz", B)
+    registry.accept(case_id, reason_code="criteria-ok", participants=[ggz])
+    fact = common_pb2.Fact(category="zorg.in_zorg")
+    fact.fields["in_zorg"].flag = True
+    registry.store_fact(case_id, fact, provider=ggz)
+    # Consent (which the rule accepts) and then a legal duty (which it does not) for the
+    # same category: the consent must still count.
+    for kind in (GroundKind.CONSENT, GroundKind.LEGAL_DUTY):
+        registry.record_ground(
+            case_id,
+            kind=kind,
+            category="zorg.in_zorg",
+            provider_org_id="ggz-zh",
+            evidence_ref=f"REF-{kind.value}",
+        )
+    peers = trio.nodes[A].parts.peers
+    assert peers is not None
+    result = await peers.request_facts(
+        purpose=PURPOSE,
+        case_ref=CASE,
+        phase=common_pb2.PHASE_CASUSOVERLEG,
+        subject_for=trio.subject_for(A),
+        categories=["zorg.in_zorg"],
+        recipient_org_type="gemeente",
+        deadline=5.0,
+        only=[B],
+    )
+    at_b = result.answers[B]
+    assert [f.category for f in at_b.facts] == ["zorg.in_zorg"]
+    assert "cc-ggz-in-zorg" in at_b.decision.rule_ids
