@@ -1,7 +1,7 @@
 """The durable side of the task broker: one row per partner task, its content sealed.
 
 The schema is created by the Alembic revision ``0003_partner_tasks``; keep
-the two in step (tests/gateway/test_task_store.py compares them). A row
+the two in step (tests/gateway/test_task_broker.py compares them). A row
 holds in the clear only what the node needs to route and bound delivery:
 the task id, the organisation, the kind, the subject's node-domain
 pseudonym (the cases table holds the same), timestamps, state and attempts.
