@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 ## run: start the dev federation (two nodes on SQLite with a generated dev PKI)
 run: $(STAMP)
-	$(BIN)/python -m gateway.devrun $(ARGS)
+	$(BIN)/python -m gateway.dev.run $(ARGS)
 
 ## test: the fast suite (real gRPC over mTLS, SQLite and PostgreSQL), two workers
 # Most of the suite waits on deadlines and network round trips, so two

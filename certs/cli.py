@@ -21,14 +21,8 @@ from certs.ca_store import (
     format_serial,
     load_certificate,
 )
-from certs.identity import (
-    ORG_TYPES,
-    ROLES,
-    IdentityError,
-    PeerKind,
-    identity_from_certificate,
-    make_identity,
-)
+from certs.identity import IdentityError, PeerKind, identity_from_certificate, make_identity
+from policy.vocabulary import ORG_TYPES, ROLES
 
 EXIT_ERROR = 1
 

@@ -26,25 +26,12 @@ SCHAKEL_PROFILE_OID = x509.ObjectIdentifier("2.25.253177937526455208493457413862
 
 URI_SCHEME = "schakel://"
 
-ORG_TYPES = frozenset(
-    {
-        "politie",
-        "om",
-        "reclassering",
-        "ggz",
-        "gemeente",
-        "veilig-thuis",
-        "dji",
-        "rvdk",
-        "woningcorporatie",
-        "zvh",
-    }
+from policy.vocabulary import (  # noqa: E402 - re-exported for the profile's users
+    COLLECTOR_ROLE,
+    OFFICER_ROLES,
+    ORG_TYPES,
+    ROLES,
 )
-"""Organisation types; ``zvh`` is the Zorg- en Veiligheidshuis itself."""
-
-OFFICER_ROLES = frozenset({"procesregisseur", "fg"})
-COLLECTOR_ROLE = "landelijk"
-ROLES = OFFICER_ROLES | {COLLECTOR_ROLE}
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _OIN = re.compile(r"^[0-9]{20}$")

@@ -18,7 +18,7 @@ AREAS: dict[str, str] = {
     "node": "gateway.node_cli",
     "policy": "policy.cli",
     "audit": "gateway.audit.cli",
-    "signals": "gateway.signals.cli",
+    "signals": "gateway.collector.cli",
     "federation": "gateway.federation.cli",
 }
 

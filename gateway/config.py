@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from certs.identity import ORG_TYPES, IdentityError, check_slug
+from certs.identity import IdentityError, check_slug
 from gateway.logging import LEVELS
+from policy.vocabulary import ORG_TYPES
 
 ENV_PREFIX = "SCHAKEL_"
 ENV_SEPARATOR = "__"

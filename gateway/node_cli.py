@@ -46,7 +46,7 @@ def _migrate(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     configure_logging(config.node.log_level)
-    from gateway.server import open_database  # noqa: PLC0415 - keeps `schakel certs` light
+    from gateway.rpc.server import open_database  # noqa: PLC0415 - keeps `schakel certs` light
 
     open_database(config).dispose()
     print(f"database {config.database_url.split('@')[-1]} is at the newest revision")
@@ -55,7 +55,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 async def serve(config: NodeConfig) -> None:
     """Run a node until SIGINT or SIGTERM, then stop gracefully."""
-    from gateway.node import open_node  # noqa: PLC0415 - keeps `schakel certs` light
+    from gateway.app import open_node  # noqa: PLC0415 - keeps `schakel certs` light
 
     node = open_node(config)
     await node.start()
@@ -68,7 +68,7 @@ async def serve(config: NodeConfig) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.server import StartupError  # noqa: PLC0415 - keeps `schakel certs` light
+    from gateway.rpc.server import StartupError  # noqa: PLC0415 - keeps `schakel certs` light
 
     config = _load(args.config)
     if config is None:

@@ -21,15 +21,8 @@ from typing import NamedTuple
 from schakel.v1 import common_pb2
 
 from policy.compiler import CompiledPolicy, Plan
-from policy.model import (
-    GROUND_BASIS,
-    PHASES,
-    Condition,
-    Ground,
-    PolicyError,
-    Rule,
-    Sensitivity,
-)
+from policy.model import GROUND_BASIS, Condition, Ground, PolicyError, Rule, Sensitivity
+from policy.vocabulary import PHASES
 
 UNKNOWN_ACTIVITY = "unknown-activity"
 UNKNOWN_PHASE = "unknown-phase"
@@ -68,18 +61,6 @@ _GROUND_BITS: Mapping[Ground, int] = {
 }
 _GROUND_BY_NAME: Mapping[str, int] = {g.value: bit for g, bit in _GROUND_BITS.items()}
 _CONDITION_SETS = 16
-
-_PHASE_NAMES: Mapping[int, str] = {
-    common_pb2.PHASE_AANMELDING: "aanmelding",
-    common_pb2.PHASE_TRIAGE: "triage",
-    common_pb2.PHASE_CASUSOVERLEG: "casusoverleg",
-    common_pb2.PHASE_AFSCHALING: "afschaling",
-}
-
-
-def phase_name(phase: int) -> str:
-    """The bundle's name for a proto ``schakel.v1.Phase`` value ("" for unspecified)."""
-    return _PHASE_NAMES.get(phase, "")
 
 
 class Outcome(StrEnum):

@@ -15,9 +15,7 @@ from types import MappingProxyType
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from certs.identity import OFFICER_ROLES, ORG_TYPES
 from policy.model import (
-    PHASES,
     TRANSFORM_TYPES,
     Activity,
     Bundle,
@@ -32,6 +30,7 @@ from policy.model import (
     Transform,
     TransformKind,
 )
+from policy.vocabulary import OFFICER_ROLES, ORG_TYPES, PHASES
 from policy.yamlread import PolicyLoadError, Problem, Reader
 
 SCHEMA = "schakel.policy/v1"

@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-PHASES: tuple[str, ...] = ("aanmelding", "triage", "casusoverleg", "afschaling")
-"""The phases of the national ZVH process, in order (proto ``schakel.v1.Phase``)."""
-
 
 class PolicyError(ValueError):
     """Base class of every error the policy package raises."""

@@ -12,21 +12,20 @@ from gateway.cases.errors import (
     ReferralConflictError,
 )
 from gateway.cases.model import (
-    OPEN_PHASES,
     REJECTED_OUTCOME,
     Case,
     Ground,
     GroundKind,
     Hit,
     Participant,
-    Phase,
     Referral,
     Transfer,
 )
-from gateway.cases.registry import CaseRegistry, HitAnswer, ReferralResult, StoredFact, utc_now
 from gateway.cases.signals import SignalCount, count_cases
 from gateway.cases.status import case_status
+from gateway.cases.store import CaseRegistry, HitAnswer, ReferralResult, StoredFact, utc_now
 from gateway.cases.vault import FactVault
+from policy.vocabulary import OPEN_PHASES, Phase
 
 __all__ = [
     "OPEN_PHASES",

@@ -1,4 +1,4 @@
-"""Errors of the case registry, each with the gRPC status the service layer answers.
+"""Errors of the case registry, each a branch of the node's one error tree.
 
 Messages name case ids, phases, codes and field names, never a pseudonym,
 an identifier or fact content: they may end up in a log line or a status.
@@ -6,43 +6,35 @@ an identifier or fact content: they may end up in a log line or a status.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from gateway.errors import (
+    ConflictError,
+    DataLossError,
+    InvalidInputError,
+    NotFoundError,
+    SchakelError,
+    WrongStateError,
+)
 
-import grpc
 
-
-class CaseError(Exception):
+class CaseError(SchakelError):
     """Base class of every error the case registry raises."""
 
-    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
-    """The gRPC status the service layer answers this error with."""
 
-
-class CaseInputError(CaseError, ValueError):
+class CaseInputError(CaseError, InvalidInputError):
     """An argument is malformed; nothing was changed."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
 
-
-class CaseNotFoundError(CaseError, LookupError):
+class CaseNotFoundError(CaseError, NotFoundError):
     """No case has the given id."""
 
-    code = grpc.StatusCode.NOT_FOUND
 
-
-class IllegalTransitionError(CaseError):
+class IllegalTransitionError(CaseError, WrongStateError):
     """The action is not allowed in the case's current phase; nothing was changed."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
 
-
-class ReferralConflictError(CaseError):
+class ReferralConflictError(CaseError, ConflictError):
     """A referral reused an idempotency key with a different payload."""
 
-    code = grpc.StatusCode.ALREADY_EXISTS
 
-
-class FactIntegrityError(CaseError):
+class FactIntegrityError(CaseError, DataLossError):
     """A stored fact failed authenticated decryption: altered, moved, or under another key."""
-
-    code = grpc.StatusCode.DATA_LOSS

@@ -15,34 +15,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from schakel.v1 import case_pb2, common_pb2
+from schakel.v1 import case_pb2
 
-from certs.identity import ORG_TYPES, IdentityError, check_slug
+from certs.identity import IdentityError, check_slug
 from gateway.cases.errors import CaseInputError
-
-
-class Phase(StrEnum):
-    """The phases of the national ZVH process; values are the ``schakel.v1.Phase`` names."""
-
-    AANMELDING = "aanmelding"
-    TRIAGE = "triage"
-    CASUSOVERLEG = "casusoverleg"
-    AFSCHALING = "afschaling"
-
-    def to_proto(self) -> common_pb2.Phase.ValueType:
-        """The ``schakel.v1.Phase`` value."""
-        return common_pb2.Phase.Value(f"PHASE_{self.name}")
-
-    @classmethod
-    def from_proto(cls, value: common_pb2.Phase.ValueType) -> Phase:
-        """The phase of a ``schakel.v1.Phase`` value; PHASE_UNSPECIFIED is refused."""
-        if value == common_pb2.PHASE_UNSPECIFIED or value not in common_pb2.Phase.values():
-            raise CaseInputError(f"phase {value} is not one of the four case phases")
-        return cls[common_pb2.Phase.Name(value).removeprefix("PHASE_")]
-
-
-OPEN_PHASES = frozenset({Phase.AANMELDING, Phase.TRIAGE, Phase.CASUSOVERLEG})
-"""Phases in which a case is active (it counts for federated hit/no-hit)."""
+from policy.vocabulary import OPEN_PHASES, ORG_TYPES, Phase
 
 REJECTED_OUTCOME = "niet-ontvankelijk"
 """The outcome of a case rejected at triage."""

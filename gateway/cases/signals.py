@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from gateway.cases.errors import CaseInputError
-from gateway.cases.model import Phase
 from gateway.cases.tables import case_bottlenecks, cases
+from policy.vocabulary import Phase
 
 
 @dataclass(frozen=True)

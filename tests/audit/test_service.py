@@ -11,9 +11,9 @@ from schakel.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 
 from gateway.audit import inzage, merkle, notes
 from gateway.audit.checkpoint import Checkpointer
-from gateway.audit.service import AuditService
 from gateway.audit.store import AuditLog
-from gateway.server import NodeServer, Servicers, build_server, open_database
+from gateway.rpc.audit import AuditService
+from gateway.rpc.server import NodeServer, Servicers, build_server, open_database
 from tests.audit import workload
 from tests.audit.helpers import Node
 from tests.gateway.conftest import HL, Federation, channel_to

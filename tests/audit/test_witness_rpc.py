@@ -11,8 +11,8 @@ from schakel.v1 import federation_pb2, federation_pb2_grpc
 
 from gateway.audit import notes
 from gateway.audit.witness import Witness, add_checkpoint_rpc
-from gateway.auth import current_identity
-from gateway.server import Servicers, build_server, open_database
+from gateway.rpc.auth import current_identity
+from gateway.rpc.server import Servicers, build_server, open_database
 from tests.audit.helpers import node, record
 from tests.gateway.conftest import HL, RR, Federation, channel_to
 

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 from gateway.logging import configure_logging
-from gateway.server import NodeServer, build_server
+from gateway.rpc.server import NodeServer, build_server
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
 from tests.bench.harness import Result, median_rate
 from tests.gateway.conftest import RR, Federation

@@ -19,16 +19,17 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from gateway.cases import Phase, SignalCount, count_cases
+from gateway.cases import SignalCount, count_cases
+from gateway.cases.suppression import suppress
 from gateway.cases.tables import case_bottlenecks, cases
+from gateway.collector.collect import collect, split_periods
+from gateway.collector.directory import DirectoryNode
+from gateway.flows.signalering import build_signals_response
 from gateway.logging import configure_logging
-from gateway.server import NodeServer, Servicers, build_server
-from gateway.signals.answer import build_signals_response
-from gateway.signals.collect import collect, split_periods
-from gateway.signals.directory import DirectoryNode
-from gateway.signals.suppression import suppress
+from gateway.rpc.server import NodeServer, Servicers, build_server
 from gateway.storage import make_engine, migrate
 from gateway.tls import channel_credentials
+from policy.vocabulary import Phase
 from tests.bench.harness import Result, median_seconds
 from tests.gateway.conftest import Federation
 from tests.signals.conftest import SignalsFederation

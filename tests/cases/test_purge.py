@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import common_pb2
 
-from gateway.cases import CaseRegistry, GroundKind, Hit, IllegalTransitionError, Phase
+from gateway.cases import CaseRegistry, GroundKind, Hit, IllegalTransitionError
+from policy.vocabulary import Phase
 from tests.cases.conftest import GGZ, POLITIE, SetClock, referral
 
 

@@ -14,11 +14,12 @@ from gateway.cases import (
     CaseInputError,
     CaseRegistry,
     FactVault,
-    Phase,
     ReferralConflictError,
     ReferralResult,
     tables,
 )
+from gateway.rpc.status import status_of
+from policy.vocabulary import Phase
 from tests.cases.conftest import SetClock, pseudonym, referral
 
 
@@ -77,7 +78,7 @@ def test_changed_retry_is_refused(registry: CaseRegistry, engine: sa.Engine) -> 
         message = str(err.value)
         assert f"different {named}" in message and first.id in message
         assert ref.subject not in message and "POL-" not in message
-        assert err.value.code.name == "ALREADY_EXISTS"
+        assert status_of(err.value).name == "ALREADY_EXISTS"
         assert count_cases(engine) == 1 and registry.get(first.id) == first
 
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from gateway.cases import CaseInputError, CaseRegistry, Phase, SignalCount, count_cases
+from gateway.cases import CaseInputError, CaseRegistry, SignalCount, count_cases
+from policy.vocabulary import Phase
 from tests.cases.conftest import POLITIE, SetClock, referral
 
 MAR = datetime(2026, 3, 1, tzinfo=UTC)

@@ -7,14 +7,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from gateway.cases import (
-    CaseInputError,
-    CaseRegistry,
-    IllegalTransitionError,
-    Phase,
-    Transfer,
-)
+from gateway.cases import CaseInputError, CaseRegistry, IllegalTransitionError, Transfer
 from gateway.cases.tables import case_transfers
+from policy.vocabulary import Phase
 from tests.cases.conftest import POLITIE, START, SetClock, case_version, referral
 
 OUTCOME = "overgedragen-andere-zvh"

@@ -19,8 +19,8 @@ from gateway.cases import (
     Hit,
     IllegalTransitionError,
     Participant,
-    Phase,
 )
+from policy.vocabulary import Phase
 from tests.cases.conftest import (
     GEMEENTE,
     GGZ,
@@ -288,7 +288,7 @@ def test_phase_and_ground_kind_map_to_the_proto_enums() -> None:
     assert all(Phase.from_proto(p.to_proto()) is p for p in Phase)
     assert all(GroundKind.from_proto(k.to_proto()) is k for k in GroundKind)
     assert GroundKind.CONSENT.to_proto() == case_pb2.GROUND_KIND_CONSENT
-    with pytest.raises(CaseInputError):
+    with pytest.raises(ValueError, match="not one of the four case phases"):
         Phase.from_proto(common_pb2.PHASE_UNSPECIFIED)
     with pytest.raises(CaseInputError):
         GroundKind.from_proto(case_pb2.GROUND_KIND_UNSPECIFIED)

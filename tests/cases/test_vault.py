@@ -9,13 +9,8 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import common_pb2
 
-from gateway.cases import (
-    CaseInputError,
-    CaseRegistry,
-    FactIntegrityError,
-    FactVault,
-    Phase,
-)
+from gateway.cases import CaseInputError, CaseRegistry, FactIntegrityError, FactVault
+from policy.vocabulary import Phase
 from tests.cases.conftest import GGZ, POLITIE, SetClock, referral
 
 

@@ -13,9 +13,9 @@ import yaml
 from schakel.v1 import common_pb2
 
 from adapters.sdk.subjects import encrypt_subject
+from gateway.app import Node, open_node
 from gateway.config import load_config
-from gateway.devkeys import DevKeys
-from gateway.node import Node, open_node
+from gateway.dev.keys import DevKeys
 from gateway.tls import channel_credentials, node_channel
 from policy import signing
 from tests.gateway.conftest import (

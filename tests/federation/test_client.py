@@ -14,7 +14,7 @@ from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from gateway.federation import Peer, PeerClient
 from gateway.federation.client import DEADLINE, DOWN, REFUSED
-from gateway.services import UnimplementedFederationService
+from gateway.rpc.stand_in import UnimplementedFederationService
 from gateway.tls import channel_credentials
 from tests.federation.conftest import PURPOSE, A, B, C, Cluster, free_port
 from tests.federation.test_flow import CASE, open_case_at

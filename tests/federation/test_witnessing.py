@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.app import Node, load_parts, open_node
 from gateway.audit import notes
 from gateway.audit.checkpoint import Checkpoints, StoredCheckpoint
 from gateway.audit.store import AuditLog
 from gateway.audit.verify import Keys, verify_database
 from gateway.audit.witness import Witness
 from gateway.config import ConfigError, load_config
-from gateway.devkeys import DevKeys
+from gateway.dev.keys import DevKeys
 from gateway.federation import Peer
 from gateway.federation.directory import DirectoryError, parse_directory
 from gateway.federation.witnesses import WitnessRoster
-from gateway.node import Node, load_parts, open_node
 from policy import signing
 from tests.audit.helpers import migrated, record
 from tests.gateway.conftest import Federation, LogCapture

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from certs.identity import PeerKind, make_identity
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
-from gateway.crossing import AUDIT_FAILED
+from gateway.flows.crossing import AUDIT_FAILED
 from tests.flow.conftest import Flow, MemoryPartner
 from tests.flow.test_case_flow import (
     ANTECEDENTEN,

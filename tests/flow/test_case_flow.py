@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
+from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
-from gateway.cases import Phase
-from gateway.node import Node
+from policy.vocabulary import Phase
 from tests.flow.conftest import Flow, MemoryPartner, Record
 from tests.flow.test_hitnohit import BSN, PURPOSE, refer
 from tests.gateway.conftest import RR, LogCapture

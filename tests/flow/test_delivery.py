@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
+from gateway.app import Node, open_node
 from gateway.config import load_config
-from gateway.node import Node, open_node
-from gateway.task_store import partner_tasks
+from gateway.tasks.store import partner_tasks
 from tests.flow.conftest import Flow, MemoryPartner
 from tests.flow.test_case_flow import (
     ANTECEDENTEN,

@@ -23,10 +23,10 @@ from schakel.v1 import (
 )
 
 from adapters.sdk.subjects import encrypt_subject
+from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
-from gateway.delivery import PEER_DEADLINE_SECONDS
-from gateway.node import Node
+from gateway.flows.delivery import PEER_DEADLINE_SECONDS
 from tests.flow.conftest import Flow, MemoryPartner, Record, running_flow
 from tests.flow.test_case_flow import ANTECEDENTEN, HUISVESTING, categories_of, deliveries, fact
 from tests.flow.test_hitnohit import BSN, PURPOSE, refer

@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
 
 from adapters.sdk.subjects import decrypt_subject, encrypt_subject
+from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.cases import Hit
-from gateway.hitnohit import ROUND_METHOD, run_round
-from gateway.node import Node
+from gateway.flows.hitnohit import ROUND_METHOD, run_round
 from policy import signing
 from tests.flow.conftest import ACTIVITY, Flow, MemoryPartner, Record
 from tests.gateway.conftest import HL, RR, LogCapture

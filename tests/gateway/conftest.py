@@ -20,7 +20,7 @@ from certs.ca_store import node_dns_name, write_certificate, write_private_key
 from certs.identity import Identity, PeerKind, make_identity
 from gateway.config import NodeConfig, load_config
 from gateway.logging import configure_logging
-from gateway.server import NodeServer, Servicers, build_server
+from gateway.rpc.server import NodeServer, Servicers, build_server
 from gateway.tls import channel_credentials, node_channel
 
 OIN = "00000001823288444000"

@@ -28,9 +28,9 @@ from schakel.v1 import (
 
 from certs.authority import Validity
 from certs.ca_store import node_dns_name
-from gateway.auth import current_identity
-from gateway.server import NodeServer, Servicers
-from gateway.services import UnimplementedPartnerService
+from gateway.rpc.auth import current_identity
+from gateway.rpc.server import NodeServer, Servicers
+from gateway.rpc.stand_in import UnimplementedPartnerService
 from gateway.tls import channel_credentials, node_channel
 from gateway.tracing import current_trace
 from tests.gateway.conftest import HL, RR, Credential, Federation, LogCapture, StartNode, channel_to

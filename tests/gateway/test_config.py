@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from gateway import node_cli
 from gateway.config import ConfigError, _env_overrides, _Loader, load_config, split_listen
-from gateway.server import StartupError, build_server
+from gateway.rpc.server import StartupError, build_server
 from gateway.storage import alembic_config, make_engine
 from tests.gateway.conftest import RR, Federation
 

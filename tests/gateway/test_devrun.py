@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import devrun
+from gateway.dev import run as devrun
 
 WALKTHROUGH = [title for title, _ in devrun.CHECKS if title.startswith("walkthrough: ")]
 

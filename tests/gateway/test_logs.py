@@ -6,8 +6,8 @@ import grpc
 import pytest
 from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
 
-from gateway.server import Servicers
-from gateway.services import UnimplementedPartnerService
+from gateway.rpc.server import Servicers
+from gateway.rpc.stand_in import UnimplementedPartnerService
 from tests.gateway.conftest import HL, RR, Federation, LogCapture, StartNode, channel_to
 
 BSN = "999999990"
@@ -25,6 +25,7 @@ RPC_FIELDS = {
     "span_id",
     "parent_span_id",
     "reason",
+    "error_type",
 }
 
 

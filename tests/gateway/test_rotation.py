@@ -11,7 +11,7 @@ from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from certs.ca_store import node_dns_name
-from gateway.server import NodeServer
+from gateway.rpc.server import NodeServer
 from tests.gateway.conftest import RR, Credential, Federation, LogCapture, StartNode, channel_to
 
 

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from certs.authority import Validity, new_key
 from certs.ca_store import write_certificate, write_private_key
 from certs.identity import Identity, PeerKind, make_identity
-from gateway.auth import authorize
+from gateway.rpc.auth import authorize
 from tests.gateway.conftest import HL, OIN, RR, Credential, Federation, StartNode, channel_to
 
 PARTNER = make_identity(PeerKind.PARTNER, node_id=RR, org_id="ggz-rr", org_type="ggz", oin=OIN)

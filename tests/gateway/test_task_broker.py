@@ -20,8 +20,8 @@ from schakel.v1 import common_pb2, partner_pb2
 
 from gateway.cases import FactVault
 from gateway.storage import alembic_config, make_engine, metadata, migrate
-from gateway.task_store import partner_tasks
-from gateway.tasks import MAX_DELIVERY_ATTEMPTS, TaskBroker, TaskError
+from gateway.tasks.broker import MAX_DELIVERY_ATTEMPTS, TaskBroker, TaskError
+from gateway.tasks.store import partner_tasks
 from tests.gateway.conftest import LogCapture
 
 ORG = "gemeente-rr"

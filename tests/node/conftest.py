@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from gateway.app import Node, open_node
 from gateway.config import load_config
-from gateway.devkeys import DevKeys
-from gateway.node import Node, open_node
+from gateway.dev.keys import DevKeys
 from gateway.tls import channel_credentials, node_channel
 from tests.gateway.conftest import HL, RR, Credential, Federation
 from tests.ports import free_port

@@ -7,12 +7,13 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import audit_pb2, case_pb2, case_pb2_grpc, common_pb2
 
+from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
-from gateway.cases import Participant, Phase, Referral
+from gateway.cases import Participant, Referral
 from gateway.cases.tables import cases
-from gateway.node import Node
-from gateway.overdracht import METHOD, OUTCOME
+from gateway.flows.overdracht import METHOD, OUTCOME
+from policy.vocabulary import Phase
 from tests.gateway.conftest import (
     HL,
     RR,

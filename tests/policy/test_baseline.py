@@ -10,8 +10,9 @@ from schakel.v1 import common_pb2
 from policy import evaluator as ev
 from policy.cases import CASES_FILE, Case, check_case, load_cases
 from policy.cli import grid
-from policy.evaluator import CategoryResult, Evaluator, Outcome, Request, grounds_of, phase_name
+from policy.evaluator import CategoryResult, Evaluator, Outcome, Request, grounds_of
 from policy.model import Condition, PolicyError, Sensitivity
+from policy.vocabulary import phase_name
 from tests.policy.conftest import BASELINE
 
 CASES = load_cases(BASELINE.parent / CASES_FILE)

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from schakel.v1 import federation_pb2
 
 from gateway.cases import CaseRegistry, FactVault, Participant
-from gateway.server import NodeServer, Servicers
-from gateway.services import UnimplementedFederationService
-from gateway.signals.answer import SignalsRequestError, get_signals
+from gateway.flows.signalering import SignalsRequestError, get_signals
+from gateway.rpc.server import NodeServer, Servicers
+from gateway.rpc.stand_in import UnimplementedFederationService
 from tests.cases.conftest import SetClock, referral
 from tests.gateway.conftest import Federation, StartNode, federation, logs, start_node
 

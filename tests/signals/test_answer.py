@@ -12,14 +12,14 @@ import sqlalchemy as sa
 from schakel.v1 import common_pb2
 
 from gateway.cases import CaseInputError
-from gateway.signals.answer import (
+from gateway.cases.suppression import SuppressionError
+from gateway.collector.directory import DirectoryError, DirectoryNode, load_directory
+from gateway.flows.signalering import (
     SIGNALS_ACTIVITY,
     SIGNALS_CATEGORY,
     build_signals_response,
     signals_audit,
 )
-from gateway.signals.directory import DirectoryError, DirectoryNode, load_directory
-from gateway.signals.suppression import SuppressionError
 from gateway.storage import make_engine, migrate
 from tests.signals.conftest import APR, MAR, MAY, Plan, march_plan, populate
 

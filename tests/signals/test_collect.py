@@ -13,10 +13,10 @@ import pytest
 from schakel.v1 import federation_pb2
 
 from gateway.cli import main
-from gateway.server import NodeServer, Servicers
-from gateway.signals.collect import Period, collect, split_periods
-from gateway.signals.directory import DirectoryNode
-from gateway.signals.report import CSV_HEADER
+from gateway.collector.collect import Period, collect, split_periods
+from gateway.collector.directory import DirectoryNode
+from gateway.collector.report import CSV_HEADER
+from gateway.rpc.server import NodeServer, Servicers
 from gateway.tls import channel_credentials
 from tests.gateway.conftest import HL, RR, Credential, Federation, StartNode
 from tests.signals.conftest import (

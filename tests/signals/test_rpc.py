@@ -9,7 +9,7 @@ import pytest
 from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from certs.identity import PeerKind, make_identity
-from gateway.signals.answer import SIGNALS_ACTIVITY
+from gateway.flows.signalering import SIGNALS_ACTIVITY
 from tests.gateway.conftest import HL, OIN, RR, Federation, LogCapture, StartNode, channel_to
 from tests.signals.conftest import APR, MAR, march_plan, populate, start_signals_node
 

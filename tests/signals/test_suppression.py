@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.cases import Phase, SignalCount
-from gateway.signals.suppression import (
+from gateway.cases import SignalCount
+from gateway.cases.suppression import (
     ALL,
     PublishedCell,
     PublishedTotal,
@@ -24,6 +24,7 @@ from gateway.signals.suppression import (
     TotalKind,
     suppress,
 )
+from policy.vocabulary import Phase
 
 THEMES = ("complexe-casuistiek", "huiselijk-geweld", "nazorg-ex-gedetineerden")
 TAGS = ("", "huisvesting", "schulden")

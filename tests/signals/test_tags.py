@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from schakel.v1 import case_pb2, common_pb2
 
 from gateway.cases import CaseNotFoundError, CaseRegistry, FactVault, count_cases
-from gateway.signals.tags import BottleneckTagError, set_bottlenecks
+from gateway.flows.bottlenecks import BottleneckTagError, set_bottlenecks
+from gateway.rpc.status import status_of
 from gateway.storage import make_engine, migrate
 from policy.loader import load_bundle
 from policy.model import Bundle
@@ -115,4 +116,4 @@ async def test_bad_requests_change_nothing(
 async def test_unknown_case(registry: CaseRegistry, bundle: Bundle) -> None:
     with pytest.raises(CaseNotFoundError) as err:
         await set_bottlenecks(tag_request("0" * 32, "huisvesting"), registry, bundle, NODE)
-    assert err.value.code is grpc.StatusCode.NOT_FOUND
+    assert status_of(err.value) is grpc.StatusCode.NOT_FOUND

@@ -16,7 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create partner_tasks (gateway/task_store.py declares the same schema)."""
+    """Create partner_tasks (gateway/tasks/store.py declares the same schema)."""
     ts = sa.DateTime(timezone=True)
     op.create_table(
         "partner_tasks",

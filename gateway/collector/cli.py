@@ -1,0 +1,123 @@
+"""``schakel signals``: the national collector's commands.
+
+``schakel signals collect`` asks every node in a directory file for its
+aggregate signals over a period (or per month), then writes signals.csv and
+signals.html. Exit code 0 when at least one node answered and the report was
+written, 1 when none did, 2 for unusable arguments or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.collector.collect import collect, split_periods
+from gateway.collector.directory import DirectoryError, DirectoryNode, load_directory
+from gateway.collector.report import write_report
+from gateway.federation.directory import load_directory as load_signed_directory
+from gateway.federation.directory import load_directory_key
+from gateway.tls import channel_credentials
+
+EXIT_NONE_ANSWERED = 1
+EXIT_USAGE = 2
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, not {text!r}") from None
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 600, not {text!r}")
+    return value
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``signals`` area to the ``schakel`` command; returns its parser."""
+    signals: argparse.ArgumentParser = subparsers.add_parser(
+        "signals", help="national aggregate signalling (collector)"
+    )
+    sub = signals.add_subparsers(dest="signals_command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "collect",
+        help="ask every node for its signals and write signals.csv and signals.html",
+    )
+    run.add_argument("--directory", type=Path, required=True, help="nodes file (.toml/.yaml)")
+    run.add_argument(
+        "--directory-key",
+        type=Path,
+        help="federation directory key (.pub): read --directory as the signed federation directory",
+    )
+    run.add_argument("--cert", type=Path, required=True, help="the collector certificate")
+    run.add_argument("--key", type=Path, required=True, help="its private key")
+    run.add_argument("--ca", type=Path, required=True, help="the federation CA certificate")
+    run.add_argument(
+        "--from", dest="start", type=_date, required=True, metavar="DATE", help="first day"
+    )
+    run.add_argument(
+        "--to", dest="end", type=_date, required=True, metavar="DATE", help="day after the last"
+    )
+    run.add_argument("--out", type=Path, required=True, help="directory for the report")
+    run.add_argument("--timeout", type=_timeout, default=10.0, help="seconds per call")
+    run.add_argument(
+        "--periods",
+        choices=("whole", "monthly"),
+        default="whole",
+        help="one period, or one per calendar month",
+    )
+    run.set_defaults(func=_collect)
+    return signals
+
+
+def _nodes(path: Path, key: Path | None) -> list[DirectoryNode]:
+    """The nodes of an unsigned nodes file, or of the signed directory when ``key`` is given."""
+    if key is None:
+        return load_directory(path)
+    signed = load_signed_directory(path, load_directory_key(key))
+    return [DirectoryNode(p.node_id, p.address, p.region or p.node_id) for p in signed.peers]
+
+
+def _collect(args: argparse.Namespace) -> int:
+    try:
+        periods = split_periods(args.start, args.end, monthly=args.periods == "monthly")
+        nodes = _nodes(args.directory, args.directory_key)
+        credentials = channel_credentials(args.ca, args.cert, args.key)
+    except (ValueError, DirectoryError) as exc:
+        print(f"schakel signals collect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"schakel signals collect: cannot read the TLS files: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    collection = asyncio.run(collect(nodes, credentials, periods, timeout=args.timeout))
+    answered = collection.answered
+    print(
+        f"asked {len(nodes)} node(s) for {len(periods)} period(s): "
+        f"{len(answered)} answered, {len(collection.silent)} did not answer every period",
+        file=sys.stderr,
+    )
+    for failure in collection.failures:
+        print(
+            f"  not answered: {failure.node.node_id} for {failure.period.label}: {failure.reason}",
+            file=sys.stderr,
+        )
+    if not answered:
+        print("no node answered; no report written", file=sys.stderr)
+        return EXIT_NONE_ANSWERED
+    try:
+        csv_path, html_path = write_report(collection, args.out)
+    except OSError as exc:
+        print(f"schakel signals collect: cannot write the report: {exc}", file=sys.stderr)
+        return EXIT_NONE_ANSWERED
+    print(f"wrote {csv_path} and {html_path}", file=sys.stderr)
+    return 0

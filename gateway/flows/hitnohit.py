@@ -1,0 +1,205 @@
+"""The hit/no-hit round of a case: who knows the subject, and whom to contact.
+
+A round asks, in parallel and under one deadline, every local partner of the
+node (from ``[[partners]]``, except the referrer) through a HIT_QUERY task on
+its task stream, and every peer node through the federation's
+:class:`gateway.federation.PeerClient`. Each receives the subject
+transcrypted to its own domain. A partner's answer is judged by policy in
+``AnswerHit`` (category ``bekend`` from its org type to the regie) and
+audited there; a withheld answer reaches the round as :class:`Withheld`.
+Whoever has not answered by the deadline is named in ``unanswered``, so a
+partner or peer that is down makes the answer partial, not late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from schakel.v1 import case_pb2, common_pb2, partner_pb2
+
+from certs.identity import Identity
+from gateway.cases import Case, CaseError, Hit
+from gateway.config import PartnerOrgSection
+from gateway.federation.client import FanOut, PeerHit
+from gateway.flows.crossing import Crossing, append
+from gateway.logging import get_logger
+from gateway.tasks.broker import Withheld
+from gateway.tracing import current_trace_proto
+
+if TYPE_CHECKING:
+    from gateway.parts import NodeParts
+
+log = get_logger("hitnohit")
+
+DEFAULT_DEADLINE_SECONDS = 2.0
+MAX_DEADLINE_SECONDS = 30.0
+BEKEND = "bekend"
+"""The policy category of a hit/no-hit answer."""
+REGIE = "zvh"
+ROUND_METHOD = "schakel.v1.CaseService/RunHitNoHit"
+"""The audit name of a round, whether a referral or the procesregisseur started it."""
+UNANSWERED_DEADLINE = "deadline"
+UNANSWERED_NO_STREAM = "no task stream"
+UNANSWERED_WITHHELD = "withheld by policy"
+
+
+class RoundError(Exception):
+    """A round that could not start; ``reason`` names why (no keys, audit down)."""
+
+
+@dataclass
+class RoundResult:
+    """Who knows the subject (hits), who does not, and who did not answer in time."""
+
+    hits: list[Hit] = field(default_factory=list)
+    no_hit: list[str] = field(default_factory=list)
+    unanswered: dict[str, str] = field(default_factory=dict)
+    """Organisation or node id -> reason (deadline, down, refused, withheld by policy)."""
+
+    def to_proto(self, case_ref: common_pb2.CaseRef) -> case_pb2.HitNoHitResult:
+        """The CaseService answer."""
+        return case_pb2.HitNoHitResult(
+            case_ref=case_ref,
+            hits=[
+                partner_pb2.Hit(org_id=h.org_id, node_id=h.node_id, contact_handle=h.contact_handle)
+                for h in self.hits
+            ],
+            no_hit=sorted(self.no_hit),
+            unanswered=sorted(self.unanswered),
+        )
+
+
+async def run_round(
+    parts: NodeParts,
+    case: Case,
+    *,
+    caller: Identity,
+    method: str,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
+) -> RoundResult:
+    """Ask local partners and peer nodes about the subject of ``case``; record the hits.
+
+    The round's own audit record (the subject leaving to partners and peers)
+    is written before any question goes out; RoundError when it cannot be.
+    """
+    subjects = parts.subjects
+    if subjects is None:
+        raise RoundError(
+            "this node has no pseudonym keys configured (pseudonyms.transcryptor_keys)"
+        )
+    started = asyncio.get_running_loop().time()
+    case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
+    activity = None
+    if parts.policy is not None:
+        activity = parts.policy.evaluator.policy.bundle.activities.get(case.activity)
+    crossing = Crossing(
+        name=method,
+        caller=caller,
+        activity=case.activity,
+        activity_uri=activity.uri if activity is not None else "",
+        phase=case.phase.to_proto(),
+        case_ref=case_ref,
+        subject=case.subject,
+        categories=(BEKEND,),
+    )
+    if await append(parts.audit, crossing) is None:
+        raise RoundError("the audit record of the round could not be written")
+    partners = [p for p in parts.config.partners if p.id != case.referrer_org_id]
+    remaining = max(deadline - (asyncio.get_running_loop().time() - started), 0.0)
+    local = _ask_partners(parts, case, case_ref, partners, remaining)
+    peers = _ask_peers(parts, case, case_ref, remaining)
+    result = RoundResult()
+    local_answers, peer_answers = await asyncio.gather(local, peers)
+    for org_id, answer in local_answers.items():
+        if isinstance(answer, str):
+            result.unanswered[org_id] = answer
+        elif answer.known:
+            result.hits.append(Hit(org_id, parts.node_id, answer.contact_handle))
+        else:
+            result.no_hit.append(org_id)
+    for node_id, peer in peer_answers.answers.items():
+        if peer.hit:
+            result.hits.append(Hit("", node_id, peer.contact_handle))
+        else:
+            result.no_hit.append(node_id)
+    result.unanswered.update(peer_answers.unanswered)
+    for hit in result.hits:
+        try:
+            await asyncio.to_thread(parts.registry.record_hit, case.id, hit)
+        except CaseError as exc:
+            # The case moved on (closed) while the round ran; the answer still stands.
+            log.warning("hit_not_recorded", case_id=case.id, reason=type(exc).__name__)
+    log.info(
+        "hit_no_hit_round",
+        case_id=case.id,
+        hits=len(result.hits),
+        no_hit=len(result.no_hit),
+        unanswered=len(result.unanswered),
+    )
+    return result
+
+
+async def _ask_partners(
+    parts: NodeParts,
+    case: Case,
+    case_ref: common_pb2.CaseRef,
+    partners: list[PartnerOrgSection],
+    timeout: float,
+) -> dict[str, partner_pb2.AnswerHitRequest | str]:
+    """Org id -> its released answer, or the reason it has none."""
+    assert parts.subjects is not None
+    subjects = parts.subjects
+    broker = parts.tasks
+    ids = [p.id for p in partners]
+    moved = await asyncio.to_thread(
+        lambda: [subjects.for_domain_from_pseudonym(case.subject, org_id) for org_id in ids]
+    )
+    sent = []
+    for org_id, subject in zip(ids, moved, strict=True):
+        task = partner_pb2.PartnerTask(
+            kind=partner_pb2.TASK_KIND_HIT_QUERY,
+            purpose=common_pb2.Purpose(processing_activity_id=case.activity),
+            case_ref=case_ref,
+            phase=case.phase.to_proto(),
+            subject=subject,
+            categories=[BEKEND],
+            trace=current_trace_proto(),
+        )
+        streams = broker.streams(org_id)
+        pending = await broker.send(org_id, task, subject=case.subject, timeout=timeout)
+        sent.append((org_id, streams, pending))
+    answers = await asyncio.gather(*(broker.wait(pending) for _, _, pending in sent))
+    out: dict[str, partner_pb2.AnswerHitRequest | str] = {}
+    for (org_id, streams, _), answer in zip(sent, answers, strict=True):
+        if isinstance(answer, partner_pb2.AnswerHitRequest):
+            out[org_id] = answer
+        elif isinstance(answer, Withheld):
+            out[org_id] = UNANSWERED_WITHHELD
+        else:
+            out[org_id] = UNANSWERED_DEADLINE if streams else UNANSWERED_NO_STREAM
+    return out
+
+
+async def _ask_peers(
+    parts: NodeParts, case: Case, case_ref: common_pb2.CaseRef, timeout: float
+) -> FanOut[PeerHit]:
+    if parts.peers is None:
+        return FanOut(answers={}, unanswered={})
+    subjects = parts.subjects
+    assert subjects is not None
+
+    def subject_for(node_id: str) -> common_pb2.EncryptedPseudonym:
+        return subjects.for_domain_from_pseudonym(case.subject, node_id)
+
+    return await parts.peers.hit_no_hit(
+        purpose=case.activity,
+        case_ref=case_ref,
+        phase=case.phase.to_proto(),
+        subject_for=subject_for,
+        deadline=timeout,
+    )
+
+
+__all__ = ["DEFAULT_DEADLINE_SECONDS", "RoundError", "RoundResult", "run_round"]

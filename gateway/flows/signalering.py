@@ -1,0 +1,136 @@
+"""A node's answer to FederationService.GetSignals: suppressed aggregates, nothing personal.
+
+The answer holds only codes (themes, phases, outcomes, bottleneck tags) and
+counts. Totals travel as cells whose aggregated dimensions read ``"*"`` and
+whose phase is PHASE_UNSPECIFIED:
+
+===========================  =======  ===========  =======  ==========
+total                        theme    phase        outcome  bottleneck
+===========================  =======  ===========  =======  ==========
+per theme                    theme    UNSPECIFIED  ``*``    ``*``
+per bottleneck tag           ``*``    UNSPECIFIED  ``*``    tag
+grand total                  ``*``    UNSPECIFIED  ``*``    ``*``
+===========================  =======  ===========  =======  ==========
+
+Cells not listed have count 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from schakel.v1 import common_pb2, federation_pb2
+from sqlalchemy.engine import Engine
+
+from gateway.cases import count_cases
+from gateway.cases.suppression import ALL, DEFAULT_K, SuppressedTable, TotalKind, suppress
+
+SIGNALS_ACTIVITY = "zvh.signalering"
+"""The processing activity of national signalling in the policy bundle."""
+SIGNALS_CATEGORY = "signalen.aggregaat"
+"""The category an answer releases, for the audit record."""
+MAX_PERIOD = timedelta(days=3653)
+"""The longest period one request may cover (ten years)."""
+
+
+class SignalsRequestError(ValueError):
+    """A GetSignals request is malformed; the message says what is wrong."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@dataclass(frozen=True)
+class SignalsAudit:
+    """What the audit record of one GetSignals crossing needs.
+
+    The record has no data subject: the answer is about no one.
+    """
+
+    activity_id: str
+    categories: tuple[str, ...]
+    outcome: common_pb2.DecisionOutcome.ValueType
+
+    def decision(self) -> common_pb2.DecisionSummary:
+        """The DecisionSummary of the record (released categories only when allowed)."""
+        released = self.categories if self.outcome == common_pb2.DECISION_OUTCOME_ALLOW else ()
+        return common_pb2.DecisionSummary(outcome=self.outcome, released=released)
+
+
+def signals_audit(answered: bool) -> SignalsAudit:
+    """Audit fields for a request that was answered (ALLOW) or refused (DENY)."""
+    outcome = common_pb2.DECISION_OUTCOME_ALLOW if answered else common_pb2.DECISION_OUTCOME_DENY
+    return SignalsAudit(SIGNALS_ACTIVITY, (SIGNALS_CATEGORY,), outcome)
+
+
+def validate_request(request: federation_pb2.SignalsRequest) -> tuple[datetime, datetime]:
+    """The request's period as UTC datetimes; SignalsRequestError says what is wrong."""
+    activity = request.purpose.processing_activity_id
+    if activity != SIGNALS_ACTIVITY:
+        raise SignalsRequestError(
+            f"purpose.processing_activity_id must be {SIGNALS_ACTIVITY!r}, not {activity!r}"
+        )
+    for name in ("period_start", "period_end"):
+        if not request.HasField(name):
+            raise SignalsRequestError(f"{name} is required")
+    start = request.period_start.ToDatetime(tzinfo=UTC)
+    end = request.period_end.ToDatetime(tzinfo=UTC)
+    if end <= start:
+        raise SignalsRequestError(
+            f"period_end ({end.isoformat()}) must be after period_start ({start.isoformat()})"
+        )
+    if end - start > MAX_PERIOD:
+        raise SignalsRequestError(
+            f"the period may cover at most {MAX_PERIOD.days} days, not {(end - start).days}"
+        )
+    return start, end
+
+
+def to_response(node_id: str, table: SuppressedTable) -> federation_pb2.SignalsResponse:
+    """The SignalsResponse of a suppressed table, totals after the cells."""
+    response = federation_pb2.SignalsResponse(node_id=node_id, k=table.k)
+    for cell in table.cells:
+        response.cells.add(
+            theme=cell.theme,
+            phase=cell.phase.to_proto(),
+            outcome=cell.outcome,
+            bottleneck=cell.bottleneck,
+            count=cell.count,
+            suppressed=cell.suppressed,
+        )
+    for total in table.totals:
+        response.cells.add(
+            theme=total.key if total.kind is TotalKind.THEME else ALL,
+            phase=common_pb2.PHASE_UNSPECIFIED,
+            outcome=ALL,
+            bottleneck=total.key if total.kind is TotalKind.BOTTLENECK else ALL,
+            count=total.count,
+            suppressed=total.suppressed,
+        )
+    return response
+
+
+def build_signals_response(
+    engine: Engine, node_id: str, period_start: datetime, period_end: datetime, k: int = DEFAULT_K
+) -> federation_pb2.SignalsResponse:
+    """Count the cases of ``[period_start, period_end)``, suppress, and build the answer.
+
+    Raises :class:`~gateway.cases.CaseInputError` for a bad period and
+    :class:`~gateway.cases.suppression.SuppressionError` for a bad ``k``.
+    """
+    return to_response(node_id, suppress(count_cases(engine, period_start, period_end), k))
+
+
+async def get_signals(
+    request: federation_pb2.SignalsRequest, engine: Engine, node_id: str, k: int = DEFAULT_K
+) -> federation_pb2.SignalsResponse:
+    """The GetSignals servicer body: validate, then count and suppress off the event loop.
+
+    Raises :class:`SignalsRequestError` (map to INVALID_ARGUMENT) for a bad
+    request; nothing is read then. The caller's certificate is checked by
+    the node's interceptor before this runs (collectors only).
+    """
+    start, end = validate_request(request)
+    return await asyncio.to_thread(build_signals_response, engine, node_id, start, end, k)

@@ -1,0 +1,305 @@
+"""Uitvraag: ask the participants of a case for facts, and deliver what policy releases.
+
+For each participant as provider, the node first decides what that provider
+may release to each other participant (and to the regie) for the categories
+asked, in phase casusoverleg with the grounds recorded for that provider.
+Only categories some recipient may receive are asked for. A provider of
+this node gets a FACT_QUERY task; a provider of a peer node is asked through
+that node's ``AskParticipant``, which decides again under its own policy and
+minimises per recipient type (the provider's node minimises, once). When
+the answer comes, the facts are sealed in the case vault, and per recipient
+they are judged under that recipient's own decision, audited (one record per
+provider -> recipient decision) and only then delivered with the subject in
+the recipient's domain (:mod:`gateway.flows.delivery`; a peer node's partner via
+``DeliverFacts``). An organisation that is not a participant is never a
+recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from schakel.v1 import case_pb2, common_pb2, federation_pb2, partner_pb2
+
+from certs.identity import Identity, PeerKind
+from gateway.cases import Case, Participant
+from gateway.federation.client import PeerCallError
+from gateway.flows.crossing import Crossing, append
+from gateway.flows.delivery import PEER_DEADLINE_SECONDS, deliver, participant_proto
+from gateway.flows.participants import participant_uri, to_federated
+from gateway.logging import get_logger
+from gateway.tracing import current_trace_proto
+from policy.evaluator import Decision, Request, grounds_of
+from policy.minimise import FactRefusedError, minimise_facts
+
+if TYPE_CHECKING:
+    from gateway.parts import NodeParts
+    from policy.store import PolicyStore
+
+log = get_logger("uitvraag")
+
+METHOD = "schakel.v1.CaseService/StartUitvraag"
+DEFAULT_DEADLINE_SECONDS = 5.0
+REGIE = Participant(org_id="", org_type="zvh", node_id="")
+"""The procesregisseur as recipient: what the node keeps in its vault for the case."""
+
+
+class UitvraagError(Exception):
+    """The uitvraag could not go on; the message is safe to return to the caller."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    provider: Participant
+    decisions: dict[Participant, Decision]
+    regie: Decision
+    asked: tuple[str, ...]
+
+
+def provider_grounds(case: Case, org_id: str) -> frozenset[tuple[str, str]]:
+    """The grounds recorded in ``case`` for provider ``org_id``, as policy requests take them."""
+    recorded: dict[str, list[str]] = {}
+    for ground in case.grounds:
+        if ground.provider_org_id == org_id:
+            # Policy names grounds with hyphens ("conflict-van-plichten").
+            recorded.setdefault(ground.category, []).append(ground.kind.value.replace("_", "-"))
+    return grounds_of(recorded)
+
+
+def _decide(
+    policy: PolicyStore,
+    case: Case,
+    provider: Participant,
+    recipient: Participant,
+    categories: tuple[str, ...],
+) -> Decision:
+    return policy.decide(
+        Request(
+            activity=case.activity,
+            phase="casusoverleg",
+            provider=provider.org_type,
+            recipient=recipient.org_type,
+            roles=frozenset({"procesregisseur"}) if recipient is REGIE else frozenset(),
+            categories=categories,
+            case_accepted=case.accepted_at is not None,
+            grounds=provider_grounds(case, provider.org_id),
+        )
+    )
+
+
+def plan(policy: PolicyStore, case: Case, categories: tuple[str, ...]) -> list[_Plan]:
+    """Per provider (every participant): the decision for every recipient, and what to ask."""
+    plans = []
+    for provider in case.participants:
+        decisions = {
+            r: _decide(policy, case, provider, r, categories)
+            for r in case.participants
+            if r != provider
+        }
+        regie = _decide(policy, case, provider, REGIE, categories)
+        released = {c for d in (*decisions.values(), regie) for c in d.released}
+        plans.append(
+            _Plan(provider, decisions, regie, tuple(c for c in categories if c in released))
+        )
+    return plans
+
+
+def as_recipient(caller: Identity, recipient: Participant) -> Identity:
+    """The recipient as the requester of its release in the audit record."""
+    return dataclasses.replace(
+        caller,
+        kind=PeerKind.PARTNER,
+        node_id=recipient.node_id,
+        org_id=recipient.org_id,
+        org_type=recipient.org_type,
+        roles=frozenset(),
+    )
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A provider's answer: what goes into the vault, and the facts per recipient type.
+
+    ``by_type`` is None for a provider of this node, whose raw facts this
+    node minimises per recipient; a peer node's provider comes minimised
+    per recipient type by its node.
+    """
+
+    vault: list[common_pb2.Fact]
+    by_type: dict[str, list[common_pb2.Fact]] | None
+
+    def for_recipient(self, recipient: Participant, decision: Decision) -> list[common_pb2.Fact]:
+        """The facts ``recipient`` gets under this node's ``decision`` for it."""
+        released = set(decision.released)
+        if self.by_type is None:
+            try:
+                return minimise_facts([f for f in self.vault if f.category in released], decision)
+            except FactRefusedError as exc:
+                # The message names a category or field, never a value.
+                log.warning("facts_refused", reason=str(exc))
+                return []
+        return [f for f in self.by_type.get(recipient.org_type, []) if f.category in released]
+
+
+async def run_uitvraag(
+    parts: NodeParts,
+    case: Case,
+    categories: tuple[str, ...],
+    *,
+    caller: Identity,
+    activity_uri: str,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
+) -> case_pb2.UitvraagResult:
+    """Ask, judge, minimise, audit and deliver; the per-provider outcome.
+
+    Raises UitvraagError when an audit record cannot be written (then what
+    it would have covered has not left).
+    """
+    policy, subjects = parts.policy, parts.subjects
+    if policy is None or subjects is None:
+        raise UitvraagError("this node has no policy bundle or no pseudonym keys configured")
+    case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
+    plans = plan(policy, case, categories)
+
+    def crossing(who: Identity, p: _Plan, decision: Decision | None = None) -> Crossing:
+        return Crossing(
+            name=METHOD,
+            caller=who,
+            activity=case.activity,
+            activity_uri=activity_uri,
+            phase=common_pb2.PHASE_CASUSOVERLEG,
+            case_ref=case_ref,
+            subject=case.subject,
+            categories=p.asked,
+            decision=decision.to_proto() if decision is not None else None,
+            provider=participant_uri(p.provider),
+        )
+
+    asking = [p for p in plans if p.asked]
+    for p in asking:
+        # The question itself tells the provider the subject is in this case.
+        if await append(parts.audit, crossing(caller, p)) is None:
+            raise UitvraagError("the audit record of a question could not be written")
+    answers = await asyncio.gather(*(_ask(parts, case, p, deadline) for p in asking))
+    answered = [(p, a) for p, a in zip(asking, answers, strict=True) if a is not None]
+    # Every release is on record before any is stored or delivered, so a
+    # failed audit write leaves no partial release behind the error.
+    releases: list[_Release] = []
+    for p, answer in answered:
+        for recipient, decision in p.decisions.items():
+            record = crossing(as_recipient(caller, recipient), p, decision)
+            if await append(parts.audit, record) is None:
+                raise UitvraagError(
+                    "the audit record of a release could not be written; nothing was "
+                    "stored or delivered"
+                )
+            releases.append(
+                _Release(p, recipient, decision, answer.for_recipient(recipient, decision), record)
+            )
+    for p, answer in answered:
+        for fact in answer.vault:
+            await asyncio.to_thread(parts.registry.store_fact, case.id, fact, provider=p.provider)
+    undelivered: dict[Participant, list[Participant]] = {}
+    for release in releases:
+        if release.facts and not await _deliver(parts, case, release):
+            undelivered.setdefault(release.plan.provider, []).append(release.recipient)
+    answering = {p.provider for p, _ in answered}
+    result = case_pb2.UitvraagResult(case_ref=case_ref)
+    for p in plans:
+        outcome = result.providers.add(
+            provider=participant_proto(p.provider),
+            decision=p.regie.to_proto(),
+            answered=p.provider in answering,
+        )
+        outcome.undelivered.extend(participant_proto(r) for r in undelivered.get(p.provider, []))
+    return result
+
+
+async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answer | None:
+    """Put the question to the provider, here or at its node; None when it did not answer."""
+    subjects = parts.subjects
+    assert subjects is not None
+    case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
+    purpose = common_pb2.Purpose(processing_activity_id=case.activity)
+    if p.provider.node_id == parts.node_id:
+        subject = await asyncio.to_thread(
+            subjects.for_domain_from_pseudonym, case.subject, p.provider.org_id
+        )
+        task = partner_pb2.PartnerTask(
+            kind=partner_pb2.TASK_KIND_FACT_QUERY,
+            purpose=purpose,
+            case_ref=case_ref,
+            phase=common_pb2.PHASE_CASUSOVERLEG,
+            subject=subject,
+            categories=list(p.asked),
+            trace=current_trace_proto(),
+        )
+        pending = await parts.tasks.send(
+            p.provider.org_id, task, subject=case.subject, timeout=deadline
+        )
+        answer = await parts.tasks.wait(pending)
+        if not isinstance(answer, partner_pb2.AnswerFactsRequest):
+            return None
+        return _Answer(vault=list(answer.facts), by_type=None)
+    if parts.peers is None:
+        log.warning("uitvraag_no_federation", case_id=case.id, node=p.provider.node_id)
+        return None
+    types = dict.fromkeys([REGIE.org_type, *(r.org_type for r in p.decisions)])
+    request = federation_pb2.AskParticipantRequest(
+        purpose=purpose,
+        case_ref=case_ref,
+        subject=await asyncio.to_thread(
+            subjects.for_domain_from_pseudonym, case.subject, p.provider.node_id
+        ),
+        provider=participant_proto(p.provider),
+        categories=list(p.asked),
+        recipient_org_types=list(types),
+        grounds=to_federated(provider_grounds(case, p.provider.org_id)),
+        deadline_ms=int(deadline * 1000),
+    )
+    try:
+        reply = await parts.peers.ask_participant(
+            p.provider.node_id, request, deadline=deadline + PEER_DEADLINE_SECONDS
+        )
+    except PeerCallError as exc:
+        log.warning(
+            "uitvraag_peer_unanswered", case_id=case.id, node=exc.node_id, reason=exc.reason
+        )
+        return None
+    if not reply.answered:
+        return None
+    by_type = {r.recipient_org_type: list(r.facts) for r in reply.releases}
+    regie = set(p.regie.released)
+    vault = [f for f in by_type.get(REGIE.org_type, []) if f.category in regie]
+    return _Answer(vault=vault, by_type=by_type)
+
+
+@dataclass(frozen=True)
+class _Release:
+    """One provider -> recipient release, audited, waiting to be delivered."""
+
+    plan: _Plan
+    recipient: Participant
+    decision: Decision
+    facts: list[common_pb2.Fact]
+    record: Crossing
+
+
+async def _deliver(parts: NodeParts, case: Case, release: _Release) -> bool:
+    """Deliver one audited release; on failure a second record says it did not arrive."""
+    delivered = await deliver(
+        parts,
+        case,
+        recipient=release.recipient,
+        provider=release.plan.provider,
+        facts=release.facts,
+        decision=release.decision,
+        phase=common_pb2.PHASE_CASUSOVERLEG,
+        grounds=provider_grounds(case, release.plan.provider.org_id),
+    )
+    if not delivered:
+        await append(parts.audit, release.record, ok=False)
+    return delivered

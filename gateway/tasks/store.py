@@ -1,0 +1,236 @@
+"""The durable side of the task broker: one row per partner task, its content sealed.
+
+The schema is created by the Alembic revision ``0003_partner_tasks``; keep
+the two in step (tests/gateway/test_task_broker.py compares them). A row
+holds in the clear only what the node needs to route and bound delivery:
+the task id, the organisation, the kind, the subject's node-domain
+pseudonym (the cases table holds the same), timestamps, state and attempts.
+The serialized :class:`schakel.v1.partner_pb2.PartnerTask` (facts, the
+subject encrypted to the partner's domain, the case) is AES-256-GCM
+ciphertext under the case vault's key, with the organisation and task id
+bound as associated data, so a row moved to another organisation or swapped
+with another row fails authentication instead of being delivered. A task
+that is done keeps neither its content nor its subject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from google.protobuf.message import DecodeError
+from schakel.v1 import partner_pb2
+from sqlalchemy.engine import Engine
+
+from gateway.cases.errors import FactIntegrityError
+from gateway.cases.store import utc_now
+from gateway.cases.tables import UTCDateTime
+from gateway.cases.vault import FactVault
+from gateway.storage import metadata
+
+QUEUED = "queued"
+SENT = "sent"
+DONE = "done"
+
+ANSWERED_KINDS = frozenset({partner_pb2.TASK_KIND_HIT_QUERY, partner_pb2.TASK_KIND_FACT_QUERY})
+"""Kinds an asker in this process awaits; they cannot outlive the process."""
+
+_SCOPE = "schakel/v1/partner-task"
+"""Stands where the vault binds a case id: no case id looks like it, so a case
+fact and a task can never be passed off as each other."""
+
+partner_tasks = sa.Table(
+    "partner_tasks",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("org_id", sa.String(63), nullable=False, index=True),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    # Cleared once the task is done, like its sealed content.
+    sa.Column("subject_pseudonym", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    # 12-byte nonce || AES-256-GCM ciphertext and tag of a serialized PartnerTask.
+    sa.Column("sealed", sa.LargeBinary),
+    sa.CheckConstraint("state IN ('queued', 'sent', 'done')", name="state"),
+)
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """An open delivery read back from the table."""
+
+    task: partner_pb2.PartnerTask
+    org_id: str
+    subject: str
+    state: str
+    attempts: int
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What :meth:`TaskStore.recover` found when the node started."""
+
+    deliveries: list[StoredTask]
+    """Open deliveries, oldest first."""
+    expired: int
+    """Rows past their deadline, deleted."""
+    lapsed: int
+    """Open questions whose asker died with the previous process, now done."""
+    unreadable: list[tuple[str, str]]
+    """(task id, org id) of rows that failed authentication, now done."""
+
+
+def _settle(task_ids: list[str]) -> sa.Update:
+    t = partner_tasks
+    return (
+        sa.update(t)
+        .where(t.c.id.in_(task_ids), t.c.state != DONE)
+        .values(state=DONE, sealed=None, subject_pseudonym=None)
+    )
+
+
+class TaskStore:
+    """Reads and writes ``partner_tasks``; every method is blocking (run it in a thread)."""
+
+    def __init__(
+        self, engine: Engine, vault: FactVault, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        """Store on ``engine``, sealing under ``vault``; ``clock`` gives aware UTC times."""
+        self._engine = engine
+        self._vault = vault
+        self.now = clock
+
+    def row(
+        self,
+        task: partner_pb2.PartnerTask,
+        org_id: str,
+        subject: str,
+        *,
+        created_at: datetime,
+        expires_at: datetime,
+    ) -> dict[str, Any]:
+        """The new, queued row of ``task`` (its task_id set) for ``org_id``, sealed."""
+        return {
+            "id": task.task_id,
+            "org_id": org_id,
+            "kind": int(task.kind),
+            "subject_pseudonym": subject,
+            "created_at": created_at,
+            "expires_at": expires_at,
+            "state": QUEUED,
+            "attempts": 0,
+            "key_id": self._vault.key_id,
+            "sealed": self._vault.seal(_SCOPE, org_id, task.task_id, task.SerializeToString()),
+        }
+
+    def insert(self, row: dict[str, Any]) -> None:
+        """Store one row made by :meth:`row`, committed before this returns."""
+        with self._engine.begin() as conn:
+            conn.execute(sa.insert(partner_tasks), [row])
+
+    def apply(
+        self, inserts: Sequence[dict[str, Any]], sent: Mapping[str, int], done: Collection[str]
+    ) -> None:
+        """Write a batch in one transaction: new rows, then sends, then settled tasks.
+
+        ``sent`` maps a task id to how often streams took it since the last
+        batch; a task already done is not counted. The order is the order in
+        which these happen to one task, so a batch never undoes itself.
+        """
+        t = partner_tasks
+        with self._engine.begin() as conn:
+            if inserts:
+                conn.execute(sa.insert(t), list(inserts))
+            by_count: dict[int, list[str]] = {}
+            for task_id, count in sent.items():
+                by_count.setdefault(count, []).append(task_id)
+            for count, ids in by_count.items():
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(ids), t.c.state != DONE)
+                    .values(state=SENT, attempts=t.c.attempts + count)
+                )
+            if done:
+                conn.execute(_settle(list(done)))
+
+    def mark_done(self, task_ids: Collection[str]) -> int:
+        """Mark tasks done and drop their content and subject; returns how many changed."""
+        if not task_ids:
+            return 0
+        with self._engine.begin() as conn:
+            return conn.execute(_settle(list(task_ids))).rowcount
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Delete every task past its deadline at ``now``, whatever its state."""
+        at = now if now is not None else self.now()
+        with self._engine.begin() as conn:
+            result = conn.execute(sa.delete(partner_tasks).where(partner_tasks.c.expires_at <= at))
+        return result.rowcount
+
+    def recover(self, now: datetime | None = None) -> Recovered:
+        """At start-up: delete expired rows, lapse open questions, read open deliveries."""
+        at = now if now is not None else self.now()
+        t = partner_tasks
+        with self._engine.begin() as conn:
+            expired = conn.execute(sa.delete(t).where(t.c.expires_at <= at)).rowcount
+            lapsed = conn.execute(
+                sa.update(t)
+                .where(t.c.kind.in_([int(k) for k in ANSWERED_KINDS]), t.c.state != DONE)
+                .values(state=DONE, sealed=None, subject_pseudonym=None)
+            ).rowcount
+            rows = conn.execute(
+                sa.select(t).where(t.c.state != DONE).order_by(t.c.created_at, t.c.id)
+            ).all()
+        deliveries: list[StoredTask] = []
+        unreadable: list[tuple[str, str]] = []
+        for row in rows:
+            task = self._open(row)
+            if task is None:
+                unreadable.append((row.id, row.org_id))
+                continue
+            deliveries.append(
+                StoredTask(
+                    task=task,
+                    org_id=row.org_id,
+                    subject=row.subject_pseudonym or "",
+                    state=row.state,
+                    attempts=row.attempts,
+                    created_at=row.created_at,
+                    expires_at=row.expires_at,
+                )
+            )
+        self.mark_done([task_id for task_id, _ in unreadable])
+        return Recovered(deliveries, expired, lapsed, unreadable)
+
+    def _open(self, row: sa.Row[tuple[object, ...]]) -> partner_pb2.PartnerTask | None:
+        """The row's task, or None when it does not authenticate or does not match its row."""
+        if row.sealed is None:
+            return None
+        try:
+            plain = self._vault.open(_SCOPE, row.org_id, row.id, row.sealed, row.key_id)
+            task = partner_pb2.PartnerTask.FromString(plain)
+        except (FactIntegrityError, DecodeError):
+            return None
+        if task.task_id != row.id or int(task.kind) != row.kind:
+            return None
+        return task
+
+
+__all__ = [
+    "ANSWERED_KINDS",
+    "DONE",
+    "QUEUED",
+    "SENT",
+    "Recovered",
+    "StoredTask",
+    "TaskStore",
+    "partner_tasks",
+]
