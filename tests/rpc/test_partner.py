@@ -282,3 +282,30 @@ async def test_a_bad_request_is_never_answered_unavailable_or_internal(flow: Flo
             error = await refusal(pending)
             assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (method, error.details())
     assert cases(flow) == 0
+
+
+async def test_a_refused_status_look_up_of_a_case_is_in_the_persons_inzage(flow: Flow) -> None:
+    politie = flow.pair.fed.partner(RR, "politie-rr", "politie", force=True)
+    ggz = flow.pair.fed.partner(RR, "ggz-rr", "ggz", force=True)
+    async with flow.pair.channel(RR, politie) as channel:
+        stub = partner_pb2_grpc.PartnerServiceStub(channel)
+        made = await stub.SubmitReferral(referral(flow, "k1"))
+        other = common_pb2.Purpose(processing_activity_id="zvh.onbekend")
+        denied = await refusal(
+            stub.GetCaseStatus(
+                partner_pb2.GetCaseStatusRequest(purpose=other, case_ref=made.case_ref)
+            )
+        )
+    async with flow.pair.channel(RR, ggz) as channel:
+        hidden = await refusal(
+            partner_pb2_grpc.PartnerServiceStub(channel).GetCaseStatus(
+                partner_pb2.GetCaseStatusRequest(purpose=PURPOSE, case_ref=made.case_ref)
+            )
+        )
+    assert denied.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert hidden.code() is grpc.StatusCode.NOT_FOUND
+    records = [r for r in await inzage(flow) if r.name.endswith("/GetCaseStatus")]
+    assert [(r.requester.rsplit("/", 1)[1], r.status) for r in records] == [
+        ("politie-rr", audit_pb2.SPAN_STATUS_ERROR),
+        ("ggz-rr", audit_pb2.SPAN_STATUS_ERROR),
+    ]
