@@ -20,9 +20,10 @@ again, at most :data:`MAX_DELIVERY_ATTEMPTS` times in all. After a restart
 :meth:`TaskBroker.recover` queues the open deliveries again; open questions
 lapse, since the asker awaiting them died with the old process.
 
-The broker holds no audit records: every answer is audited by the servicer
-before it is acknowledged, and every task the node sends is audited by the
-flow that makes it.
+The broker holds no audit records: every answer is audited by
+:mod:`gateway.flows.answers` before it is acknowledged, and every task the
+node sends is audited by the flow that makes it. A call that does not fit an
+open task raises a :class:`TaskError` of the node's one error tree.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cases.store import utc_now
 from gateway.cases.vault import FactVault
+from gateway.errors import (
+    DeniedError,
+    InvalidInputError,
+    NotFoundError,
+    SchakelError,
+    UnavailableError,
+    quote,
+)
 from gateway.logging import get_logger
 from gateway.tasks.store import ANSWERED_KINDS, SENT, TaskStore
 
@@ -64,12 +73,20 @@ class Withheld:
 Answer = partner_pb2.AnswerHitRequest | partner_pb2.AnswerFactsRequest | Withheld
 
 
-class TaskError(Exception):
-    """A call that does not fit an open task; ``reason`` is not_found, not_yours or wrong_kind."""
+class TaskError(SchakelError):
+    """A call that does not fit an open task of the caller."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+
+class TaskNotFoundError(TaskError, NotFoundError):
+    """No open task has the id: unknown, already settled, or past its deadline."""
+
+
+class TaskNotYoursError(TaskError, DeniedError):
+    """The task was sent to another organisation."""
+
+
+class TaskKindError(TaskError, InvalidInputError):
+    """The call does not settle tasks of this kind."""
 
 
 @dataclass(eq=False)
@@ -211,7 +228,7 @@ class TaskBroker:
         self, org_id: str, task: partner_pb2.PartnerTask, *, subject: str, timeout: float
     ) -> PendingTask:
         """Store and queue ``task`` for ``org_id`` with a fresh id and a deadline
-        ``timeout`` s from now; raises SQLAlchemyError when it cannot be stored."""
+        ``timeout`` s from now; raises UnavailableError when it cannot be stored."""
         task.task_id = uuid.uuid4().hex
         created = self._store.now()
         deadline = Timestamp()
@@ -228,7 +245,13 @@ class TaskBroker:
             self._inserts.append(row)
             self._flush_soon()
         else:
-            await asyncio.to_thread(self._store.insert, row)
+            try:
+                await asyncio.to_thread(self._store.insert, row)
+            except SQLAlchemyError as exc:
+                log.error("partner_task_not_stored", kind=int(task.kind), error=type(exc).__name__)
+                raise UnavailableError(
+                    f"a task for {org_id} could not be stored, so it was not sent; try again"
+                ) from None
         loop = asyncio.get_running_loop()
         pending = PendingTask(
             task=task,
@@ -260,15 +283,17 @@ class TaskBroker:
             self._finish(pending)
 
     def claim(self, task_id: str, org_id: str) -> PendingTask:
-        """The open task ``task_id`` if ``org_id`` may answer it (TaskError otherwise)."""
+        """The open task ``task_id`` if ``org_id`` may answer it.
+
+        TaskNotFoundError or TaskNotYoursError say why not.
+        """
         pending = self._live.get(task_id)
         if pending is None or time.monotonic() > pending.expires:
-            raise TaskError(
-                "not_found",
-                f"no open task {task_id!r}: unknown, already answered, or past its deadline",
+            raise TaskNotFoundError(
+                f"no open task {quote(task_id)}: unknown, already answered, or past its deadline"
             )
         if pending.org_id != org_id:
-            raise TaskError("not_yours", f"task {task_id!r} was sent to another organisation")
+            raise TaskNotYoursError(f"task {quote(task_id)} was sent to another organisation")
         return pending
 
     def resolve(self, pending: PendingTask, answer: Answer) -> bool:
@@ -285,18 +310,23 @@ class TaskBroker:
     async def acknowledge(self, task_id: str, org_id: str) -> PendingTask:
         """Settle the delivery ``task_id`` for good once ``org_id`` stored it.
 
-        TaskError says why not (not_found, not_yours, wrong_kind);
-        SQLAlchemyError when the table could not be written (try again).
+        A :class:`TaskError` says why not; UnavailableError when the table
+        could not be written (the delivery stays open; try again).
         """
         pending = self.claim(task_id, org_id)
         if pending.answer is not None:
             kind = partner_pb2.TaskKind.Name(pending.task.kind)
-            raise TaskError(
-                "wrong_kind",
-                f"task {task_id!r} is a {kind} task: its answer acknowledges it, "
-                "AcknowledgeTask is for FACT_DELIVERY tasks",
+            raise TaskKindError(
+                f"task {quote(task_id)} is a {kind} task: its answer acknowledges it, "
+                "AcknowledgeTask is for FACT_DELIVERY tasks"
             )
-        await asyncio.to_thread(self._store.mark_done, [task_id])
+        try:
+            await asyncio.to_thread(self._store.mark_done, [task_id])
+        except SQLAlchemyError as exc:
+            log.error("partner_task_ack_not_saved", task_id=task_id, error=type(exc).__name__)
+            raise UnavailableError(
+                f"the acknowledgement of task {quote(task_id)} could not be stored; try again"
+            ) from None
         self._forget(pending)
         log.info(
             "partner_task_acknowledged", task_id=task_id, org_id=org_id, attempts=pending.attempts

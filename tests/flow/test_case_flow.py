@@ -14,7 +14,14 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 import sqlalchemy as sa
-from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
+from schakel.v1 import (
+    audit_pb2,
+    case_pb2,
+    case_pb2_grpc,
+    common_pb2,
+    partner_pb2,
+    partner_pb2_grpc,
+)
 
 from gateway.app import Node
 from gateway.audit.records import decode
@@ -370,11 +377,14 @@ async def test_a_partner_cannot_call_the_case_service(flow: Flow) -> None:
     assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
-def politie_answers(flow: Flow) -> int:
+def politie_answers(flow: Flow, status: int = audit_pb2.SPAN_STATUS_OK) -> int:
     with node(flow).parts.engine.connect() as conn:
         records = [decode(d) for _, _, d in iter_leaves(conn) if d is not None]
     return sum(
-        r.name.endswith("/AnswerFacts") and r.requester.endswith("/politie-rr") for r in records
+        r.name.endswith("/AnswerFacts")
+        and r.requester.endswith("/politie-rr")
+        and r.status == status
+        for r in records
     )
 
 
@@ -418,9 +428,10 @@ async def test_answer_facts_refuses_categories_not_asked_and_changes_nothing(flo
                 )
             )
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-        assert "not asked for: sociaal.huisvesting" in (err.value.details() or "")
-        # Other providers answer meanwhile; politie's refused answer left no record.
+        assert "not asked for: 'sociaal.huisvesting'" in (err.value.details() or "")
+        # Other providers answer meanwhile; politie's refused answer is recorded as refused only.
         assert politie_answers(flow) == 0
+        assert politie_answers(flow, audit_pb2.SPAN_STATUS_ERROR) == 1
         await politie.AnswerFacts(
             partner_pb2.AnswerFactsRequest(
                 task_id=task.task_id,

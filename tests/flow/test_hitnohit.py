@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 import sqlalchemy as sa
-from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
+from schakel.v1 import audit_pb2, common_pb2, partner_pb2, partner_pb2_grpc
 
 from adapters.sdk.subjects import decrypt_subject, encrypt_subject
 from gateway.app import Node
@@ -220,11 +220,18 @@ async def test_answer_hit_checks_the_task_and_audits_before_acknowledging(flow: 
             )
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "HIT_QUERY" in (err.value.details() or "")
-        assert audit.head().size == before  # refused answers change nothing
+        # A refused answer to ggz's own task is recorded as refused, about the task's
+        # subject; the others name no task of the caller. The task stays open.
+        with node(flow).parts.engine.connect() as conn:
+            refused = [decode(d) for _, _, d in iter_leaves(conn, start=before) if d is not None]
+        subject = node(flow).parts.registry.get(answer.case_ref.case_id).subject
+        assert len(refused) == 5
+        assert {r.status for r in refused} == {audit_pb2.SPAN_STATUS_ERROR}
+        assert {r.data_subject_id for r in refused} == {subject}
 
         ack = await ggz.AnswerHit(good)
         assert ack.task_id == task.task_id
-        assert audit.head().size == before + 1
+        assert audit.head().size == before + len(refused) + 1
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await ggz.AnswerHit(good)
         assert err.value.code() is grpc.StatusCode.NOT_FOUND

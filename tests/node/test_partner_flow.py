@@ -173,15 +173,23 @@ async def test_every_referral_crossing_is_in_the_audit_log_with_its_decision(pai
     assert BSN.encode() not in entry.leaf_data
 
 
-async def test_an_unknown_theme_is_refused_before_anything_is_recorded(pair: Pair) -> None:
+async def test_an_unknown_theme_is_refused_and_recorded_as_refused(pair: Pair) -> None:
     politie = pair.fed.partner(RR, "politie-rr", "politie")
+    parts = pair.nodes[RR].parts
     before = audit_size(pair)
     async with pair.channel(RR, politie) as channel:
         stub = partner_pb2_grpc.PartnerServiceStub(channel)
         error = await call_error(stub.SubmitReferral(referral(pair, theme="not-a-theme")))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "theme 'not-a-theme' is not one of" in (error.details() or "")
-    assert audit_size(pair) == before
+    assert audit_size(pair) == before + 1
+    with parts.engine.connect() as conn:
+        ((_, _, data),) = list(iter_leaves(conn, start=before))
+        assert conn.execute(sa.text("select count(*) from cases")).scalar_one() == 0
+    assert data is not None
+    refused = decode(data)
+    assert refused.status == audit_pb2.SPAN_STATUS_ERROR
+    assert refused.data_subject_id == expected_pseudonym(pair, RR)
 
 
 async def test_a_policy_denial_is_refused_and_audited_after_a_hot_reload(pair: Pair) -> None:
