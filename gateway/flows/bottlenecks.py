@@ -1,69 +1,55 @@
-"""Bottleneck tags on cases (issue #7): the body of CaseService.SetBottlenecks.
+"""Bottleneck tags on cases: the procesregisseur says why a case is stuck, for signalering.
 
 The procesregisseur sets a case's tags (``huisvesting``, ``zorgplek``, ...);
 which tags exist is the policy bundle's ``lists.bottlenecks``, so a region
-extends them by signing a new bundle. The node's interceptor has already
-checked that the caller is this node's procesregisseur.
+extends them by signing a new bundle. Tags are codes, never free text, and
+the national collector counts them without any personal data.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import grpc
-from schakel.v1 import case_pb2, partner_pb2
-
-from gateway.cases import CaseRegistry, case_status
+from gateway.cases import Case
+from gateway.errors import InvalidInputError
+from gateway.flows.regie import CaseCall, apply, begin, quote_some
 from policy.model import Bundle
 
+if TYPE_CHECKING:
+    from gateway.parts import NodeParts
 
-class BottleneckTagError(ValueError):
-    """A SetBottlenecks request is malformed; the message says what is wrong."""
+MAX_TAGS = 64
+"""The most tags one request may set."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+
+class BottleneckTagError(InvalidInputError):
+    """The tags of a SetBottlenecks request are malformed; the message says what is wrong."""
 
 
 def check_tags(tags: Sequence[str], bundle: Bundle) -> tuple[str, ...]:
     """``tags`` if each is in the bundle's bottleneck list, once; else BottleneckTagError."""
+    if len(tags) > MAX_TAGS:
+        raise BottleneckTagError(f"tags: at most {MAX_TAGS}, not {len(tags)}")
     duplicates = sorted({t for t in tags if tags.count(t) > 1})
     if duplicates:
-        raise BottleneckTagError(f"tags are listed twice: {', '.join(map(repr, duplicates))}")
+        raise BottleneckTagError(f"tags are listed twice: {quote_some(duplicates)}")
     unknown = [t for t in tags if t not in bundle.bottlenecks]
     if unknown:
         raise BottleneckTagError(
-            f"unknown bottleneck tag(s) {', '.join(map(repr, unknown))}; policy bundle "
+            f"unknown bottleneck tag(s) {quote_some(unknown)}; policy bundle "
             f"{bundle.name} {bundle.version} lists: {', '.join(bundle.bottlenecks)}"
         )
     return tuple(tags)
 
 
-async def set_bottlenecks(
-    request: case_pb2.SetBottlenecksRequest,
-    registry: CaseRegistry,
-    bundle: Bundle,
-    node_id: str,
-) -> partner_pb2.CaseStatus:
-    """Replace the case's tags and return its status (for the regie, hits included).
+async def set_bottlenecks(parts: NodeParts, call: CaseCall, tags: Sequence[str]) -> Case:
+    """Replace the tags of the case ``call`` names (any phase, until the purge)."""
+    action = await begin(parts, call)
+    checked = check_tags(tags, action.bundle)
+    return await apply(
+        parts, action, lambda: parts.registry.set_bottlenecks(action.case.id, checked)
+    )
 
-    Raises BottleneckTagError for a malformed request (nothing changes), and
-    the registry's errors (each with its gRPC ``code``) for an unknown case.
-    """
-    ref = request.case_ref
-    if not ref.case_id:
-        raise BottleneckTagError("case_ref.case_id is required")
-    if ref.node_id != node_id:
-        raise BottleneckTagError(
-            f"case_ref.node_id is {ref.node_id!r}; this node is {node_id!r} and sets tags "
-            "only on its own cases"
-        )
-    tags = check_tags(list(request.tags), bundle)
-    case = await asyncio.to_thread(registry.get, ref.case_id)
-    activity = request.purpose.processing_activity_id
-    if activity != case.activity:
-        raise BottleneckTagError(
-            f"purpose.processing_activity_id must be the case's activity {case.activity!r}, "
-            f"not {activity!r}"
-        )
-    case = await asyncio.to_thread(registry.set_bottlenecks, ref.case_id, tags)
-    return case_status(case, node_id, for_referrer=False)
+
+__all__ = ["MAX_TAGS", "BottleneckTagError", "check_tags", "set_bottlenecks"]

@@ -4,18 +4,25 @@ A participant of this node gets a FACT_DELIVERY task with the subject in
 its own domain. A participant of a peer node is reached through that node's
 ``DeliverFacts``, with the subject in the peer's domain; the peer checks the
 categories under its own policy, audits, and queues the task. The caller
-has audited the release before it calls :func:`deliver`.
+has audited the release before it calls :func:`deliver`, and when the
+release did not arrive, :func:`not_arrived` adds a second record that says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from typing import TYPE_CHECKING
 
 from schakel.v1 import common_pb2, federation_pb2, partner_pb2
 
+from certs.identity import Identity, PeerKind
+from gateway.audit.store import AuditLog
 from gateway.cases import Case, Participant
+from gateway.errors import AuditUnavailableError, NotConfiguredError
 from gateway.federation.client import PeerCallError
+from gateway.flows.crossing import Crossing, record
 from gateway.flows.participants import to_federated
 from gateway.logging import get_logger
 from gateway.tracing import current_trace_proto
@@ -37,6 +44,18 @@ def participant_proto(p: Participant) -> common_pb2.Participant:
     return common_pb2.Participant(org_id=p.org_id, org_type=p.org_type, node_id=p.node_id)
 
 
+def as_recipient(caller: Identity, recipient: Participant) -> Identity:
+    """The recipient as the requester of its release in the audit record."""
+    return dataclasses.replace(
+        caller,
+        kind=PeerKind.PARTNER,
+        node_id=recipient.node_id,
+        org_id=recipient.org_id,
+        org_type=recipient.org_type,
+        roles=frozenset(),
+    )
+
+
 async def deliver(
     parts: NodeParts,
     case: Case,
@@ -51,7 +70,9 @@ async def deliver(
     """Queue ``facts`` for ``recipient``; False when its peer node did not take them."""
     subjects = parts.subjects
     if subjects is None:
-        raise ValueError("delivering needs the node's pseudonym keys")
+        raise NotConfiguredError(
+            "this node has no pseudonym keys configured (pseudonyms.transcryptor_keys)"
+        )
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     purpose = common_pb2.Purpose(processing_activity_id=case.activity)
     if recipient.node_id == parts.node_id:
@@ -94,3 +115,14 @@ async def deliver(
         log.warning("delivery_failed", case_id=case.id, node=recipient.node_id, reason=exc.reason)
         return False
     return True
+
+
+async def not_arrived(audit: AuditLog, release: Crossing) -> None:
+    """Record that the audited ``release`` did not arrive (its record again, status ERROR).
+
+    The release itself is on record and nothing more left the node, so a
+    failure to write this second record does not fail the call: the write
+    failure is in the node's log.
+    """
+    with contextlib.suppress(AuditUnavailableError):
+        await record(audit, release, ok=False)

@@ -21,32 +21,32 @@ from schakel.v1 import case_pb2, common_pb2, partner_pb2
 
 from certs.identity import Identity
 from gateway.cases import Case, CaseError, Hit
+from gateway.cases.steps import Step, check_step
 from gateway.config import PartnerOrgSection
+from gateway.errors import NotConfiguredError
 from gateway.federation.client import FanOut, PeerHit
-from gateway.flows.crossing import Crossing, append
+from gateway.flows.crossing import Crossing, record
+from gateway.flows.regie import CaseCall, begin, deadline_seconds
 from gateway.logging import get_logger
 from gateway.tasks.broker import Withheld
 from gateway.tracing import current_trace_proto
+from policy.vocabulary import BEKEND
 
 if TYPE_CHECKING:
     from gateway.parts import NodeParts
 
 log = get_logger("hitnohit")
 
-DEFAULT_DEADLINE_SECONDS = 2.0
-MAX_DEADLINE_SECONDS = 30.0
-BEKEND = "bekend"
-"""The policy category of a hit/no-hit answer."""
-REGIE = "zvh"
+DEFAULT_DEADLINE_MS = 2000
+DEFAULT_DEADLINE_SECONDS = DEFAULT_DEADLINE_MS / 1000
+LEAST_SECONDS_TO_ASK = 0.01
+"""What a round gives its questions when writing its record used up the deadline:
+they are then answered "deadline", never a failure of the round."""
 ROUND_METHOD = "schakel.v1.CaseService/RunHitNoHit"
 """The audit name of a round, whether a referral or the procesregisseur started it."""
 UNANSWERED_DEADLINE = "deadline"
 UNANSWERED_NO_STREAM = "no task stream"
 UNANSWERED_WITHHELD = "withheld by policy"
-
-
-class RoundError(Exception):
-    """A round that could not start; ``reason`` names why (no keys, audit down)."""
 
 
 @dataclass
@@ -71,6 +71,20 @@ class RoundResult:
         )
 
 
+async def ask_again(parts: NodeParts, call: CaseCall, deadline_ms: int) -> RoundResult:
+    """The procesregisseur's round for the case ``call`` names, before the case meeting.
+
+    ``deadline_ms`` bounds the whole round (0 for the default); the case must
+    be in aanmelding or triage.
+    """
+    action = await begin(parts, call)
+    deadline = deadline_seconds(deadline_ms, DEFAULT_DEADLINE_MS)
+    check_step(action.case, Step.HIT_NO_HIT)
+    return await run_round(
+        parts, action.case, caller=call.caller, method=call.name, deadline=deadline
+    )
+
+
 async def run_round(
     parts: NodeParts,
     case: Case,
@@ -82,11 +96,12 @@ async def run_round(
     """Ask local partners and peer nodes about the subject of ``case``; record the hits.
 
     The round's own audit record (the subject leaving to partners and peers)
-    is written before any question goes out; RoundError when it cannot be.
+    is written before any question goes out; AuditUnavailableError when it
+    cannot be, NotConfiguredError without pseudonym keys.
     """
     subjects = parts.subjects
     if subjects is None:
-        raise RoundError(
+        raise NotConfiguredError(
             "this node has no pseudonym keys configured (pseudonyms.transcryptor_keys)"
         )
     started = asyncio.get_running_loop().time()
@@ -104,10 +119,10 @@ async def run_round(
         subject=case.subject,
         categories=(BEKEND,),
     )
-    if await append(parts.audit, crossing) is None:
-        raise RoundError("the audit record of the round could not be written")
+    await record(parts.audit, crossing)
     partners = [p for p in parts.config.partners if p.id != case.referrer_org_id]
-    remaining = max(deadline - (asyncio.get_running_loop().time() - started), 0.0)
+    elapsed = asyncio.get_running_loop().time() - started
+    remaining = max(deadline - elapsed, LEAST_SECONDS_TO_ASK)
     local = _ask_partners(parts, case, case_ref, partners, remaining)
     peers = _ask_peers(parts, case, case_ref, remaining)
     result = RoundResult()
@@ -202,4 +217,11 @@ async def _ask_peers(
     )
 
 
-__all__ = ["DEFAULT_DEADLINE_SECONDS", "RoundError", "RoundResult", "run_round"]
+__all__ = [
+    "BEKEND",
+    "DEFAULT_DEADLINE_SECONDS",
+    "ROUND_METHOD",
+    "RoundResult",
+    "ask_again",
+    "run_round",
+]

@@ -13,27 +13,40 @@ provider -> recipient decision) and only then delivered with the subject in
 the recipient's domain (:mod:`gateway.flows.delivery`; a peer node's partner via
 ``DeliverFacts``). An organisation that is not a participant is never a
 recipient.
+
+The procesregisseur starts it (:func:`start_uitvraag`) for categories of the
+policy bundle, each once, while the case is in casusoverleg.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from schakel.v1 import case_pb2, common_pb2, federation_pb2, partner_pb2
 
-from certs.identity import Identity, PeerKind
+from certs.identity import Identity
 from gateway.cases import Case, Participant
+from gateway.cases.steps import Step, check_step
+from gateway.errors import AuditUnavailableError, InvalidInputError, NotConfiguredError
 from gateway.federation.client import PeerCallError
-from gateway.flows.crossing import Crossing, append
-from gateway.flows.delivery import PEER_DEADLINE_SECONDS, deliver, participant_proto
+from gateway.flows.crossing import Crossing, record
+from gateway.flows.delivery import (
+    PEER_DEADLINE_SECONDS,
+    as_recipient,
+    deliver,
+    not_arrived,
+    participant_proto,
+)
 from gateway.flows.participants import participant_uri, to_federated
+from gateway.flows.regie import CaseCall, begin, check_count, deadline_seconds, quote_some
 from gateway.logging import get_logger
 from gateway.tracing import current_trace_proto
 from policy.evaluator import Decision, Request, grounds_of
 from policy.minimise import FactRefusedError, minimise_facts
+from policy.vocabulary import PROCESREGISSEUR, REGIE, Phase
 
 if TYPE_CHECKING:
     from gateway.parts import NodeParts
@@ -42,13 +55,12 @@ if TYPE_CHECKING:
 log = get_logger("uitvraag")
 
 METHOD = "schakel.v1.CaseService/StartUitvraag"
-DEFAULT_DEADLINE_SECONDS = 5.0
-REGIE = Participant(org_id="", org_type="zvh", node_id="")
+DEFAULT_DEADLINE_MS = 5000
+DEFAULT_DEADLINE_SECONDS = DEFAULT_DEADLINE_MS / 1000
+MAX_CATEGORIES = 64
+"""The most categories one uitvraag may name."""
+REGIE_RECIPIENT = Participant(org_id="", org_type=REGIE, node_id="")
 """The procesregisseur as recipient: what the node keeps in its vault for the case."""
-
-
-class UitvraagError(Exception):
-    """The uitvraag could not go on; the message is safe to return to the caller."""
 
 
 @dataclass(frozen=True)
@@ -79,10 +91,10 @@ def _decide(
     return policy.decide(
         Request(
             activity=case.activity,
-            phase="casusoverleg",
+            phase=Phase.CASUSOVERLEG.value,
             provider=provider.org_type,
             recipient=recipient.org_type,
-            roles=frozenset({"procesregisseur"}) if recipient is REGIE else frozenset(),
+            roles=frozenset({PROCESREGISSEUR}) if recipient is REGIE_RECIPIENT else frozenset(),
             categories=categories,
             case_accepted=case.accepted_at is not None,
             grounds=provider_grounds(case, provider.org_id),
@@ -99,24 +111,12 @@ def plan(policy: PolicyStore, case: Case, categories: tuple[str, ...]) -> list[_
             for r in case.participants
             if r != provider
         }
-        regie = _decide(policy, case, provider, REGIE, categories)
+        regie = _decide(policy, case, provider, REGIE_RECIPIENT, categories)
         released = {c for d in (*decisions.values(), regie) for c in d.released}
         plans.append(
             _Plan(provider, decisions, regie, tuple(c for c in categories if c in released))
         )
     return plans
-
-
-def as_recipient(caller: Identity, recipient: Participant) -> Identity:
-    """The recipient as the requester of its release in the audit record."""
-    return dataclasses.replace(
-        caller,
-        kind=PeerKind.PARTNER,
-        node_id=recipient.node_id,
-        org_id=recipient.org_id,
-        org_type=recipient.org_type,
-        roles=frozenset(),
-    )
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,39 @@ class _Answer:
         return [f for f in self.by_type.get(recipient.org_type, []) if f.category in released]
 
 
+async def start_uitvraag(
+    parts: NodeParts, call: CaseCall, categories: Sequence[str], deadline_ms: int
+) -> case_pb2.UitvraagResult:
+    """The procesregisseur's uitvraag for the case ``call`` names; see :func:`run_uitvraag`.
+
+    ``categories`` are categories of the policy bundle, each once;
+    ``deadline_ms`` bounds the wait for the answers (0 for the default).
+    """
+    action = await begin(parts, call)
+    check_count(categories, MAX_CATEGORIES, "categories")
+    asked = tuple(categories)
+    if not asked:
+        raise InvalidInputError("categories: name at least one")
+    unknown = [c for c in asked if c not in action.bundle.categories]
+    if unknown:
+        raise InvalidInputError(
+            f"categories: each once, from the policy bundle; unknown: {quote_some(unknown)}"
+        )
+    if len(set(asked)) != len(asked):
+        raise InvalidInputError("categories: each once, from the policy bundle; one is repeated")
+    action.crossing.categories = asked
+    deadline = deadline_seconds(deadline_ms, DEFAULT_DEADLINE_MS)
+    check_step(action.case, Step.UITVRAAG)
+    return await run_uitvraag(
+        parts,
+        action.case,
+        asked,
+        caller=call.caller,
+        activity_uri=action.activity.uri,
+        deadline=deadline,
+    )
+
+
 async def run_uitvraag(
     parts: NodeParts,
     case: Case,
@@ -155,12 +188,12 @@ async def run_uitvraag(
 ) -> case_pb2.UitvraagResult:
     """Ask, judge, minimise, audit and deliver; the per-provider outcome.
 
-    Raises UitvraagError when an audit record cannot be written (then what
-    it would have covered has not left).
+    Raises AuditUnavailableError when an audit record cannot be written
+    (then what it would have covered has not left).
     """
     policy, subjects = parts.policy, parts.subjects
     if policy is None or subjects is None:
-        raise UitvraagError("this node has no policy bundle or no pseudonym keys configured")
+        raise NotConfiguredError("this node has no policy bundle or no pseudonym keys configured")
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     plans = plan(policy, case, categories)
 
@@ -181,8 +214,7 @@ async def run_uitvraag(
     asking = [p for p in plans if p.asked]
     for p in asking:
         # The question itself tells the provider the subject is in this case.
-        if await append(parts.audit, crossing(caller, p)) is None:
-            raise UitvraagError("the audit record of a question could not be written")
+        await record(parts.audit, crossing(caller, p))
     answers = await asyncio.gather(*(_ask(parts, case, p, deadline) for p in asking))
     answered = [(p, a) for p, a in zip(asking, answers, strict=True) if a is not None]
     # Every release is on record before any is stored or delivered, so a
@@ -190,14 +222,16 @@ async def run_uitvraag(
     releases: list[_Release] = []
     for p, answer in answered:
         for recipient, decision in p.decisions.items():
-            record = crossing(as_recipient(caller, recipient), p, decision)
-            if await append(parts.audit, record) is None:
-                raise UitvraagError(
-                    "the audit record of a release could not be written; nothing was "
-                    "stored or delivered"
-                )
+            audited = crossing(as_recipient(caller, recipient), p, decision)
+            try:
+                await record(parts.audit, audited)
+            except AuditUnavailableError as exc:
+                raise AuditUnavailableError(
+                    "the audit record of a release could not be written, so nothing was "
+                    "stored or delivered; try again later"
+                ) from exc
             releases.append(
-                _Release(p, recipient, decision, answer.for_recipient(recipient, decision), record)
+                _Release(p, recipient, decision, answer.for_recipient(recipient, decision), audited)
             )
     for p, answer in answered:
         for fact in answer.vault:
@@ -247,7 +281,7 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
     if parts.peers is None:
         log.warning("uitvraag_no_federation", case_id=case.id, node=p.provider.node_id)
         return None
-    types = dict.fromkeys([REGIE.org_type, *(r.org_type for r in p.decisions)])
+    types = dict.fromkeys([REGIE, *(r.org_type for r in p.decisions)])
     request = federation_pb2.AskParticipantRequest(
         purpose=purpose,
         case_ref=case_ref,
@@ -273,7 +307,7 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
         return None
     by_type = {r.recipient_org_type: list(r.facts) for r in reply.releases}
     regie = set(p.regie.released)
-    vault = [f for f in by_type.get(REGIE.org_type, []) if f.category in regie]
+    vault = [f for f in by_type.get(REGIE, []) if f.category in regie]
     return _Answer(vault=vault, by_type=by_type)
 
 
@@ -301,5 +335,5 @@ async def _deliver(parts: NodeParts, case: Case, release: _Release) -> bool:
         grounds=provider_grounds(case, release.plan.provider.org_id),
     )
     if not delivered:
-        await append(parts.audit, release.record, ok=False)
+        await not_arrived(parts.audit, release.record)
     return delivered

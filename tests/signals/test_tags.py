@@ -1,4 +1,4 @@
-"""SetBottlenecks: tags from the policy bundle's list, on this node's own cases."""
+"""Bottleneck tags: from the policy bundle's list, each once, set and counted."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 import sqlalchemy as sa
-from schakel.v1 import case_pb2, common_pb2
 
-from gateway.cases import CaseNotFoundError, CaseRegistry, FactVault, count_cases
-from gateway.flows.bottlenecks import BottleneckTagError, set_bottlenecks
+from gateway.cases import CaseRegistry, FactVault, case_status, count_cases
+from gateway.flows.bottlenecks import MAX_TAGS, BottleneckTagError, check_tags
 from gateway.rpc.status import status_of
 from gateway.storage import make_engine, migrate
 from policy.loader import load_bundle
@@ -42,16 +41,6 @@ def bundle() -> Bundle:
     return load_bundle(BASELINE)
 
 
-def tag_request(
-    case_id: str, *tags: str, node: str = NODE, activity: str = "zvh.complexe-casuistiek"
-) -> case_pb2.SetBottlenecksRequest:
-    return case_pb2.SetBottlenecksRequest(
-        purpose=common_pb2.Purpose(processing_activity_id=activity),
-        case_ref=common_pb2.CaseRef(node_id=node, case_id=case_id),
-        tags=tags,
-    )
-
-
 def tags_in_db(engine: sa.Engine) -> list[tuple[str, str]]:
     with engine.connect() as conn:
         return sorted(
@@ -59,61 +48,39 @@ def tags_in_db(engine: sa.Engine) -> list[tuple[str, str]]:
         )
 
 
-async def test_tags_are_set_replaced_and_counted(
+def test_tags_are_set_replaced_and_counted(
     engine: sa.Engine, registry: CaseRegistry, bundle: Bundle
 ) -> None:
     case = registry.refer(referral()).case
-    status = await set_bottlenecks(
-        tag_request(case.id, "huisvesting", "schulden"), registry, bundle, NODE
+    status = case_status(
+        registry.set_bottlenecks(case.id, check_tags(["huisvesting", "schulden"], bundle)),
+        NODE,
+        for_referrer=False,
     )
     assert (status.case_ref.case_id, list(status.bottlenecks)) == (
         case.id,
         ["huisvesting", "schulden"],
     )
     assert status.external_ref == ""
-    status = await set_bottlenecks(tag_request(case.id, "zorgplek"), registry, bundle, NODE)
-    assert list(status.bottlenecks) == ["zorgplek"]
+    tagged = registry.set_bottlenecks(case.id, check_tags(["zorgplek"], bundle))
+    assert tagged.bottlenecks == ("zorgplek",)
     assert tags_in_db(engine) == [(case.id, "zorgplek")]
     cells = count_cases(engine, MAR.replace(year=2000), APR.replace(year=2100))
     assert [c.bottleneck for c in cells] == ["zorgplek"]
-    status = await set_bottlenecks(tag_request(case.id), registry, bundle, NODE)
-    assert list(status.bottlenecks) == []
+    assert registry.set_bottlenecks(case.id, check_tags([], bundle)).bottlenecks == ()
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("tags", "message"),
     [
-        ({"tags": ("huisvesting", "geldzorgen")}, "unknown bottleneck tag(s) 'geldzorgen'"),
-        ({"tags": ("schulden", "schulden")}, "tags are listed twice: 'schulden'"),
-        ({"node": "zvh-twente"}, "sets tags only on its own cases"),
-        ({"activity": "zvh.signalering"}, "must be the case's activity"),
-        ({"case_id": ""}, "case_ref.case_id is required"),
+        (["huisvesting", "geldzorgen"], "unknown bottleneck tag(s) 'geldzorgen'"),
+        (["schulden", "schulden"], "tags are listed twice: 'schulden'"),
+        ([f"tag-{i}" for i in range(MAX_TAGS + 1)], f"tags: at most {MAX_TAGS}"),
     ],
 )
-async def test_bad_requests_change_nothing(
-    engine: sa.Engine,
-    registry: CaseRegistry,
-    bundle: Bundle,
-    change: dict[str, str | tuple[str, ...]],
-    message: str,
-) -> None:
-    case = registry.refer(referral()).case
-    await set_bottlenecks(tag_request(case.id, "huisvesting"), registry, bundle, NODE)
-    tags = change.get("tags", ("zorgplek",))
-    req = tag_request(
-        str(change.get("case_id", case.id)),
-        *tags,
-        node=str(change.get("node", NODE)),
-        activity=str(change.get("activity", "zvh.complexe-casuistiek")),
-    )
+def test_bad_tags_are_refused(bundle: Bundle, tags: list[str], message: str) -> None:
+    """The case reference and purpose are the CaseService's checks (tests/rpc/test_case_tags.py)."""
     with pytest.raises(BottleneckTagError) as err:
-        await set_bottlenecks(req, registry, bundle, NODE)
+        check_tags(tags, bundle)
     assert message in str(err.value)
-    assert err.value.code is grpc.StatusCode.INVALID_ARGUMENT
-    assert tags_in_db(engine) == [(case.id, "huisvesting")]
-
-
-async def test_unknown_case(registry: CaseRegistry, bundle: Bundle) -> None:
-    with pytest.raises(CaseNotFoundError) as err:
-        await set_bottlenecks(tag_request("0" * 32, "huisvesting"), registry, bundle, NODE)
-    assert status_of(err.value) is grpc.StatusCode.NOT_FOUND
+    assert status_of(err.value) is grpc.StatusCode.INVALID_ARGUMENT

@@ -1,0 +1,112 @@
+"""Afschaling: the case closes with an outcome code, and its participants are told only that.
+
+Closing moves a case in casusoverleg to afschaling and starts its retention
+clock (the registry decides whether that is legal now). Then every
+participant is told the outcome under afschaling policy: category
+:data:`~policy.vocabulary.OUTCOME` from the regie to the participant's
+organisation type, minimised, audited before it leaves. A participant of a
+peer node is told through that node; if it cannot be reached a second
+record (status ERROR) says the outcome did not arrive, and the closure stands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from schakel.v1 import common_pb2
+
+from certs.identity import Identity
+from gateway.cases import Case, Participant
+from gateway.errors import InvalidInputError, NotConfiguredError, quote
+from gateway.flows.crossing import Crossing, record
+from gateway.flows.delivery import as_recipient, deliver, not_arrived
+from gateway.flows.regie import SERVICE, CaseCall, apply, begin
+from gateway.logging import get_logger
+from policy.evaluator import Outcome, Request
+from policy.minimise import FactRefusedError, minimise_facts
+from policy.vocabulary import OUTCOME, REGIE, Phase
+
+if TYPE_CHECKING:
+    from gateway.parts import NodeParts
+
+log = get_logger("afschaling")
+
+METHOD = f"{SERVICE}/CloseCase"
+"""The audit name of an outcome told, whether a closure or a hand-over closed the case."""
+
+
+async def close_case(parts: NodeParts, call: CaseCall, outcome: str) -> Case:
+    """Close the case with ``outcome`` (a code of the policy bundle), then tell the participants."""
+    action = await begin(parts, call)
+    if outcome not in action.bundle.outcomes:
+        raise InvalidInputError(
+            f"outcome {quote(outcome)} is not one of {', '.join(action.bundle.outcomes)}"
+        )
+    case = await apply(
+        parts,
+        action,
+        lambda: parts.registry.close(
+            action.case.id, outcome=outcome, retention_days=action.retention_days
+        ),
+    )
+    await tell_outcome(parts, call.caller, case, action.activity.uri)
+    return case
+
+
+async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_uri: str) -> None:
+    """Tell every participant of the closed ``case`` its outcome, as policy allows, audited first.
+
+    ``caller`` is the procesregisseur who closed it, the provider of the outcome.
+    """
+    policy = parts.policy
+    if policy is None:
+        raise NotConfiguredError("this node has no policy bundle configured (policy.bundle)")
+    fact = common_pb2.Fact(category=OUTCOME)
+    fact.fields[OUTCOME].text = case.outcome
+    regie = Participant(org_id=parts.node_id, org_type=REGIE, node_id=parts.node_id)
+    for participant in case.participants:
+        decision = policy.decide(
+            Request(
+                activity=case.activity,
+                phase=Phase.AFSCHALING.value,
+                provider=REGIE,
+                recipient=participant.org_type,
+                categories=(OUTCOME,),
+                case_accepted=case.accepted_at is not None,
+            )
+        )
+        release = Crossing(
+            name=METHOD,
+            caller=as_recipient(caller, participant),
+            activity=case.activity,
+            activity_uri=activity_uri,
+            phase=case.phase.to_proto(),
+            case_ref=common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id),
+            subject=case.subject,
+            categories=(OUTCOME,),
+            decision=decision.to_proto(),
+            provider=caller.uri,
+        )
+        await record(parts.audit, release)
+        if decision.outcome is not Outcome.ALLOW:
+            continue
+        try:
+            facts = minimise_facts([fact], decision)
+        except FactRefusedError as exc:
+            # The message names a category or field, never a value.
+            log.warning("outcome_refused", case_id=case.id, reason=str(exc))
+            continue
+        delivered = await deliver(
+            parts,
+            case,
+            recipient=participant,
+            provider=regie,
+            facts=facts,
+            decision=decision,
+            phase=common_pb2.PHASE_AFSCHALING,
+        )
+        if not delivered:
+            await not_arrived(parts.audit, release)
+
+
+__all__ = ["METHOD", "close_case", "tell_outcome"]

@@ -1,0 +1,112 @@
+"""Triage and casusoverleg: accept or reject a case, name its participants, record grounds.
+
+At triage the procesregisseur accepts a case, naming the participants
+(deelnemers), which moves it to casusoverleg, or rejects it, which closes it
+with outcome ``niet-ontvankelijk``. In casusoverleg more participants may
+join, and while the case is open the procesregisseur records the grounds
+(consent, a legal duty, a conflict van plichten) that let a special category
+cross. The registry decides whether each change is legal in the case's
+phase; this module refuses malformed input before anything is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from schakel.v1 import case_pb2
+
+from gateway.cases import REJECTED_OUTCOME, Case, GroundKind, Participant
+from gateway.cases.errors import CaseInputError
+from gateway.cases.model import check_code, check_external_ref, check_id
+from gateway.errors import InvalidInputError, quote
+from gateway.flows.regie import CaseCall, apply, begin, check_count
+
+if TYPE_CHECKING:
+    from gateway.parts import NodeParts
+
+MAX_PARTICIPANTS = 64
+"""The most participants one request may name."""
+
+
+def _checked(participants: Sequence[Participant], what: str) -> tuple[Participant, ...]:
+    try:
+        return tuple(p.check() for p in participants)
+    except CaseInputError as exc:
+        raise CaseInputError(f"{what}: {exc.message}") from None
+
+
+async def triage(
+    parts: NodeParts,
+    call: CaseCall,
+    *,
+    accept: bool,
+    reason_code: str,
+    participants: Sequence[Participant],
+) -> Case:
+    """Accept (with participants -> casusoverleg) or reject (-> afschaling) the case."""
+    action = await begin(parts, call)
+    registry = parts.registry
+    case_id = action.case.id
+    if not accept:
+        if participants:
+            raise InvalidInputError("participants are named only when a case is accepted")
+        reason = check_code(reason_code or REJECTED_OUTCOME, "reason_code")
+        return await apply(
+            parts,
+            action,
+            lambda: registry.reject(
+                case_id, reason_code=reason, retention_days=action.retention_days
+            ),
+        )
+    check_count(participants, MAX_PARTICIPANTS, "participants")
+    named = _checked(participants, "participants")
+    check_code(reason_code, "reason_code")
+    return await apply(
+        parts,
+        action,
+        lambda: registry.accept(case_id, reason_code=reason_code, participants=named),
+    )
+
+
+async def add_participant(parts: NodeParts, call: CaseCall, participant: Participant) -> Case:
+    """Add one participant to a case in casusoverleg."""
+    action = await begin(parts, call)
+    (checked,) = _checked([participant], "participant")
+    return await apply(
+        parts, action, lambda: parts.registry.add_participant(action.case.id, checked)
+    )
+
+
+async def record_ground(
+    parts: NodeParts,
+    call: CaseCall,
+    *,
+    kind: case_pb2.GroundKind.ValueType,
+    category: str,
+    provider_org_id: str,
+    evidence_ref: str,
+) -> Case:
+    """Record consent, a legal duty or a conflict van plichten for a category and provider."""
+    action = await begin(parts, call, (category,))
+    ground = GroundKind.from_proto(kind)
+    if category not in action.bundle.categories:
+        raise InvalidInputError(
+            f"category {quote(category)} is not a category of the policy bundle"
+        )
+    check_id(provider_org_id, "provider_org_id")
+    check_external_ref(evidence_ref)
+    return await apply(
+        parts,
+        action,
+        lambda: parts.registry.record_ground(
+            action.case.id,
+            kind=ground,
+            category=category,
+            provider_org_id=provider_org_id,
+            evidence_ref=evidence_ref,
+        ),
+    )
+
+
+__all__ = ["MAX_PARTICIPANTS", "add_participant", "record_ground", "triage"]
