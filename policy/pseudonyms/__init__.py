@@ -1,4 +1,4 @@
-"""Polymorphic pseudonyms: ElGamal on ristretto255 with domain transcryption (DESIGN.md §3).
+"""Polymorphic pseudonyms: ElGamal on ristretto255 with domain transcryption.
 
 A partner encrypts a subject under the federation key ``Y``; a node, holding
 only the transcryptor secrets, converts the ciphertext to a recipient's

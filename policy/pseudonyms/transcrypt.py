@@ -1,4 +1,4 @@
-"""Transcryption: a ciphertext moved to another domain and rerandomised (DESIGN.md §3).
+"""Transcryption: a ciphertext moved to another domain and rerandomised.
 
 A node holds only the transcryptor secrets PS and RS. :class:`Transcryptor`
 reshuffles the plaintext to the recipient domain's pseudonym, rekeys it to
