@@ -18,200 +18,38 @@ store as it was and the file in the drop folder for the next run.
 Exporters should write under a temporary name and rename into the pattern
 when complete, so a half-written file is never picked up.
 
-Example schema::
-
-    version: 1
-    contact: zvh-loket@gemeente.example
-    exports:
-      huisvesting:
-        pattern: "huisvesting_*.csv"
-        format: csv
-        delimiter: ";"
-        mode: snapshot          # each file replaces this export's records
-        id: {column: bsn, type: bsn}
-        category: sociaal.huisvesting
-        fields:
-          status: {column: status, type: code, required: true,
-                   values: [dakloos, dreigend-dakloos, huurachterstand, urgentie]}
-          sinds: {column: sinds, type: date}
+The declared schema is :mod:`adapters.dropschema`; reading and validating a
+file's rows is :mod:`adapters.droprows`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import fnmatch
 import hashlib
-import io
 import json
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from schakel.v1 import common_pb2, partner_pb2
 
 from adapters.base import DeliveryHandler, SubjectRow
-from adapters.fields import FieldType, FieldValueError, check_contact, to_fact_value
+from adapters.droprows import FileRefusedError, Row, read_rows, validate
+from adapters.dropschema import DropSchema, ExportSchema, Mode
 from adapters.index import MAX_BATCH, PseudonymIndex, Pseudonymiser, pseudonyms_of
-from adapters.mapping import CATEGORY, FIELD_NAME, MappingError, Reader, load_document
-from policy.pseudonyms import DomainKey, PseudonymError, check_identifier
-from policy.pseudonyms.identifiers import check_id_type
+from policy.pseudonyms import DomainKey
+
+# DropSchema stays importable from here: partners and the dev federation import it so.
+__all__ = ["PROCESSED", "QUARANTINE", "DropSchema", "FileDropAdapter", "FileReport"]
 
 log = structlog.get_logger(__name__)
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
-
-
-class FileFormat(StrEnum):
-    """How an export file is laid out."""
-
-    CSV = "csv"
-    JSONL = "jsonl"
-
-
-class Mode(StrEnum):
-    """What a new file of an export means for the records of earlier files."""
-
-    SNAPSHOT = "snapshot"
-    """The file is the full current state: it replaces the export's records."""
-    APPEND = "append"
-    """The file adds records to those of earlier files."""
-
-
-@dataclass(frozen=True)
-class ExportField:
-    """One fact field of an export: name, source column, type, value set, required."""
-
-    name: str
-    column: str
-    type: FieldType
-    values: frozenset[str]
-    required: bool
-
-
-@dataclass(frozen=True)
-class ExportSchema:
-    """The declared shape of one periodic export."""
-
-    name: str
-    pattern: str
-    format: FileFormat
-    delimiter: str
-    mode: Mode
-    id_column: str
-    id_type: str
-    category: str
-    fields: tuple[ExportField, ...]
-
-    @property
-    def columns(self) -> set[str]:
-        """Every column the export must have."""
-        return {self.id_column} | {f.column for f in self.fields}
-
-
-@dataclass(frozen=True)
-class DropSchema:
-    """A validated file-drop schema: the contact handle and the exports."""
-
-    contact: str
-    exports: Mapping[str, ExportSchema]
-
-    @classmethod
-    def load(cls, path: Path) -> DropSchema:
-        """Load and validate a schema file (``.yaml``, ``.yml`` or ``.toml``)."""
-        return cls.from_dict(load_document(path), str(path))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "schema") -> DropSchema:
-        """Validate a parsed schema document; ``source`` names it in errors."""
-        top = Reader(data, source)
-        top.only({"version", "contact", "exports"})
-        if top.data.get("version") != 1:
-            raise MappingError(f"{source}.version: must be 1")
-        try:
-            contact = check_contact(top.text("contact"), f"{source}.contact")
-        except FieldValueError as exc:
-            raise MappingError(str(exc)) from None
-        exports: dict[str, ExportSchema] = {}
-        for name, exp in top.sub("exports").items():
-            exports[name] = _export(name, exp)
-        if not exports:
-            raise MappingError(f"{source}.exports: declare at least one export")
-        patterns = [e.pattern for e in exports.values()]
-        if len(set(patterns)) != len(patterns):
-            raise MappingError(f"{source}.exports: two exports share a file pattern")
-        return cls(contact, exports)
-
-    def export_for(self, file_name: str) -> ExportSchema | None:
-        """The export whose pattern matches ``file_name``, if any."""
-        for export in self.exports.values():
-            if fnmatch.fnmatchcase(file_name, export.pattern):
-                return export
-        return None
-
-
-def _choice(reader: Reader, key: str, enum: type[StrEnum], default: str) -> str:
-    value = reader.text(key, default=default)
-    known = [m.value for m in enum]
-    if value not in known:
-        raise MappingError(f"{reader.where}.{key}: {value!r} is not one of {', '.join(known)}")
-    return value
-
-
-def _export(name: str, exp: Reader) -> ExportSchema:
-    if not FIELD_NAME.fullmatch(name):
-        raise MappingError(f"{exp.where}: {name!r} is not an export name")
-    exp.only({"pattern", "format", "delimiter", "mode", "id", "category", "fields"})
-    pattern = exp.text("pattern")
-    if "/" in pattern or "\\" in pattern:
-        raise MappingError(f"{exp.where}.pattern: a file name pattern, not a path")
-    fmt = FileFormat(_choice(exp, "format", FileFormat, "csv"))
-    delimiter = exp.text("delimiter", default=",")
-    if len(delimiter) != 1:
-        raise MappingError(f"{exp.where}.delimiter: must be one character")
-    ident = exp.sub("id")
-    ident.only({"column", "type"})
-    category = exp.text("category")
-    if not CATEGORY.fullmatch(category):
-        raise MappingError(f"{exp.where}.category: {category!r} is not a fact category name")
-    fields = []
-    for fname, spec in exp.sub("fields").items():
-        if not FIELD_NAME.fullmatch(fname):
-            raise MappingError(f"{spec.where}: {fname!r} is not a field name")
-        spec.only({"column", "type", "values", "required"})
-        ftype = spec.field_type()
-        values = frozenset(spec.string_list("values"))
-        if values and ftype is not FieldType.CODE:
-            raise MappingError(f"{spec.where}.values: only a code field has a value set")
-        required = spec.data.get("required", False)
-        if not isinstance(required, bool):
-            raise MappingError(f"{spec.where}.required: must be true or false")
-        fields.append(ExportField(fname, spec.text("column"), ftype, values, required))
-    if not fields:
-        raise MappingError(f"{exp.where}.fields: declare at least one field")
-    id_type = ident.text("type", default="bsn")
-    try:
-        check_id_type(id_type)
-    except PseudonymError as exc:
-        raise MappingError(f"{ident.where}.type: {exc}") from None
-    return ExportSchema(
-        name=name,
-        pattern=pattern,
-        format=fmt,
-        delimiter=delimiter,
-        mode=Mode(_choice(exp, "mode", Mode, "snapshot")),
-        id_column=ident.text("column"),
-        id_type=id_type,
-        category=category,
-        fields=tuple(fields),
-    )
 
 
 @dataclass
@@ -227,80 +65,6 @@ class FileReport:
     """True when the same content had been processed before (nothing was read)."""
     refused: str = ""
     """Why the whole file was refused (e.g. a missing column), empty when it was read."""
-
-
-@dataclass
-class _Row:
-    line: int
-    raw: Mapping[str, Any]
-    id_value: str = field(repr=False, default="")
-    fact: common_pb2.Fact | None = None
-    reason: str = ""
-
-
-class FileRefusedError(ValueError):
-    """The file as a whole cannot be read under its export's schema."""
-
-
-def _read_rows(data: bytes, export: ExportSchema) -> Iterator[tuple[int, Mapping[str, Any] | None]]:
-    """Yield ``(line, row)``; ``row`` is None for a line that is not a record at all."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise FileRefusedError("the file is not UTF-8 text") from None
-    if export.format is FileFormat.CSV:
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=export.delimiter)
-        header = set(reader.fieldnames or ())
-        missing = sorted(export.columns - header)
-        if missing:
-            raise FileRefusedError(f"the header lacks column(s) {missing}")
-        for row in reader:
-            if None in row:
-                yield reader.line_num, None
-            else:
-                yield reader.line_num, row
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            yield number, None
-            continue
-        yield number, value if isinstance(value, dict) else None
-
-
-def _validate(line: int, raw: Mapping[str, Any] | None, export: ExportSchema) -> _Row:
-    if raw is None:
-        return _Row(line, {}, reason="not a record (bad JSON, or more cells than the header)")
-    row = _Row(line, raw)
-    id_value = raw.get(export.id_column)
-    if not isinstance(id_value, str):
-        row.reason = f"column {export.id_column!r} is missing or not text"
-        return row
-    try:
-        check_identifier(export.id_type, id_value.strip())
-    except PseudonymError as exc:
-        row.reason = f"column {export.id_column!r}: {exc}"
-        return row
-    fact = common_pb2.Fact(category=export.category)
-    for spec in export.fields:
-        value = raw.get(spec.column)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            if spec.required:
-                row.reason = f"column {spec.column!r} is required and empty"
-                return row
-            continue
-        try:
-            converted = to_fact_value(spec.type, value, f"column {spec.column!r}", spec.values)
-        except FieldValueError as exc:
-            row.reason = str(exc)
-            return row
-        fact.fields[spec.name].CopyFrom(converted)
-    row.id_value = id_value.strip()
-    row.fact = fact
-    return row
 
 
 class FileDropAdapter:
@@ -375,7 +139,7 @@ class FileDropAdapter:
             self._move(path, PROCESSED, digest)
             return report
         try:
-            rows = [_validate(line, raw, export) for line, raw in _read_rows(data, export)]
+            rows = [validate(line, raw, export) for line, raw in read_rows(data, export)]
         except FileRefusedError as exc:
             report.refused = str(exc)
             log.warning("file refused", file=path.name, reason=report.refused)
@@ -453,7 +217,7 @@ class FileDropAdapter:
             known.update(new)
         return known
 
-    def _write_quarantine(self, name: str, bad: Sequence[_Row]) -> None:
+    def _write_quarantine(self, name: str, bad: Sequence[Row]) -> None:
         target = self.drop_dir / QUARANTINE / f"{name}.rejected.jsonl"
         if not bad:
             target.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
-"""The node's case registry (DESIGN.md §4, issue #6): cases, phases, grounds, hits, facts.
+"""The node's case registry: cases, phases, grounds, hits, facts.
 
-See README.md in this directory for the model and its rules.
+See README.md in this directory for the model and its rules, and
+:mod:`gateway.cases.phases` for the transition table the registry enforces.
 """
 
 from gateway.cases.errors import (
@@ -11,6 +12,8 @@ from gateway.cases.errors import (
     IllegalTransitionError,
     ReferralConflictError,
 )
+from gateway.cases.facts import StoredFact
+from gateway.cases.hits import HitAnswer
 from gateway.cases.model import (
     REJECTED_OUTCOME,
     Case,
@@ -21,15 +24,20 @@ from gateway.cases.model import (
     Referral,
     Transfer,
 )
+from gateway.cases.phases import OPENING_PHASE, TRANSITIONS, Action, Move
 from gateway.cases.signals import SignalCount, count_cases
 from gateway.cases.status import case_status
-from gateway.cases.store import CaseRegistry, HitAnswer, ReferralResult, StoredFact, utc_now
+from gateway.cases.store import CaseRegistry, ReferralResult
 from gateway.cases.vault import FactVault
+from gateway.storage import utc_now
 from policy.vocabulary import OPEN_PHASES, Phase
 
 __all__ = [
+    "OPENING_PHASE",
     "OPEN_PHASES",
     "REJECTED_OUTCOME",
+    "TRANSITIONS",
+    "Action",
     "Case",
     "CaseError",
     "CaseInputError",
@@ -42,6 +50,7 @@ __all__ = [
     "Hit",
     "HitAnswer",
     "IllegalTransitionError",
+    "Move",
     "Participant",
     "Phase",
     "Referral",

@@ -1,4 +1,4 @@
-"""Aggregate case counts for national signalling (issue #7), without suppression.
+"""Aggregate case counts for national signalling, without suppression.
 
 Small-cell and complementary suppression belong to the signals service; this
 module only counts. No cell carries a case id, a pseudonym or a date.

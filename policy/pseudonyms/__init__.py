@@ -1,21 +1,21 @@
-"""Polymorphic pseudonyms: ElGamal on ristretto255 with domain transcryption (DESIGN.md §3).
+"""Polymorphic pseudonyms: ElGamal on ristretto255 with domain transcryption.
 
 A partner encrypts a subject under the federation key ``Y``; a node, holding
 only the transcryptor secrets, converts the ciphertext to a recipient's
 domain; the recipient decrypts it to its own stable pseudonym. No party but
 the original holder ever sees the identifier. See README.md beside this file
-for the byte-exact scheme and test_vectors.json for known answers.
+for the byte-exact scheme and test_vectors.json for known answers
+(``python -m policy.pseudonyms.vectors`` computes them).
+
+The names here are the recipes, safe to call as they are: every operation
+that needs randomness draws it fresh. The primitives under them (group
+arithmetic, encryption with a given scalar, the domain factors, conversion
+without rerandomisation) are in :mod:`policy.pseudonyms.hazmat`.
 """
 
-from policy.pseudonyms.elgamal import (
-    CIPHERTEXT_BYTES,
-    Ciphertext,
-    decrypt,
-    encrypt,
-    encrypt_with,
-    pseudonym_hex,
-    rerandomise,
-)
+from policy.pseudonyms.ciphertext import CIPHERTEXT_BYTES, Ciphertext
+from policy.pseudonyms.domains import check_domain
+from policy.pseudonyms.elgamal import decrypt, encrypt, pseudonym_hex, rerandomise
 from policy.pseudonyms.errors import PseudonymError
 from policy.pseudonyms.identifiers import BSN, check_identifier, is_valid_bsn, subject_point
 from policy.pseudonyms.keys import (
@@ -24,7 +24,7 @@ from policy.pseudonyms.keys import (
     KeyFileError,
     TranscryptorKeys,
 )
-from policy.pseudonyms.transcrypt import Transcryptor, check_domain
+from policy.pseudonyms.transcrypt import Transcryptor
 
 __all__ = [
     "BSN",
@@ -40,7 +40,6 @@ __all__ = [
     "check_identifier",
     "decrypt",
     "encrypt",
-    "encrypt_with",
     "is_valid_bsn",
     "pseudonym_hex",
     "rerandomise",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from policy.pseudonyms import _group
 from policy.pseudonyms.errors import PseudonymError
+from policy.pseudonyms.hazmat import group
 
 SUBJECT_LABEL = b"schakel/v1/subject\x00"
 BSN = "bsn"
@@ -63,4 +63,4 @@ def subject_point(id_type: str, value: str) -> bytes:
     """The subject point M of an identifier: 32 bytes, the plaintext of every encryption."""
     id_type, value = check_identifier(id_type, value)
     message = SUBJECT_LABEL + id_type.encode() + b"\x00" + value.encode("utf-8")
-    return _group.from_hash(hashlib.sha512(message).digest())
+    return group.from_hash(hashlib.sha512(message).digest())

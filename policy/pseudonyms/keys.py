@@ -23,15 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy.pseudonyms import _group
+from policy.pseudonyms.domains import check_domain
 from policy.pseudonyms.errors import PseudonymError
-from policy.pseudonyms.transcrypt import (
-    MIN_SECRET_BYTES,
-    Transcryptor,
-    check_domain,
-    check_secret,
-    rekey_factor,
-)
+from policy.pseudonyms.hazmat import group
+from policy.pseudonyms.hazmat.factors import MIN_SECRET_BYTES, check_secret, rekey_factor
+from policy.pseudonyms.transcrypt import Transcryptor
 
 FEDERATION_FORMAT = "schakel-pep-federation/v1"
 TRANSCRYPTOR_FORMAT = "schakel-pep-transcryptor/v1"
@@ -110,7 +106,7 @@ def _in_file(path: Path) -> Iterator[None]:
 
 
 def _require_pair(path: Path, secret_key: bytes, public_key: bytes, what: str) -> None:
-    if _group.mul_base(secret_key, what) != public_key:
+    if group.mul_base(secret_key, what) != public_key:
         raise KeyFileError(f"{path}: the {what} does not match its secret key")
 
 
@@ -126,10 +122,10 @@ class FederationKeys:
     @classmethod
     def generate(cls) -> FederationKeys:
         """Fresh keys from libsodium's and the OS's CSPRNG."""
-        y = _group.random_scalar()
+        y = group.random_scalar()
         return cls(
             global_secret_key=y,
-            global_public_key=_group.mul_base(y, "global key"),
+            global_public_key=group.mul_base(y, "global key"),
             pseudonymisation_secret=secrets.token_bytes(MIN_SECRET_BYTES),
             rekey_secret=secrets.token_bytes(MIN_SECRET_BYTES),
         )
@@ -137,7 +133,7 @@ class FederationKeys:
     def domain_key(self, domain: str) -> bytes:
         """``y_d = k_d * y``: the decryption key of ``domain``, handed over at enrolment."""
         k = rekey_factor(self.rekey_secret, check_domain(domain))
-        return _group.scalar_mul(k, self.global_secret_key)
+        return group.scalar_mul(k, self.global_secret_key)
 
     def domain_key_material(self, domain: str) -> DomainKey:
         """Everything an organisation needs: its key, its public key and ``Y``."""
@@ -145,7 +141,7 @@ class FederationKeys:
         return DomainKey(
             domain=domain,
             secret_key=y_d,
-            public_key=_group.mul_base(y_d, "domain key"),
+            public_key=group.mul_base(y_d, "domain key"),
             global_public_key=self.global_public_key,
         )
 
@@ -174,8 +170,8 @@ class FederationKeys:
         """Read and check a ``schakel-pep-federation/v1`` file."""
         doc = read_key_file(path, FEDERATION_FORMAT)
         with _in_file(path):
-            y = _group.check_scalar(_field(doc, "global_secret_key", path), "global_secret_key")
-            big_y = _group.check_point(_field(doc, "global_public_key", path), "global_public_key")
+            y = group.check_scalar(_field(doc, "global_secret_key", path), "global_secret_key")
+            big_y = group.check_point(_field(doc, "global_public_key", path), "global_public_key")
             ps = check_secret(_field(doc, "pseudonymisation_secret", path), "the PS secret")
             rs = check_secret(_field(doc, "rekey_secret", path), "the RS secret")
         _require_pair(path, y, big_y, "global public key")
@@ -218,7 +214,7 @@ class TranscryptorKeys:
         with _in_file(path):
             ps = check_secret(_field(doc, "pseudonymisation_secret", path), "the PS secret")
             rs = check_secret(_field(doc, "rekey_secret", path), "the RS secret")
-            big_y = _group.check_point(_field(doc, "global_public_key", path), "global_public_key")
+            big_y = group.check_point(_field(doc, "global_public_key", path), "global_public_key")
         return cls(ps, rs, big_y)
 
 
@@ -251,8 +247,8 @@ class DomainKey:
         doc = read_key_file(path, DOMAIN_FORMAT)
         with _in_file(path):
             domain = check_domain(doc.get("domain"))
-            y_d = _group.check_scalar(_field(doc, "domain_secret_key", path), "domain_secret_key")
-            pub = _group.check_point(_field(doc, "domain_public_key", path), "domain_public_key")
-            big_y = _group.check_point(_field(doc, "global_public_key", path), "global_public_key")
+            y_d = group.check_scalar(_field(doc, "domain_secret_key", path), "domain_secret_key")
+            pub = group.check_point(_field(doc, "domain_public_key", path), "domain_public_key")
+            big_y = group.check_point(_field(doc, "global_public_key", path), "global_public_key")
         _require_pair(path, y_d, pub, "domain public key")
         return cls(domain, y_d, pub, big_y)

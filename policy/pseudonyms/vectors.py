@@ -13,11 +13,12 @@ import json
 import sys
 from typing import Any
 
-from policy.pseudonyms import _group
-from policy.pseudonyms.elgamal import encrypt_with, rerandomise_with
+from policy.pseudonyms.hazmat import group
+from policy.pseudonyms.hazmat.conversion import Converter
+from policy.pseudonyms.hazmat.elgamal import encrypt_with, rerandomise_with
+from policy.pseudonyms.hazmat.factors import pseudonymisation_factor, rekey_factor
 from policy.pseudonyms.identifiers import subject_point
 from policy.pseudonyms.keys import FederationKeys
-from policy.pseudonyms.transcrypt import Transcryptor, pseudonymisation_factor, rekey_factor
 
 DOMAINS = ("politie-rotterdam", "ggz-delfland", "zvh-rijnmond", "gemeente-súdwest-fryslân")
 SUBJECTS = (("bsn", "123456782"), ("bsn", "111222333"), ("vnummer", "1234567890"))
@@ -25,7 +26,7 @@ SUBJECTS = (("bsn", "123456782"), ("bsn", "111222333"), ("vnummer", "1234567890"
 
 def fixed_scalar(label: str) -> bytes:
     """A scalar derived from a label: SHA-512, reduced modulo the group order."""
-    return _group.reduce_wide(hashlib.sha512(label.encode()).digest())
+    return group.reduce_wide(hashlib.sha512(label.encode()).digest())
 
 
 def fixed_keys() -> FederationKeys:
@@ -33,7 +34,7 @@ def fixed_keys() -> FederationKeys:
     y = fixed_scalar("schakel/v1 test vector: global secret key")
     return FederationKeys(
         global_secret_key=y,
-        global_public_key=_group.mul_base(y, "global key"),
+        global_public_key=group.mul_base(y, "global key"),
         pseudonymisation_secret=hashlib.sha256(b"schakel/v1 test vector: PS").digest(),
         rekey_secret=hashlib.sha256(b"schakel/v1 test vector: RS").digest(),
     )
@@ -42,7 +43,7 @@ def fixed_keys() -> FederationKeys:
 def build_vectors() -> dict[str, Any]:
     """Compute the full vector document."""
     keys = fixed_keys()
-    transcryptor = Transcryptor(keys.pseudonymisation_secret, keys.rekey_secret)
+    converter = Converter(keys.pseudonymisation_secret, keys.rekey_secret)
     domains = []
     for domain in DOMAINS:
         material = keys.domain_key_material(domain)
@@ -66,8 +67,8 @@ def build_vectors() -> dict[str, Any]:
         per_domain = []
         converted = {}
         for domain in DOMAINS:
-            converted[domain] = transcryptor._reshuffle_rekey(ct, domain, None)
-            scaled = _group.mul(
+            converted[domain] = converter.reshuffle_rekey(ct, domain, None)
+            scaled = group.mul(
                 pseudonymisation_factor(keys.pseudonymisation_secret, domain), point, ""
             )
             per_domain.append(
@@ -92,7 +93,7 @@ def build_vectors() -> dict[str, Any]:
                     "from": source,
                     "to": target,
                     "input": converted[source].to_bytes().hex(),
-                    "output": transcryptor._reshuffle_rekey(converted[source], target, source)
+                    "output": converter.reshuffle_rekey(converted[source], target, source)
                     .to_bytes()
                     .hex(),
                 },

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from gateway.cases import CaseRegistry, FactVault, Participant, Referral
 from gateway.storage import make_engine, migrate
+from policy.vocabulary import Phase
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -86,3 +87,16 @@ def case_version(engine: sa.Engine, case_id: str) -> int:
                 sa.text("SELECT version FROM cases WHERE id = :id"), {"id": case_id}
             ).scalar_one()
         )
+
+
+def case_in(registry: CaseRegistry, phase: Phase, key: str = "k") -> str:
+    """A case brought to ``phase`` along the legal path (afschaling: rejected at triage)."""
+    case_id = registry.refer(referral(key)).case.id
+    if phase in (Phase.TRIAGE, Phase.CASUSOVERLEG):
+        registry.start_triage(case_id)
+    if phase is Phase.CASUSOVERLEG:
+        registry.accept(case_id, reason_code="criteria-ok", participants=[POLITIE, GGZ])
+    if phase is Phase.AFSCHALING:
+        registry.reject(case_id, reason_code="buiten-doelgroep", retention_days=30)
+    assert registry.get(case_id).phase is phase
+    return case_id

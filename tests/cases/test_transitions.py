@@ -27,6 +27,7 @@ from tests.cases.conftest import (
     POLITIE,
     START,
     SetClock,
+    case_in,
     case_version,
     referral,
 )
@@ -70,19 +71,6 @@ ACTIONS: dict[str, tuple[Action, frozenset[Phase]]] = {
         frozenset({Phase.CASUSOVERLEG}),
     ),
 }
-
-
-def case_in(registry: CaseRegistry, phase: Phase, key: str = "k") -> str:
-    """A case brought to ``phase`` along the legal path."""
-    case_id = registry.refer(referral(key)).case.id
-    if phase in (Phase.TRIAGE, Phase.CASUSOVERLEG):
-        registry.start_triage(case_id)
-    if phase is Phase.CASUSOVERLEG:
-        registry.accept(case_id, reason_code="criteria-ok", participants=[POLITIE, GGZ])
-    if phase is Phase.AFSCHALING:
-        registry.reject(case_id, reason_code="buiten-doelgroep", retention_days=30)
-    assert registry.get(case_id).phase is phase
-    return case_id
 
 
 def test_the_full_legal_path(registry: CaseRegistry, clock: SetClock) -> None:

@@ -15,8 +15,8 @@ from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from policy import signing
 from policy.pseudonyms import pseudonym_hex, subject_point
-from policy.pseudonyms._group import mul
-from policy.pseudonyms.transcrypt import pseudonymisation_factor
+from policy.pseudonyms.hazmat.factors import pseudonymisation_factor
+from policy.pseudonyms.hazmat.group import mul
 from tests.gateway.conftest import HL, RR
 from tests.node.conftest import Pair
 

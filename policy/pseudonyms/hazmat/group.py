@@ -1,4 +1,4 @@
-"""Thin, checked wrappers over libsodium's ristretto255 functions (through pysodium).
+"""Group arithmetic: thin, checked wrappers over libsodium's ristretto255 functions (pysodium).
 
 pysodium signals every failure with a bare ``ValueError``; these wrappers turn
 the failures that bad input can cause into :class:`PseudonymError` with a
