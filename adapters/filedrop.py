@@ -56,10 +56,10 @@ import sqlalchemy as sa
 import structlog
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.base import DeliveryHandler, SubjectRow
 from adapters.fields import FieldType, FieldValueError, check_contact, to_fact_value
 from adapters.index import MAX_BATCH, PseudonymIndex, Pseudonymiser, pseudonyms_of
 from adapters.mapping import CATEGORY, FIELD_NAME, MappingError, Reader, load_document
+from adapters.sdk import DeliveryHandler, SubjectRow
 from policy.pseudonyms import DomainKey, PseudonymError, check_identifier
 from policy.pseudonyms.identifiers import check_id_type
 

@@ -22,11 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.base import Adapter, SubjectRow
 from adapters.filedrop import DropSchema, FileDropAdapter, FileReport
 from adapters.index import PseudonymIndex
-from adapters.runner import AdapterRunner
-from adapters.sdk.client import PartnerClient
+from adapters.sdk import Adapter, AdapterRunner, PartnerClient, SubjectRow
 from adapters.sql import SqlAdapter, SqlMapping
 from policy.pseudonyms import DomainKey
 

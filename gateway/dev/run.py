@@ -40,9 +40,7 @@ from schakel.v1 import (
     partner_pb2_grpc,
 )
 
-from adapters.sdk.client import PartnerClient
-from adapters.sdk.errors import PartnerRpcError
-from adapters.sdk.subjects import decrypt_subject, encrypt_subject
+from adapters.sdk import PartnerClient, PartnerRpcError, decrypt_subject, encrypt_subject
 from certs.ca_store import CaStore, load_certificate, node_dns_name
 from certs.identity import Identity, PeerKind, make_identity
 from gateway.app import Node, open_node

@@ -16,7 +16,7 @@ from schakel.v1 import (
     partner_pb2_grpc,
 )
 
-from adapters.sdk.subjects import encrypt_subject
+from adapters.sdk import encrypt_subject
 from policy.pseudonyms import is_valid_bsn
 from tests.gateway.conftest import RR
 from tests.node.conftest import Pair
