@@ -6,24 +6,41 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import adapters.sdk
 
-NODE_ONLY = ("sqlalchemy", "alembic", "psycopg", "yaml", "gateway")
-"""Top-level packages a partner who installs the SDK alone does not have."""
-NODE_SUBMODULES = ("grpc_health.v1", "grpc_reflection.v1alpha")
-"""The server extras: grpc itself imports their bare packages when they are installed."""
+SERVER_ONLY = ("alembic", "psycopg", "gateway")
+"""Top-level packages only the node needs."""
+ADAPTERS_EXTRA = ("sqlalchemy", "yaml")
+"""What the `adapters` extra adds to the SDK for the SQL and drop-folder adapters."""
+SERVER_SUBMODULES = ("grpc_health.v1", "grpc_reflection.v1alpha")
+"""The node's gRPC extras: grpc itself imports their bare packages when they are installed."""
 
 
-def test_importing_the_sdk_pulls_in_nothing_of_the_node() -> None:
-    code = "import sys, adapters.sdk; print('\\n'.join(sorted(sys.modules)))"
+def _loaded_by(module: str) -> list[str]:
+    code = f"import sys, {module}; print('\\n'.join(sorted(sys.modules)))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert "adapters.sdk" in loaded
+    assert module in loaded
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("adapters.sdk", SERVER_ONLY + ADAPTERS_EXTRA),
+        ("adapters.examples.example_partner", SERVER_ONLY),
+    ],
+)
+def test_a_partner_program_pulls_in_nothing_of_the_node(
+    module: str, absent: tuple[str, ...]
+) -> None:
     pulled = [
         name
-        for name in loaded
-        if name.partition(".")[0] in NODE_ONLY or name.startswith(NODE_SUBMODULES)
+        for name in _loaded_by(module)
+        if name.partition(".")[0] in absent or name.startswith(SERVER_SUBMODULES)
     ]
     assert pulled == []
 
