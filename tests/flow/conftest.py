@@ -3,7 +3,7 @@
 A :class:`MemoryPartner` is a real adapter over a small in-memory record
 set: it builds its pseudonym index through the node's Pseudonymise (so it
 never shares an identifier with the node) and is served by the real
-:class:`adapters.runner.AdapterRunner` over an mTLS task stream.
+:class:`adapters.sdk.AdapterRunner` over an mTLS task stream.
 """
 
 from __future__ import annotations
