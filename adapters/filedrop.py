@@ -37,10 +37,10 @@ import sqlalchemy as sa
 import structlog
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.base import DeliveryHandler, SubjectRow
 from adapters.droprows import FileRefusedError, Row, read_rows, validate
 from adapters.dropschema import DropSchema, ExportSchema, Mode
 from adapters.index import MAX_BATCH, PseudonymIndex, Pseudonymiser, pseudonyms_of
+from adapters.sdk import DeliveryHandler, SubjectRow
 from policy.pseudonyms import DomainKey
 
 # DropSchema stays importable from here: partners and the dev federation import it so.
@@ -68,7 +68,7 @@ class FileReport:
 
 
 class FileDropAdapter:
-    """An :class:`adapters.base.Adapter` over periodic exports in a drop folder."""
+    """An :class:`adapters.sdk.Adapter` over periodic exports in a drop folder."""
 
     def __init__(
         self,

@@ -18,9 +18,7 @@ import sqlalchemy as sa
 import structlog
 from schakel.v1 import common_pb2
 
-from adapters.base import SubjectRow
-from adapters.sdk.subjects import decrypt_subject, encrypt_subject
-from policy.pseudonyms import DomainKey
+from adapters.sdk import DomainKey, SubjectRow, decrypt_subject, encrypt_subject
 
 log = structlog.get_logger(__name__)
 

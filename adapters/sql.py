@@ -38,10 +38,10 @@ import sqlalchemy as sa
 import structlog
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.base import DeliveryHandler, SubjectRow
 from adapters.fields import FieldType, FieldValueError, check_contact, to_fact_value
 from adapters.index import PseudonymIndex
 from adapters.mapping import CATEGORY, FIELD_NAME, IDENTIFIER, MappingError, Reader, load_document
+from adapters.sdk import DeliveryHandler, SubjectRow
 
 log = structlog.get_logger(__name__)
 
@@ -164,7 +164,7 @@ class SqlMapping:
 
 
 class SqlAdapter:
-    """An :class:`adapters.base.Adapter` over a partner's own SQL database (read-only)."""
+    """An :class:`adapters.sdk.Adapter` over a partner's own SQL database (read-only)."""
 
     def __init__(
         self,

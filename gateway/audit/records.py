@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 from schakel.v1 import audit_pb2
 
+from policy.pseudonyms import is_valid_bsn
+
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
@@ -37,13 +39,12 @@ def is_pseudonym(text: str) -> bool:
 
 
 def is_bsn_shaped(text: str) -> bool:
-    """True when ``text`` holds a standalone run of nine digits that passes the elfproef."""
-    for match in _NINE_DIGITS.finditer(text):
-        digits = [int(c) for c in match.group()]
-        total = sum(d * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
-        if (total - digits[8]) % 11 == 0:
-            return True
-    return False
+    """True when ``text`` holds a standalone run of nine digits that is a valid BSN.
+
+    Valid as the pseudonym scheme defines it (:func:`policy.pseudonyms.is_valid_bsn`),
+    so the log refuses exactly the numbers a partner could have encrypted.
+    """
+    return any(is_valid_bsn(match.group()) for match in _NINE_DIGITS.finditer(text))
 
 
 def _strings(record: audit_pb2.AuditRecord) -> list[tuple[str, str]]:

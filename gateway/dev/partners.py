@@ -22,35 +22,14 @@ from typing import Any
 import sqlalchemy as sa
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.base import Adapter, SubjectRow
 from adapters.filedrop import DropSchema, FileDropAdapter, FileReport
 from adapters.index import PseudonymIndex
-from adapters.runner import AdapterRunner
-from adapters.sdk.client import PartnerClient
+from adapters.sdk import Adapter, AdapterRunner, DomainKey, PartnerClient, SubjectRow
 from adapters.sql import SqlAdapter, SqlMapping
-from policy.pseudonyms import DomainKey
+from gateway.dev.fakedata import fake_bsns
 
 PEOPLE = 200
 """Generated records per partner store, besides the demo person."""
-
-_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
-
-
-def elfproef(bsn: str) -> bool:
-    """Whether ``bsn`` is nine digits passing the BSN elfproef."""
-    if len(bsn) != 9 or not bsn.isdigit():
-        return False
-    return sum(int(d) * w for d, w in zip(bsn, _WEIGHTS, strict=True)) % 11 == 0
-
-
-def fake_bsns(rng: random.Random, count: int, exclude: str) -> list[str]:
-    """``count`` distinct made-up elfproef-valid BSNs, none equal to ``exclude``."""
-    found: set[str] = set()
-    while len(found) < count:
-        candidate = f"{rng.randrange(10_000_000, 999_999_999):09d}"
-        if candidate != exclude and elfproef(candidate):
-            found.add(candidate)
-    return sorted(found)
 
 
 @dataclass
@@ -199,7 +178,7 @@ def _police_store(path: Path, demo_bsn: str, region: str, seed: int) -> sa.Engin
                 sa.text("INSERT INTO teams VALUES (:t, :m)"),
                 {"t": team, "m": f"{team}@politie-{region}.example"},
             )
-        people = [demo_bsn, *fake_bsns(rng, PEOPLE, demo_bsn)]
+        people = [demo_bsn, *fake_bsns(PEOPLE, seed, exclude={demo_bsn})]
         for number, bsn in enumerate(people, start=1):
             conn.execute(
                 sa.text("INSERT INTO personen VALUES (:k, :b, :t)"),
@@ -231,7 +210,7 @@ def _ggz_store(path: Path, demo_bsn: str, seed: int) -> sa.Engine:
             "CREATE TABLE trajecten (client_id TEXT, zorgsoort TEXT, startdatum TEXT, "
             "einddatum TEXT)"
         )
-        people = [demo_bsn, *fake_bsns(rng, PEOPLE, demo_bsn)]
+        people = [demo_bsn, *fake_bsns(PEOPLE, seed, exclude={demo_bsn})]
         for number, bsn in enumerate(people, start=1):
             key = f"C{number:05d}"
             conn.execute(sa.text("INSERT INTO clienten VALUES (:k, :b)"), {"k": key, "b": bsn})
@@ -246,7 +225,7 @@ def _ggz_store(path: Path, demo_bsn: str, seed: int) -> sa.Engine:
 def _gemeente_exports(drop: Path, demo_bsn: str, seed: int) -> None:
     """Drop the municipality's first exports, with one bad row to show the quarantine."""
     rng = random.Random(seed)  # noqa: S311 - made-up data, reproducible, not a secret
-    people = [demo_bsn, *fake_bsns(rng, PEOPLE, demo_bsn)]
+    people = [demo_bsn, *fake_bsns(PEOPLE, seed, exclude={demo_bsn})]
     drop.mkdir(parents=True, exist_ok=True)
     with (drop / "huisvesting_2026-11.csv").open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, delimiter=";")

@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from schakel.v1 import common_pb2, partner_pb2_grpc
 
 from adapters.index import Pseudonymiser
-from adapters.sdk.client import PartnerClient, RetryPolicy
-from adapters.sdk.subjects import decrypt_subject
+from adapters.sdk import PartnerClient, RetryPolicy, decrypt_subject
 from certs.authority import Validity, create_root_ca, issue
 from certs.identity import PeerKind, make_identity
 from policy.pseudonyms import (

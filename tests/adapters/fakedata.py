@@ -1,7 +1,7 @@
-"""Generated test data: elfproef-valid fake BSNs and simulated partner sources.
+"""Generated test data: simulated partner sources over fake BSNs, and invalid BSNs.
 
 Everything is made from a seeded random generator, so a failing test can be
-re-run with the same data. The BSNs are random, not real people's.
+re-run with the same data. The BSNs come from :mod:`gateway.dev.fakedata`.
 """
 
 from __future__ import annotations
@@ -14,31 +14,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import is_valid_bsn
-
-_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2)
-
-
-def fake_bsn(rng: random.Random) -> str:
-    """A random nine-digit number that passes the elfproef."""
-    while True:
-        digits = [rng.randrange(10) for _ in range(8)]
-        if digits[0] == 0:
-            continue
-        last = sum(w * d for w, d in zip(_WEIGHTS, digits, strict=True)) % 11
-        if last < 10:
-            value = "".join(map(str, digits)) + str(last)
-            assert is_valid_bsn(value)
-            return value
-
-
-def fake_bsns(count: int, seed: int = 7) -> list[str]:
-    """``count`` distinct fake BSNs."""
-    rng = random.Random(seed)
-    out: dict[str, None] = {}
-    while len(out) < count:
-        out[fake_bsn(rng)] = None
-    return list(out)
 
 
 def invalid_bsn(rng: random.Random) -> str:

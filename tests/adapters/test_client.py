@@ -8,14 +8,18 @@ import grpc
 import pytest
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.sdk.client import PartnerClient, RetryPolicy
-from adapters.sdk.errors import PartnerRpcError
-from adapters.sdk.subjects import decrypt_subject, encrypt_subject
-from adapters.sdk.tracing import TraceParent
+from adapters.sdk import (
+    PartnerClient,
+    PartnerRpcError,
+    RetryPolicy,
+    TraceContext,
+    decrypt_subject,
+    encrypt_subject,
+)
 from certs.authority import create_root_ca
+from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey
 from tests.adapters.conftest import Pki, RunningNode, partner_client, pem_cert
-from tests.adapters.fakedata import fake_bsns
 from tests.adapters.simnode import PURPOSE
 
 BSNS = fake_bsns(3)
@@ -65,7 +69,7 @@ async def test_a_referral_whose_reply_was_lost_is_retried_once_and_not_duplicate
     assert len(sim.node.recorded.referrals) == 1
     assert sim.node.recorded.calls["SubmitReferral"] == 2
     headers = [
-        TraceParent.parse(h) for m, h in sim.node.recorded.traceparents if m == "SubmitReferral"
+        TraceContext.parse(h) for m, h in sim.node.recorded.traceparents if m == "SubmitReferral"
     ]
     assert len({h.trace_id for h in headers}) == 1
     assert len({h.span_id for h in headers}) == 2
@@ -239,7 +243,7 @@ async def test_answers_carry_the_task_trace(
     await client.answer_hit(task, known=True, contact_handle="zvh@politie.example")
     assert sim.node.recorded.hits[task_id].contact_handle == "zvh@politie.example"
     header = next(h for m, h in sim.node.recorded.traceparents if m == "AnswerHit")
-    assert TraceParent.parse(header).trace_id == task.trace.trace_id
+    assert TraceContext.parse(header).trace_id == task.trace.trace_id
 
 
 async def test_acknowledge_task_is_retried_and_continues_the_task_trace(
@@ -252,12 +256,12 @@ async def test_acknowledge_task_is_retried_and_continues_the_task_trace(
     task = await anext(stream)
     await stream.aclose()
     sim.node.fail_next["AcknowledgeTask"].append(grpc.StatusCode.UNAVAILABLE)
-    ack = await client.acknowledge_task(task.task_id, trace=TraceParent.from_proto(task.trace))
+    ack = await client.acknowledge_task(task.task_id, trace=TraceContext.from_proto(task.trace))
     assert ack.task_id == task_id
     assert sim.node.recorded.calls["AcknowledgeTask"] == 2
     assert sim.node.recorded.acks[task_id] == 1
     headers = [
-        TraceParent.parse(h) for m, h in sim.node.recorded.traceparents if m == "AcknowledgeTask"
+        TraceContext.parse(h) for m, h in sim.node.recorded.traceparents if m == "AcknowledgeTask"
     ]
     assert {h.trace_id for h in headers} == {task.trace.trace_id}
     with pytest.raises(PartnerRpcError) as err:

@@ -47,7 +47,7 @@ async def _spawn(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "adapters.sdk.example_partner",
+        "adapters.examples.example_partner",
         *args,
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,

@@ -15,14 +15,13 @@ import yaml
 from adapters.filedrop import PROCESSED, QUARANTINE, DropSchema, FileDropAdapter
 from adapters.index import Pseudonymiser
 from adapters.mapping import MappingError
-from adapters.sdk.client import PartnerClient, RetryPolicy
-from adapters.sdk.errors import PartnerRpcError
+from adapters.sdk import PartnerClient, PartnerRpcError, RetryPolicy
+from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
 from tests.adapters.conftest import Pki, local_pseudonymiser, pseudonym_of
 from tests.adapters.fakedata import (
     MUNICIPALITY_SCHEMA,
     MunicipalityExports,
-    fake_bsns,
     write_municipality_exports,
 )
 

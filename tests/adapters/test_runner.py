@@ -16,10 +16,9 @@ import yaml
 from schakel.v1 import common_pb2, partner_pb2
 
 from adapters.index import PseudonymIndex
-from adapters.runner import AdapterRunner
-from adapters.sdk.client import PartnerClient, RetryPolicy
-from adapters.sdk.errors import PartnerRpcError
+from adapters.sdk import AdapterRunner, PartnerClient, PartnerRpcError, RetryPolicy
 from adapters.sql import SqlAdapter, SqlMapping
+from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
 from tests.adapters.conftest import (
     POLICE,
@@ -34,7 +33,6 @@ from tests.adapters.fakedata import (
     TEAMS,
     PoliceData,
     create_police_db,
-    fake_bsns,
     police_data,
 )
 from tests.adapters.simnode import PURPOSE

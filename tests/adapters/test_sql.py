@@ -14,6 +14,7 @@ import yaml
 from adapters.index import PseudonymIndex
 from adapters.mapping import MappingError
 from adapters.sql import SqlAdapter, SqlMapping
+from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
 from tests.adapters.conftest import POLICE, local_pseudonymiser, pseudonym_of
 from tests.adapters.fakedata import (
@@ -21,7 +22,6 @@ from tests.adapters.fakedata import (
     TEAMS,
     PoliceData,
     create_police_db,
-    fake_bsns,
     invalid_bsn,
     police_data,
 )

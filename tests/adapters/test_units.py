@@ -13,15 +13,19 @@ import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.base import SubjectRow
 from adapters.fields import FieldType, FieldValueError, to_fact_value
 from adapters.index import PseudonymIndex, PseudonymIndexError
-from adapters.sdk.client import PartnerClient, RetryPolicy
-from adapters.sdk.errors import PartnerRpcError
-from adapters.sdk.tracing import TraceContextError, TraceParent
+from adapters.sdk import (
+    PartnerClient,
+    PartnerRpcError,
+    RetryPolicy,
+    SubjectRow,
+    TraceContext,
+    TraceContextError,
+)
+from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
 from tests.adapters.conftest import POLICE, RunningNode, local_pseudonymiser, pseudonym_of
-from tests.adapters.fakedata import fake_bsns
 
 
 @pytest.mark.parametrize(
@@ -98,21 +102,36 @@ def test_a_code_outside_its_value_set_is_refused() -> None:
 
 
 def test_traceparent_round_trips_and_children_keep_the_trace() -> None:
-    parent = TraceParent.new()
-    assert TraceParent.parse(parent.header()) == parent
+    parent = TraceContext.new()
+    assert TraceContext.parse(parent.traceparent) == parent
     child = parent.child()
     assert child.trace_id == parent.trace_id
     assert child.span_id != parent.span_id
-    assert TraceParent.parse(f"00-{'a' * 32}-{'b' * 16}-00").sampled is False
+    assert child.parent_span_id == parent.span_id
+    assert TraceContext.parse(f"00-{'a' * 32}-{'b' * 16}-00").sampled is False
 
 
 @pytest.mark.parametrize(
     "header",
-    ["", "01-" + "a" * 32 + "-" + "b" * 16 + "-01", f"00-{'0' * 32}-{'b' * 16}-01", "00-xyz"],
+    [
+        "",
+        f"ff-{'a' * 32}-{'b' * 16}-01",
+        f"00-{'a' * 32}-{'b' * 16}-01-extra",
+        f"00-{'0' * 32}-{'b' * 16}-01",
+        "00-xyz",
+    ],
 )
 def test_a_malformed_traceparent_is_refused(header: str) -> None:
     with pytest.raises(TraceContextError):
-        TraceParent.parse(header)
+        TraceContext.parse(header)
+
+
+def test_a_future_version_is_read_as_the_node_reads_it() -> None:
+    # The spec asks a version-00 reader to parse a higher version's first four
+    # fields; the SDK used to refuse what the node accepted.
+    trace = TraceContext.parse(f"01-{'a' * 32}-{'b' * 16}-01-more")
+    assert (trace.trace_id, trace.span_id) == ("a" * 32, "b" * 16)
+    assert trace.traceparent == f"00-{'a' * 32}-{'b' * 16}-01"
 
 
 async def test_an_answer_after_the_task_deadline_is_not_sent(

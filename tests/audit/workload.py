@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 from gateway.audit.inzage import encrypt_bsn, node_resolver
-from policy.pseudonyms import DomainKey, FederationKeys, is_valid_bsn
+from gateway.dev.fakedata import fake_bsns
+from policy.pseudonyms import DomainKey, FederationKeys
 from tests.audit.helpers import Node, record
 
-__all__ = ["bsns", "record", "run"]
-
-
-def bsns(count: int, seed: int = 5) -> list[str]:
-    """``count`` distinct elfproef-valid BSNs."""
-    rng = random.Random(seed)
-    out: list[str] = []
-    while len(out) < count:
-        value = f"{rng.randrange(10**8, 10**9):09d}"
-        if is_valid_bsn(value) and value not in out:
-            out.append(value)
-    return out
+__all__ = ["record", "run"]
 
 
 @dataclass
@@ -41,7 +30,7 @@ def run(n: Node, people: int = 6, per_person: int = 3) -> Workload:
     """Append ``per_person`` records for each of ``people`` BSNs, checkpoint and cosign."""
     keys = FederationKeys.generate()
     work = Workload(keys, keys.domain_key_material(n.signer.name), {})
-    for bsn in bsns(people):
+    for bsn in fake_bsns(people, seed=5):
         work.subjects[bsn] = work.pseudonym(bsn)
     for _ in range(per_person):
         n.log.append_many([record(p) for p in work.subjects.values()] + [record()])

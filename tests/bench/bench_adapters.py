@@ -23,10 +23,9 @@ from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
 
 from adapters.filedrop import DropSchema, FileDropAdapter
 from adapters.index import PseudonymIndex
-from adapters.runner import AdapterRunner
-from adapters.sdk.client import PartnerClient
-from adapters.sdk.subjects import encrypt_subject
+from adapters.sdk import AdapterRunner, PartnerClient, encrypt_subject
 from adapters.sql import SqlAdapter, SqlMapping
+from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import Ciphertext, DomainKey, FederationKeys
 from tests.adapters.conftest import (
     POLICE,
@@ -41,7 +40,6 @@ from tests.adapters.fakedata import (
     POLICE_MAPPING,
     PoliceData,
     create_police_db,
-    fake_bsns,
     police_data,
 )
 from tests.adapters.simnode import PURPOSE, SimulatedNode

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from schakel.v1 import common_pb2
 
-from adapters.sdk.subjects import encrypt_subject
+from adapters.sdk import encrypt_subject
 from gateway.app import Node, open_node
 from gateway.config import load_config
 from gateway.dev.keys import DevKeys

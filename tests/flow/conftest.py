@@ -3,7 +3,7 @@
 A :class:`MemoryPartner` is a real adapter over a small in-memory record
 set: it builds its pseudonym index through the node's Pseudonymise (so it
 never shares an identifier with the node) and is served by the real
-:class:`adapters.runner.AdapterRunner` over an mTLS task stream.
+:class:`adapters.sdk.AdapterRunner` over an mTLS task stream.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from pathlib import Path
 import pytest
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.base import SubjectRow
-from adapters.runner import AdapterRunner
-from adapters.sdk.client import PartnerClient, RetryPolicy
-from adapters.sdk.subjects import decrypt_subject, encrypt_subject
+from adapters.sdk import (
+    AdapterRunner,
+    PartnerClient,
+    RetryPolicy,
+    SubjectRow,
+    decrypt_subject,
+    encrypt_subject,
+)
 from certs.ca_store import node_dns_name
 from tests.gateway.conftest import HL, RR, logs
 

@@ -22,7 +22,7 @@ from schakel.v1 import (
     federation_pb2_grpc,
 )
 
-from adapters.sdk.subjects import encrypt_subject
+from adapters.sdk import encrypt_subject
 from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves

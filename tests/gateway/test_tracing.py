@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import adapters.sdk as sdk
 from gateway.tracing import TraceContext, child_of, outgoing_metadata, parse_traceparent
 
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -59,3 +60,16 @@ def test_outgoing_metadata_outside_a_call_starts_a_trace() -> None:
     (header,) = outgoing_metadata()
     assert header[0] == "traceparent"
     assert parse_traceparent(header[1]) is not None
+
+
+def test_an_overlong_tracestate_is_dropped_and_the_parent_kept() -> None:
+    trace = child_of([("traceparent", VALID), ("tracestate", "a=" + "b" * 600)])
+    assert trace.parent_span_id == "00f067aa0ba902b7"
+    assert trace.tracestate == ""
+
+
+def test_the_sdk_and_the_node_share_one_trace_context() -> None:
+    assert sdk.TraceContext is TraceContext
+    attempt = sdk.TraceContext.new().child()
+    there = child_of(attempt.metadata())
+    assert (there.trace_id, there.parent_span_id) == (attempt.trace_id, attempt.span_id)

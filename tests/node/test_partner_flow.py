@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import audit_pb2, audit_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
-from adapters.sdk.subjects import decrypt_subject, encrypt_subject
+from adapters.sdk import decrypt_subject, encrypt_subject
 from gateway.audit import merkle
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 
 import grpc
 import pytest
@@ -16,17 +15,11 @@ from schakel.v1 import (
     partner_pb2_grpc,
 )
 
-from adapters.sdk.subjects import encrypt_subject
-from policy.pseudonyms import is_valid_bsn
+from adapters.sdk import encrypt_subject
+from gateway.dev.fakedata import fake_bsns
 from tests.gateway.conftest import RR
 from tests.node.conftest import Pair
 from tests.node.test_partner_flow import PURPOSE, referral
-
-
-def bsns(count: int) -> list[str]:
-    """Made-up BSNs that pass the elfproef."""
-    valid = (f"{n:09d}" for n in itertools.count(100000000) if is_valid_bsn(f"{n:09d}"))
-    return list(itertools.islice(valid, count))
 
 
 async def test_tags_set_by_the_regie_reach_the_collector_as_suppressed_aggregates(
@@ -40,7 +33,7 @@ async def test_tags_set_by_the_regie_reach_the_collector_as_suppressed_aggregate
     cases = []
     async with pair.channel(RR, politie) as channel:
         stub = partner_pb2_grpc.PartnerServiceStub(channel)
-        for i, bsn in enumerate(bsns(11)):
+        for i, bsn in enumerate(fake_bsns(11)):
             made = await stub.SubmitReferral(
                 referral(pair, key=f"k{i}", subject=encrypt_subject("bsn", bsn, y))
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.sdk.subjects import decrypt_subject, encrypt_subject
+from adapters.sdk import decrypt_subject, encrypt_subject
 from policy.pseudonyms import Ciphertext, FederationKeys, PseudonymError, Transcryptor
 
 

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from schakel.v1 import audit_pb2, case_pb2_grpc, common_pb2
 
-from adapters.sdk.subjects import encrypt_subject
+from adapters.sdk import encrypt_subject
 from gateway.audit.query import Filter, query
 from gateway.cases import Case, Participant, Referral
 from policy.pseudonyms import Ciphertext

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import audit_pb2, audit_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
-from adapters.sdk.subjects import encrypt_subject
+from adapters.sdk import encrypt_subject
 from gateway.tasks.broker import PendingTask
 from policy import signing
 from policy.pseudonyms import Ciphertext

@@ -1,6 +1,6 @@
 """A runnable example partner: connects a SQL database or a drop folder to its node.
 
-    python -m adapters.sdk.example_partner --help
+    python -m adapters.examples.example_partner --help
 
 ``serve`` builds the pseudonym index, keeps the task stream open and answers
 hit/no-hit and uitvraag tasks from the source, refreshing the index (or
@@ -24,16 +24,20 @@ import sqlalchemy as sa
 import structlog
 from schakel.v1 import common_pb2, partner_pb2
 
-from adapters.base import Adapter
 from adapters.filedrop import DropSchema, FileDropAdapter
 from adapters.index import PseudonymIndex
 from adapters.mapping import MappingError
-from adapters.runner import AdapterRunner
-from adapters.sdk.client import PartnerClient
-from adapters.sdk.errors import PartnerRpcError
-from adapters.sdk.subjects import encrypt_subject
+from adapters.sdk import (
+    Adapter,
+    AdapterRunner,
+    DomainKey,
+    KeyFileError,
+    PartnerClient,
+    PartnerRpcError,
+    PseudonymError,
+    encrypt_subject,
+)
 from adapters.sql import SqlAdapter, SqlMapping
-from policy.pseudonyms import DomainKey, KeyFileError, PseudonymError
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +69,7 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
-        prog="python -m adapters.sdk.example_partner",
+        prog="python -m adapters.examples.example_partner",
         description="An example Schakel partner system built on the partner SDK.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

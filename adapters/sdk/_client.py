@@ -1,4 +1,4 @@
-"""The partner SDK: a typed asyncio client for a node's PartnerService over mTLS.
+"""The partner client: a typed asyncio client for a node's PartnerService over mTLS.
 
 Every unary call has a deadline and is retried with exponential backoff (full
 jitter) on transient failures, because every one of them is safe to repeat:
@@ -27,8 +27,8 @@ import structlog
 from google.protobuf.message import Message
 from schakel.v1 import common_pb2, partner_pb2, partner_pb2_grpc
 
-from adapters.sdk.errors import PartnerRpcError
-from adapters.sdk.tracing import TRACEPARENT, TraceParent
+from adapters.sdk._errors import PartnerRpcError
+from adapters.sdk.tracecontext import TraceContext
 
 log = structlog.get_logger(__name__)
 
@@ -176,10 +176,10 @@ class PartnerClient:
         request: _Req,
         *,
         timeout: float | None,
-        trace: TraceParent | None,
+        trace: TraceContext | None,
     ) -> _Resp:
         loop = asyncio.get_running_loop()
-        parent = trace or TraceParent.new()
+        parent = trace or TraceContext.new()
         deadline = loop.time() + (timeout if timeout is not None else self.timeout)
         attempt = 0
         while True:
@@ -195,9 +195,7 @@ class PartnerClient:
                         attempts=attempt - 1,
                         trace_id=parent.trace_id,
                     )
-                return await rpc(
-                    request, timeout=remaining, metadata=((TRACEPARENT, span.header()),)
-                )
+                return await rpc(request, timeout=remaining, metadata=span.metadata())
             except grpc.aio.AioRpcError as exc:
                 code, details = exc.code(), exc.details() or ""
             delay = self.retry.backoff(attempt)
@@ -230,7 +228,7 @@ class PartnerClient:
         reason_codes: Iterable[str] = (),
         idempotency_key: str | None = None,
         timeout: float | None = None,
-        trace: TraceParent | None = None,
+        trace: TraceContext | None = None,
     ) -> partner_pb2.SubmitReferralResponse:
         """Refer a subject (aanmelding); returns the case and whether it was created.
 
@@ -264,7 +262,7 @@ class PartnerClient:
         purpose: str,
         case_ref: common_pb2.CaseRef,
         timeout: float | None = None,
-        trace: TraceParent | None = None,
+        trace: TraceContext | None = None,
     ) -> partner_pb2.CaseStatus:
         """The phase, theme, participants and hits of a case the caller takes part in."""
         if not case_ref.node_id or not case_ref.case_id:
@@ -278,18 +276,18 @@ class PartnerClient:
         self,
         kinds: Iterable[partner_pb2.TaskKind.ValueType] = (),
         *,
-        trace: TraceParent | None = None,
+        trace: TraceContext | None = None,
     ) -> AsyncGenerator[partner_pb2.PartnerTask, None]:
         """Yield tasks from the node as they come; the stream has no deadline.
 
         Ends when the node closes the stream; a broken stream raises
-        :class:`PartnerRpcError` (:class:`adapters.runner.AdapterRunner`
+        :class:`PartnerRpcError` (:class:`~adapters.sdk.AdapterRunner`
         reconnects with backoff).
         """
-        parent = trace or TraceParent.new()
+        parent = trace or TraceContext.new()
         call = self._stub.ReceiveTasks(
             partner_pb2.ReceiveTasksRequest(kinds=list(kinds)),
-            metadata=((TRACEPARENT, parent.child().header()),),
+            metadata=parent.child().metadata(),
         )
         try:
             async for task in call:
@@ -340,7 +338,7 @@ class PartnerClient:
             self._stub.AnswerHit,
             request,
             timeout=self._task_timeout(task, timeout),
-            trace=TraceParent.from_proto(task.trace),
+            trace=TraceContext.from_proto(task.trace),
         )
 
     async def answer_facts(
@@ -365,7 +363,7 @@ class PartnerClient:
             self._stub.AnswerFacts,
             request,
             timeout=self._task_timeout(task, timeout),
-            trace=TraceParent.from_proto(task.trace),
+            trace=TraceContext.from_proto(task.trace),
         )
 
     async def acknowledge_task(
@@ -373,14 +371,14 @@ class PartnerClient:
         task_id: str,
         *,
         timeout: float | None = None,
-        trace: TraceParent | None = None,
+        trace: TraceContext | None = None,
     ) -> partner_pb2.AnswerAck:
         """Acknowledge a FACT_DELIVERY once it is stored, so the node stops sending it.
 
         Until then the node sends the delivery again on every new task stream.
         NOT_FOUND means the node holds no open delivery by this id: acknowledged
         before (e.g. by an attempt whose reply was lost) or past its deadline.
-        Pass ``trace=TraceParent.from_proto(task.trace)`` to continue the task's trace.
+        Pass ``trace=TraceContext.from_proto(task.trace)`` to continue the task's trace.
         """
         if not task_id:
             raise ValueError("task_id is required")
@@ -398,7 +396,7 @@ class PartnerClient:
     ) -> list[common_pb2.EncryptedPseudonym]:
         """Transcrypt subjects under Y to the caller's domain, in order, in batches of 1000."""
         out: list[common_pb2.EncryptedPseudonym] = []
-        trace = TraceParent.new()
+        trace = TraceContext.new()
         for start in range(0, len(subjects), MAX_PSEUDONYMISE_BATCH):
             batch = subjects[start : start + MAX_PSEUDONYMISE_BATCH]
             request = partner_pb2.PseudonymiseRequest(purpose=_purpose(purpose), subjects=batch)

@@ -23,11 +23,11 @@ import grpc
 import structlog
 from schakel.v1 import partner_pb2
 
-from adapters.base import Adapter
-from adapters.sdk.client import PartnerClient, RetryPolicy
-from adapters.sdk.errors import PartnerRpcError
-from adapters.sdk.subjects import decrypt_subject
-from adapters.sdk.tracing import TraceParent
+from adapters.sdk._adapter import Adapter
+from adapters.sdk._client import PartnerClient, RetryPolicy
+from adapters.sdk._errors import PartnerRpcError
+from adapters.sdk._subjects import decrypt_subject
+from adapters.sdk.tracecontext import TraceContext
 from policy.pseudonyms import DomainKey
 
 log = structlog.get_logger(__name__)
@@ -236,7 +236,7 @@ class AdapterRunner:
     async def _acknowledge(self, task: partner_pb2.PartnerTask) -> None:
         try:
             await self._client.acknowledge_task(
-                task.task_id, trace=TraceParent.from_proto(task.trace)
+                task.task_id, trace=TraceContext.from_proto(task.trace)
             )
         except PartnerRpcError as exc:
             if exc.code is not grpc.StatusCode.NOT_FOUND:

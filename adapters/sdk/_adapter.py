@@ -1,4 +1,4 @@
-"""What a partner system must answer, whatever its data source (DESIGN.md §4).
+"""What a partner system must answer, whatever its data source.
 
 An adapter runs on the partner's side. The runner hands it the partner's own
 domain pseudonym (lowercase hex) of the subject of each task; the adapter

@@ -1,0 +1,1 @@
+"""Runnable partner systems built on the partner SDK (:mod:`adapters.sdk`)."""
