@@ -14,7 +14,9 @@ import itertools
 import os
 import socket
 
-BASE = 20000
+BASE = int(os.environ.get("SCHAKEL_TEST_PORT_BASE", "20000"))
+"""Where the blocks start; a second suite run at the same time on this machine
+sets another base (e.g. 26000) so that the two never share a block."""
 BLOCK = 1500
 """Ports per worker; 8 workers fit below the ephemeral range."""
 
