@@ -12,6 +12,7 @@ quote a request value only through :func:`quote`, which cuts it short.
 
     SchakelError
     ├── InvalidInputError        the request itself is malformed
+    │   └── OutOfRangeError      it names a position beyond what exists (yet)
     ├── NotAuthenticatedError    no usable client certificate
     ├── DeniedError              policy or access rules refuse the caller
     ├── NotFoundError            what the request names does not exist
@@ -54,6 +55,10 @@ class SchakelError(Exception):
 
 class InvalidInputError(SchakelError, ValueError):
     """The request is malformed: a field is missing, too long, or of the wrong form."""
+
+
+class OutOfRangeError(InvalidInputError):
+    """The request names a position (index, size) beyond what exists; it may exist later."""
 
 
 class NotAuthenticatedError(SchakelError):
@@ -115,6 +120,7 @@ __all__ = [
     "NotAuthenticatedError",
     "NotConfiguredError",
     "NotFoundError",
+    "OutOfRangeError",
     "SchakelError",
     "TimedOutError",
     "UnavailableError",

@@ -20,30 +20,32 @@ from schakel.v1 import federation_pb2
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
+from gateway import errors
 from gateway.audit import merkle, notes, tables
+from gateway.errors import quote
 from gateway.logging import get_logger
 
 _log = get_logger("audit.witness")
 
 
-class WitnessError(Exception):
+class WitnessError(errors.SchakelError):
     """The witness refused to cosign; the message says why."""
 
 
-class UnknownLogError(WitnessError):
+class UnknownLogError(WitnessError, errors.DeniedError):
     """The checkpoint's origin is not a pinned peer log, or not the caller's."""
 
 
-class BadRequestError(WitnessError):
+class BadRequestError(WitnessError, errors.InvalidInputError):
     """The request is malformed, or the checkpoint's signature does not verify."""
 
 
-class BadProofError(WitnessError):
+class BadProofError(WitnessError, errors.InvalidInputError):
     """The consistency proof does not hold."""
 
 
-class ConflictError(WitnessError):
-    """old_size is not the size this witness holds for the log."""
+class ConflictError(WitnessError, errors.WrongStateError):
+    """old_size is not the size this witness holds for the log (answered FAILED_PRECONDITION)."""
 
     def __init__(self, current_size: int) -> None:
         super().__init__(f"old_size does not match; this witness holds size {current_size}")
@@ -103,13 +105,16 @@ class Witness:
             parsed = notes.parse_note(note)
             checkpoint = notes.Checkpoint.parse(parsed.text)
         except notes.NoteError as exc:
-            raise BadRequestError(f"checkpoint is malformed: {exc}") from exc
+            # A parse error may name a signer from the note, so it is quoted, cut short.
+            raise BadRequestError(f"checkpoint is malformed: {quote(exc, 200)}") from exc
         verifier = self.logs.get(checkpoint.origin)
         if verifier is None:
-            raise UnknownLogError(f"origin {checkpoint.origin!r} is not a log this node witnesses")
+            raise UnknownLogError(
+                f"origin {quote(checkpoint.origin)} is not a log this node witnesses"
+            )
         if caller_origin is not None and caller_origin != checkpoint.origin:
             raise UnknownLogError(
-                f"caller {caller_origin!r} may not submit the log of another node"
+                f"caller {quote(caller_origin)} may not submit the log of another node"
             )
         try:
             notes.verify_note(parsed, verifier)
@@ -176,11 +181,11 @@ async def add_checkpoint_rpc(
     ],
     caller_node_id: str,
 ) -> federation_pb2.AddCheckpointResponse:
-    """FederationService.AddCheckpoint over :class:`Witness`, mapping refusals to status codes.
+    """FederationService.AddCheckpoint over :class:`Witness`; a refusal raises its WitnessError.
 
-    ConflictError -> FAILED_PRECONDITION (the message carries the witness's size),
-    unknown or foreign log -> PERMISSION_DENIED, bad proof or request ->
-    INVALID_ARGUMENT.
+    The node's one status mapping answers each branch: a conflict
+    FAILED_PRECONDITION (the message carries the witness's size), an unknown
+    or foreign log PERMISSION_DENIED, a bad proof or request INVALID_ARGUMENT.
     """
     try:
         line = await asyncio.to_thread(
@@ -194,9 +199,5 @@ async def add_checkpoint_rpc(
         # The size also goes in trailing metadata, so the log can retry from it
         # without parsing a human-readable message.
         context.set_trailing_metadata(((WITNESS_SIZE_KEY, str(exc.current_size)),))
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    except UnknownLogError as exc:
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-    except (BadRequestError, BadProofError) as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise
     return federation_pb2.AddCheckpointResponse(cosignature=line)

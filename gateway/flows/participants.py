@@ -1,5 +1,5 @@
 """A peer's case, this node's partners: the checks and judgements behind AskParticipant
-and DeliverFacts.
+and DeliverFacts (the flows are in :mod:`gateway.flows.peer_uitvraag`).
 
 A case lives at one node, but its participants may be partner organisations
 of other nodes. The case node cannot reach those partners itself, so it asks
@@ -18,42 +18,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import grpc
 from schakel.v1 import common_pb2, federation_pb2
 
 from gateway.cases import Participant
 from gateway.config import NodeConfig
+from gateway.errors import InvalidInputError, NotFoundError, quote
+from gateway.flows import inbound
 from policy.evaluator import Decision, Request, grounds_of
 from policy.minimise import FactRefusedError, minimise_facts
-from policy.model import PolicyError
 from policy.store import PolicyStore
-from policy.vocabulary import ORG_TYPES
+from policy.vocabulary import ORG_TYPES, PROCESREGISSEUR, REGIE
 
-ZVH = "zvh"
-"""The organisation type of a ZVH's procesregisseur as a recipient."""
 GROUND_KINDS = frozenset({"consent", "legal-duty", "conflict-van-plichten"})
 MAX_CATEGORIES = 32
 DEFAULT_ASK_MS = 5000
 MAX_ASK_MS = 60_000
 
 
-class RefusedError(Exception):
-    """A request this node refuses: the status and a message naming what was wrong."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+# -- checks ------------------------------------------------------------------
 
 
-def check_categories(categories: Sequence[str]) -> None:
-    """1 to :data:`MAX_CATEGORIES` categories, each once."""
+def check_categories(categories: Sequence[str], what: str = "categories") -> tuple[str, ...]:
+    """1 to :data:`MAX_CATEGORIES` fact categories, each a code, each once."""
     if not categories or len(categories) > MAX_CATEGORIES:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"categories must name 1 to {MAX_CATEGORIES} fact categories",
-        )
-    if len(set(categories)) != len(categories):
-        raise RefusedError(grpc.StatusCode.INVALID_ARGUMENT, "categories lists one twice")
+        raise InvalidInputError(f"{what} must name 1 to {MAX_CATEGORIES} fact categories")
+    return inbound.check_codes(categories, what)
 
 
 def check_partner(
@@ -61,42 +50,51 @@ def check_partner(
 ) -> common_pb2.Participant:
     """``participant`` must be a ``[[partners]]`` organisation of this node, of its listed type."""
     if participant.node_id != config.node.id:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{field}.node_id is {participant.node_id!r}; this node is {config.node.id!r}",
+        raise InvalidInputError(
+            f"{field}.node_id is {quote(participant.node_id)}; this node is {quote(config.node.id)}"
         )
+    inbound.check_slug(participant.org_id, f"{field}.org_id")
     listed = {p.id: p.org_type for p in config.partners}
     org_type = listed.get(participant.org_id)
     if org_type is None:
-        raise RefusedError(
-            grpc.StatusCode.NOT_FOUND,
-            f"{field} {participant.org_id!r} is not a partner organisation of node "
-            f"{config.node.id!r}",
+        raise NotFoundError(
+            f"{field} {quote(participant.org_id)} is not a partner organisation of node "
+            f"{quote(config.node.id)}"
         )
     if org_type != participant.org_type:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{field} {participant.org_id!r} is of type {org_type!r} here, "
-            f"not {participant.org_type!r}",
+        raise InvalidInputError(
+            f"{field} {quote(participant.org_id)} is of type {quote(org_type)} here, "
+            f"not {quote(participant.org_type)}"
         )
     return participant
 
 
-def check_recipient_types(types: Sequence[str]) -> None:
-    """Known organisation types (or ``zvh``), each once, at least one."""
+def check_recipient_types(types: Sequence[str]) -> tuple[str, ...]:
+    """Known organisation types (the regie among them), each once, at least one."""
     if not types:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT, "recipient_org_types must name at least one type"
-        )
-    unknown = sorted(set(types) - ORG_TYPES - {ZVH})
+        raise InvalidInputError("recipient_org_types must name at least one type")
+    unknown = [t for t in types if t not in ORG_TYPES]
     if unknown:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"recipient_org_types: unknown {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(ORG_TYPES | {ZVH}))}",
+        raise InvalidInputError(
+            f"recipient_org_types: {quote(unknown[0])} is not an organisation type; "
+            f"known: {', '.join(sorted(ORG_TYPES))}"
         )
     if len(set(types)) != len(types):
-        raise RefusedError(grpc.StatusCode.INVALID_ARGUMENT, "recipient_org_types lists one twice")
+        raise InvalidInputError("recipient_org_types lists one twice")
+    return tuple(types)
+
+
+def check_provider(participant: common_pb2.Participant) -> common_pb2.Participant:
+    """The provider named in a delivery: a known organisation type and ids."""
+    if participant.org_type not in ORG_TYPES:
+        raise InvalidInputError(
+            f"provider.org_type {quote(participant.org_type)} is not a known organisation type"
+        )
+    if not participant.org_id or not participant.node_id:
+        raise InvalidInputError("provider needs org_id and node_id")
+    inbound.check_slug(participant.org_id, "provider.org_id")
+    inbound.check_slug(participant.node_id, "provider.node_id")
+    return participant
 
 
 def grounds(recorded: Iterable[federation_pb2.FederatedGround]) -> frozenset[tuple[str, str]]:
@@ -104,12 +102,23 @@ def grounds(recorded: Iterable[federation_pb2.FederatedGround]) -> frozenset[tup
     by_category: dict[str, list[str]] = {}
     for ground in recorded:
         if ground.kind not in GROUND_KINDS:
-            raise RefusedError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"grounds: kind {ground.kind!r} is not one of {', '.join(sorted(GROUND_KINDS))}",
+            raise InvalidInputError(
+                f"grounds: kind {quote(ground.kind)} is not one of "
+                f"{', '.join(sorted(GROUND_KINDS))}"
             )
+        inbound.check_codes([ground.category], "grounds: category")
         by_category.setdefault(ground.category, []).append(ground.kind)
     return grounds_of(by_category)
+
+
+def deadline_seconds(deadline_ms: int) -> float:
+    """The provider's time to answer; INVALID_ARGUMENT beyond :data:`MAX_ASK_MS`."""
+    if deadline_ms > MAX_ASK_MS:
+        raise InvalidInputError(f"deadline_ms must be at most {MAX_ASK_MS}")
+    return (deadline_ms or DEFAULT_ASK_MS) / 1000
+
+
+# -- judgements --------------------------------------------------------------
 
 
 def to_federated(recorded: Iterable[tuple[str, str]]) -> list[federation_pb2.FederatedGround]:
@@ -129,21 +138,19 @@ def decide(
 ) -> Decision:
     """This node's decision; the case node asks only once a case is accepted (casusoverleg
     and later), so the case counts as accepted."""
-    try:
-        return policy.decide(
-            Request(
-                activity=activity,
-                phase=phase,
-                provider=provider,
-                recipient=recipient,
-                roles=frozenset({"procesregisseur"}) if recipient == ZVH else frozenset(),
-                categories=categories,
-                case_accepted=True,
-                grounds=recorded,
-            )
-        )
-    except PolicyError as exc:
-        raise RefusedError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+    return inbound.decide(
+        policy,
+        Request(
+            activity=activity,
+            phase=phase,
+            provider=provider,
+            recipient=recipient,
+            roles=frozenset({PROCESREGISSEUR}) if recipient == REGIE else frozenset(),
+            categories=categories,
+            case_accepted=True,
+            grounds=recorded,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -169,28 +176,8 @@ def release(facts: Iterable[common_pb2.Fact], decision: Decision) -> Released:
     return Released(out, tuple(malformed))
 
 
-def deadline_seconds(deadline_ms: int) -> float:
-    """The provider's time to answer; INVALID_ARGUMENT beyond :data:`MAX_ASK_MS`."""
-    if deadline_ms > MAX_ASK_MS:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"deadline_ms must be at most {MAX_ASK_MS}"
-        )
-    return (deadline_ms or DEFAULT_ASK_MS) / 1000
-
-
 def participant_uri(participant: common_pb2.Participant | Participant) -> str:
     """The audit record's provider: a partner's URI, or a node's for the procesregisseur."""
-    if participant.org_type == ZVH:
-        return f"schakel://node/{participant.node_id}"
+    if participant.org_type == REGIE:
+        return inbound.node_uri(participant.node_id)
     return f"schakel://partner/{participant.node_id}/{participant.org_id}"
-
-
-def check_provider(participant: common_pb2.Participant) -> None:
-    """The provider named in a delivery: a known organisation type and ids."""
-    if participant.org_type not in ORG_TYPES | {ZVH}:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"provider.org_type {participant.org_type!r} is not a known organisation type",
-        )
-    if not participant.org_id or not participant.node_id:
-        raise RefusedError(grpc.StatusCode.INVALID_ARGUMENT, "provider needs org_id and node_id")

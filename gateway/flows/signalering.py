@@ -12,7 +12,8 @@ per bottleneck tag           ``*``    UNSPECIFIED  ``*``    tag
 grand total                  ``*``    UNSPECIFIED  ``*``    ``*``
 ===========================  =======  ===========  =======  ==========
 
-Cells not listed have count 0.
+Cells not listed have count 0. The collector's call is audited under the
+signalling activity, with no data subject: the answer is about no one.
 """
 
 from __future__ import annotations
@@ -20,13 +21,21 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from schakel.v1 import common_pb2, federation_pb2
 from sqlalchemy.engine import Engine
 
+from certs.identity import Identity
 from gateway.cases import count_cases
 from gateway.cases.suppression import ALL, DEFAULT_K, SuppressedTable, TotalKind, suppress
+from gateway.errors import InvalidInputError, quote
+from gateway.flows import inbound
+from gateway.flows.crossing import Crossing, record
+
+if TYPE_CHECKING:
+    from gateway.parts import NodeParts
 
 SIGNALS_ACTIVITY = "zvh.signalering"
 """The processing activity of national signalling in the policy bundle."""
@@ -36,10 +45,8 @@ MAX_PERIOD = timedelta(days=3653)
 """The longest period one request may cover (ten years)."""
 
 
-class SignalsRequestError(ValueError):
+class SignalsRequestError(InvalidInputError):
     """A GetSignals request is malformed; the message says what is wrong."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @dataclass(frozen=True)
@@ -70,13 +77,13 @@ def validate_request(request: federation_pb2.SignalsRequest) -> tuple[datetime, 
     activity = request.purpose.processing_activity_id
     if activity != SIGNALS_ACTIVITY:
         raise SignalsRequestError(
-            f"purpose.processing_activity_id must be {SIGNALS_ACTIVITY!r}, not {activity!r}"
+            f"purpose.processing_activity_id must be {SIGNALS_ACTIVITY!r}, not {quote(activity)}"
         )
     for name in ("period_start", "period_end"):
         if not request.HasField(name):
             raise SignalsRequestError(f"{name} is required")
-    start = request.period_start.ToDatetime(tzinfo=UTC)
-    end = request.period_end.ToDatetime(tzinfo=UTC)
+    start = _moment(request.period_start, "period_start")
+    end = _moment(request.period_end, "period_end")
     if end <= start:
         raise SignalsRequestError(
             f"period_end ({end.isoformat()}) must be after period_start ({start.isoformat()})"
@@ -86,6 +93,16 @@ def validate_request(request: federation_pb2.SignalsRequest) -> tuple[datetime, 
             f"the period may cover at most {MAX_PERIOD.days} days, not {(end - start).days}"
         )
     return start, end
+
+
+def _moment(stamp: Timestamp, name: str) -> datetime:
+    """A request timestamp as a UTC datetime; one a datetime cannot hold is malformed."""
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise SignalsRequestError(
+            f"{name} must be a valid timestamp: years 1 to 9999, nanos 0 to 999999999"
+        ) from None
 
 
 def to_response(node_id: str, table: SuppressedTable) -> federation_pb2.SignalsResponse:
@@ -126,11 +143,34 @@ def build_signals_response(
 async def get_signals(
     request: federation_pb2.SignalsRequest, engine: Engine, node_id: str, k: int = DEFAULT_K
 ) -> federation_pb2.SignalsResponse:
-    """The GetSignals servicer body: validate, then count and suppress off the event loop.
+    """Validate, then count and suppress off the event loop.
 
-    Raises :class:`SignalsRequestError` (map to INVALID_ARGUMENT) for a bad
-    request; nothing is read then. The caller's certificate is checked by
-    the node's interceptor before this runs (collectors only).
+    Raises :class:`SignalsRequestError` for a bad request; nothing is read
+    then. The caller's certificate is checked by the node's interceptor
+    before this runs (collectors only).
     """
     start, end = validate_request(request)
     return await asyncio.to_thread(build_signals_response, engine, node_id, start, end, k)
+
+
+async def answer_signals(
+    parts: NodeParts, caller: Identity, request: federation_pb2.SignalsRequest
+) -> federation_pb2.SignalsResponse:
+    """GetSignals: the suppressed aggregates of the period, audited before they leave.
+
+    A refused request is recorded as refused (DENY) with the signalling
+    activity, whatever activity the request named.
+    """
+    refused = signals_audit(answered=False)
+    crossing = Crossing(
+        name=f"{inbound.SERVICE}/GetSignals",
+        caller=caller,
+        activity=refused.activity_id,
+        activity_uri=inbound.activity_uri(parts.policy, refused.activity_id),
+        categories=refused.categories,
+        decision=refused.decision(),
+    )
+    response = await get_signals(request, parts.engine, parts.node_id)
+    crossing.decision = signals_audit(answered=True).decision()
+    await record(parts.audit, crossing)
+    return response

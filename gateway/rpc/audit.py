@@ -2,13 +2,14 @@
 
 Access (officers of this node only) is enforced by the node's auth
 interceptor before any method here runs. Database work runs in worker
-threads so the event loop keeps serving.
+threads so the event loop keeps serving. A refusal is raised as its
+:class:`~gateway.errors.SchakelError` branch and answered by the interceptor.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -17,14 +18,11 @@ from schakel.v1 import audit_pb2, audit_pb2_grpc
 from gateway.audit import inzage, merkle, query, verify
 from gateway.audit.checkpoint import Checkpoints
 from gateway.audit.store import AuditLog
-from gateway.flows.crossing import Crossing, commit
+from gateway.errors import InvalidInputError, NotFoundError, OutOfRangeError
+from gateway.flows.inzage import subject_report
 from gateway.rpc.auth import current_identity
-from policy.pseudonyms import Ciphertext, PseudonymError
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-INZAGE_ACTIVITY = "schakel.inzage"
-"""The processing activity under which officers' subject reports are logged (AVG art. 15)."""
 
 
 class AuditService(audit_pb2_grpc.AuditServiceServicer):
@@ -33,7 +31,7 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
     ``keys`` are the pinned keys VerifyLog checks with (the node's own
     checkpoint key and its witnesses'). ``resolver`` turns a subject
     ciphertext under Y into the node-domain pseudonym; without one,
-    SubjectReport answers UNIMPLEMENTED.
+    SubjectReport answers FAILED_PRECONDITION.
     """
 
     def __init__(
@@ -55,7 +53,8 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         try:
             where = query.Filter.from_proto(request)
         except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            # The checks name the field; a timestamp beyond datetime's range lands here too.
+            raise InvalidInputError(f"query: {exc}") from None
         for entry in await asyncio.to_thread(query.query, self.log.engine, where):
             yield entry
 
@@ -72,19 +71,14 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         """The newest checkpoint with its cosignatures."""
         latest = await asyncio.to_thread(self.checkpointer.latest)
         if latest is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no checkpoint has been signed yet")
+            raise NotFoundError("no checkpoint has been signed yet")
         return self.checkpointer.to_proto(latest)
 
     async def GetInclusionProof(  # noqa: N802 - gRPC method name
         self, request: audit_pb2.GetInclusionProofRequest, context: Context
     ) -> audit_pb2.InclusionProof:
         """The audit path of one leaf against a tree size."""
-        try:
-            hashes = await asyncio.to_thread(
-                self.log.inclusion_proof, request.index, request.tree_size
-            )
-        except merkle.ProofError as exc:
-            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        hashes = await _proof(self.log.inclusion_proof, request.index, request.tree_size)
         return audit_pb2.InclusionProof(
             index=request.index, tree_size=request.tree_size, hashes=hashes
         )
@@ -93,12 +87,7 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.GetConsistencyProofRequest, context: Context
     ) -> audit_pb2.ConsistencyProof:
         """The consistency proof between two tree sizes."""
-        try:
-            hashes = await asyncio.to_thread(
-                self.log.consistency_proof, request.old_size, request.new_size
-            )
-        except merkle.ProofError as exc:
-            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        hashes = await _proof(self.log.consistency_proof, request.old_size, request.new_size)
         return audit_pb2.ConsistencyProof(
             old_size=request.old_size, new_size=request.new_size, hashes=hashes
         )
@@ -107,32 +96,14 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.SubjectReportRequest, context: Context
     ) -> audit_pb2.SubjectReportResponse:
         """Every record about the subject, with proofs against the latest cosigned checkpoint."""
-        if self.resolver is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "SubjectReport needs the node's pseudonym keys "
-                "(pseudonyms.transcryptor_keys, pseudonyms.domain_key), which are not configured",
-            )
-        resolver = self.resolver
-        assert resolver is not None
-        try:
-            pseudonym = resolver(Ciphertext.from_proto(request.subject))
-        except PseudonymError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"subject: {exc}")
-        try:
-            report = await asyncio.to_thread(inzage.build_report, self.checkpointer, pseudonym)
-        except inzage.InzageError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        # Looking a person up is itself processing about that person: the
-        # access is logged (after the report, so it does not list itself).
-        await commit(
-            self.log,
-            Crossing(
-                name="schakel.v1.AuditService/SubjectReport",
-                caller=current_identity(),
-                activity=INZAGE_ACTIVITY,
-                subject=pseudonym,
-            ),
-            context,
+        return await subject_report(
+            self.log, self.checkpointer, self.resolver, current_identity(), request.subject
         )
-        return report.response
+
+
+async def _proof(make: Callable[[int, int], list[bytes]], first: int, second: int) -> list[bytes]:
+    """A proof from the log; sizes or an index beyond the tree are OUT_OF_RANGE."""
+    try:
+        return await asyncio.to_thread(make, first, second)
+    except merkle.ProofError as exc:
+        raise OutOfRangeError(str(exc)) from None

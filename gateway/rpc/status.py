@@ -30,6 +30,7 @@ from gateway.errors import (
     InvalidInputError,
     NotAuthenticatedError,
     NotFoundError,
+    OutOfRangeError,
     SchakelError,
     TimedOutError,
     UnavailableError,
@@ -48,6 +49,7 @@ MAX_MESSAGE_BYTES = 1024
 
 STATUS: dict[type[SchakelError], grpc.StatusCode] = {
     InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
+    OutOfRangeError: grpc.StatusCode.OUT_OF_RANGE,
     NotAuthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
     DeniedError: grpc.StatusCode.PERMISSION_DENIED,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
