@@ -22,14 +22,12 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from schakel.v1 import audit_pb2, common_pb2
 
 from certs.identity import Identity
-from gateway.audit.records import PSEUDONYM_TYPE, RecordError
+from gateway.audit.records import PSEUDONYM_TYPE, RecordError, is_bsn_shaped
 from gateway.audit.store import AuditLog
 from gateway.audit.store import AuditUnavailable as _StoreUnavailable
 from gateway.errors import AuditUnavailableError, SchakelError
@@ -37,9 +35,6 @@ from gateway.logging import get_logger
 from gateway.tracing import TraceContext, current_trace, new_span_id, new_trace_id
 
 log = get_logger("crossing")
-
-Context = grpc.aio.ServicerContext[Any, Any]
-
 
 UNKNOWN = "onbekend"
 """What a record holds for a request value that is not of its field's form."""
@@ -50,8 +45,14 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CASE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+_URI = re.compile(r"^schakel://[a-z]+(?:/[a-z0-9][a-z0-9-]{0,62}){1,2}$")
+
+
 def _safe(value: str, form: re.Pattern[str]) -> str:
-    return value if not value or form.match(value) else UNKNOWN
+    """``value`` when it has its field's form and holds no BSN, else :data:`UNKNOWN`."""
+    if not value:
+        return value
+    return value if form.match(value) and not is_bsn_shaped(value) else UNKNOWN
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Crossing:
             purpose=_safe(self.activity, _ACTIVITY),
             phase=self.phase if self.phase in common_pb2.Phase.values() else 0,  # type: ignore[arg-type]
             requester=self.caller.uri,
-            provider=self.provider,
+            provider=_safe(self.provider, _URI),
             categories_asked=[_safe(c, _CODE) for c in self.categories],
         )
         if self.subject:
@@ -142,8 +143,8 @@ async def append(audit: AuditLog, crossing: Crossing, *, ok: bool = True) -> int
     """Append the crossing's record durably; its index, or None when the write failed.
 
     A caller that changed state before auditing undoes it on None, then
-    aborts with :data:`AUDIT_FAILED`; :func:`commit` does both for callers
-    that changed nothing.
+    raises :class:`~gateway.errors.AuditUnavailableError`; :func:`record`
+    does the raising for callers that changed nothing.
     """
     try:
         index = await audit.append(crossing.record(ok=ok))
@@ -155,33 +156,6 @@ async def append(audit: AuditLog, crossing: Crossing, *, ok: bool = True) -> int
     if not ok and call is not None:
         call.refusal_recorded = True
     return index
-
-
-async def commit(audit: AuditLog, crossing: Crossing, context: Context, *, ok: bool = True) -> int:
-    """Append the crossing's record durably; abort the call with UNAVAILABLE if that fails.
-
-    Returns the record's index in the log.
-    """
-    index = await append(audit, crossing, ok=ok)
-    if index is None:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, AUDIT_FAILED)
-    return index
-
-
-async def refuse(
-    audit: AuditLog,
-    crossing: Crossing,
-    context: Context,
-    code: grpc.StatusCode,
-    message: str,
-) -> None:
-    """Record a refused crossing (status ERROR), then abort the call with ``code``.
-
-    A refusal is a decision too, and privacy officers must see it; if even
-    the refusal cannot be written the caller gets UNAVAILABLE instead.
-    """
-    await commit(audit, crossing, context, ok=False)
-    await context.abort(code, message)
 
 
 async def record(audit: AuditLog, crossing: Crossing, *, ok: bool = True) -> int:

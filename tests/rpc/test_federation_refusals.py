@@ -16,7 +16,7 @@ import pytest
 from google.protobuf.message import Message
 from schakel.v1 import audit_pb2, common_pb2, federation_pb2, federation_pb2_grpc
 
-from adapters.sdk.subjects import encrypt_subject
+from adapters.sdk import encrypt_subject
 from gateway.audit import query
 from tests.flow.conftest import Flow, running_flow
 from tests.gateway.conftest import HL, RR
