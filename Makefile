@@ -32,11 +32,13 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 
-## lint: ruff, mypy --strict, and a check that generated protobuf code is current
+## lint: ruff, mypy --strict, the import contracts (pyproject: tool.importlinter), module size, generated protobuf code current
 lint: $(STAMP) proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m tests.support.module_size
 
 ## proto: regenerate the Python API package from proto/
 proto: $(STAMP)
