@@ -429,7 +429,7 @@ _LEAF_COLUMNS = (
     "idx, leaf_hash, data, data_subject_id, processing_activity_id, peer, start_us, outcome,"
     " retain_until_us"
 )
-_SQLITE_INSERT = f"INSERT INTO audit_leaf ({_LEAF_COLUMNS}) VALUES ({', '.join('?' * 9)})"
+_SQLITE_INSERT = f"INSERT INTO audit_leaf ({_LEAF_COLUMNS}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
 
 
 def _insert_leaves(conn: Connection, rows: list[tuple[object, ...]]) -> None:

@@ -49,7 +49,11 @@ async def test_an_overlong_activity_fails_only_its_own_caller(db_url: str) -> No
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("foreign_operation_processor", "schakel://" + "p" * 300, "foreign_operation_processor is longer than 255"),
+        (
+            "foreign_operation_processor",
+            "schakel://" + "p" * 300,
+            "foreign_operation_processor is longer than 255",
+        ),
         ("processing_activity_id", "zvh.\x00x", "processing_activity_id holds a NUL"),
         ("outcome", 40_000, "decision.outcome is not a known"),
         ("start_seconds", 10**15, "start_time must be a valid time"),
