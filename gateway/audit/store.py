@@ -46,16 +46,7 @@ from gateway.audit.tree import (
 )
 from gateway.logging import get_logger
 
-__all__ = [
-    "AuditLog",
-    "AuditUnavailable",
-    "Clock",
-    "Head",
-    "iter_leaves",
-    "range_hash",
-    "read_head",
-    "to_us",
-]
+__all__ = ["AuditLog", "AuditUnavailable", "Clock", "Head", "iter_leaves", "to_us"]
 
 MAX_CAS_ATTEMPTS = 100
 ERASE_BATCH = 500
@@ -181,7 +172,8 @@ class AuditLog:
     ) -> int:
         """Append and wait for the COMMIT; returns the record's index.
 
-        Raises :class:`AuditUnavailable` when the write failed.
+        Raises :class:`records.RecordError` when the record is invalid (or the
+        database refused its data) and :class:`AuditUnavailable` when the write failed.
         """
         return self.submit(record, retain_until).result()
 
@@ -190,8 +182,9 @@ class AuditLog:
     ) -> int:
         """Append and await the COMMIT; returns the record's index.
 
-        Raises :class:`AuditUnavailable` when the write failed (the node
-        answers ``UNAVAILABLE`` and releases nothing).
+        Raises :class:`records.RecordError` when the record is invalid (or
+        the database refused its data) and :class:`AuditUnavailable` when
+        the write failed (the node answers ``UNAVAILABLE`` and releases nothing).
         """
         item = self._prepare(record, retain_until)
         item.aio = asyncio.get_running_loop().create_future()
