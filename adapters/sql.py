@@ -22,21 +22,30 @@ which contact handle to give for a known subject. Example::
           aantal: {column: aantal, type: number}
           laatste: {column: laatste, type: date}
 
-The mapping is validated when it is loaded; :meth:`SqlAdapter.check` then
-runs every query once against the database to prove the columns exist.
+The mapping is validated when it is loaded: every query is parsed (sqlglot)
+and must be one ``SELECT`` (or ``WITH ... SELECT``, or a ``UNION`` of them)
+without ``INTO``, locks or data-modifying statements anywhere inside.
+:meth:`SqlAdapter.check` then runs every query once against the database to
+prove the columns exist. Whatever the parser let through, the adapter reads
+only inside a read-only transaction (PostgreSQL, MySQL, Oracle: ``SET
+TRANSACTION READ ONLY``) or connection (SQLite: ``PRAGMA query_only``), so
+the database itself refuses any write.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import sqlglot
 import structlog
 from schakel.v1 import common_pb2, partner_pb2
+from sqlglot import expressions as exp
 
 from adapters.fields import FieldType, FieldValueError, check_contact, to_fact_value
 from adapters.index import PseudonymIndex
@@ -46,15 +55,60 @@ from adapters.sdk import DeliveryHandler, SubjectRow
 log = structlog.get_logger(__name__)
 
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-_READ_ONLY_START = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
+# Anything that writes, locks, or changes the session, wherever in the tree
+# it stands (a data-modifying CTE, SELECT ... INTO, FOR UPDATE, ...).
+_REFUSED = (
+    exp.DML,
+    exp.DDL,
+    exp.Command,
+    exp.Into,
+    exp.Lock,
+    exp.Set,
+    exp.Copy,
+    exp.Merge,
+    exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
+    exp.Use,
+    exp.Pragma,
+    exp.Grant,
+    exp.Revoke,
+    exp.Kill,
+    exp.Execute,
+    exp.Declare,
+    exp.Analyze,
+    exp.LoadData,
+    exp.Cache,
+    exp.Uncache,
+    exp.Refresh,
+)
+_READ_ONLY_TRANSACTION = {"postgresql", "mysql", "mariadb", "oracle"}
+"""Dialects that take ``SET TRANSACTION READ ONLY`` as a transaction's first statement."""
+
+
+def _check_read_only(text: str, where: str) -> None:
+    """Parse ``text``; raise MappingError unless it is one plain SELECT."""
+    try:
+        statements = [s for s in sqlglot.parse(text) if s is not None]
+    except sqlglot.errors.ParseError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "no detail"
+        raise MappingError(f"{where}: is not SQL the adapter can read: {first}") from None
+    if len(statements) != 1:
+        raise MappingError(f"{where}: must be a single statement, found {len(statements)}")
+    query = statements[0]
+    if not isinstance(query, (exp.Select, exp.SetOperation)):
+        raise MappingError(f"{where}: must be a SELECT (or WITH ... SELECT) query")
+    refused = next(query.find_all(*_REFUSED), None)
+    if refused is not None:
+        raise MappingError(
+            f"{where}: must only read: it holds {refused.key.upper()}"
+            " (no INTO, locking or data-modifying statements, also not in a WITH)"
+        )
 
 
 def _check_query(query: str, where: str) -> str:
     text = query.strip().rstrip(";").strip()
-    if not _READ_ONLY_START.match(text):
-        raise MappingError(f"{where}: must be a single SELECT (or WITH ... SELECT) query")
-    if ";" in text:
-        raise MappingError(f"{where}: must be a single statement (no ';' inside)")
+    _check_read_only(text, where)
     binds = set(_BIND.findall(text))
     if binds != {"key"}:
         raise MappingError(
@@ -182,6 +236,35 @@ class SqlAdapter:
         self._subjects = sa.table(
             mapping.table, sa.column(mapping.key_column), sa.column(mapping.id_column)
         )
+        dialect = engine.dialect.name
+        if dialect != "sqlite" and dialect not in _READ_ONLY_TRANSACTION:
+            raise MappingError(
+                f"the SQL adapter cannot hold a {dialect} connection read-only; "
+                "use PostgreSQL, MySQL/MariaDB, Oracle or SQLite"
+            )
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        """A connection that cannot write: a read-only transaction, or ``query_only`` on SQLite.
+
+        The engine may be shared with a writer (the pseudonym index), so the
+        SQLite pragma is lifted before the connection goes back to the pool,
+        and a connection whose pragma cannot be lifted is discarded.
+        """
+        with self._engine.connect() as conn:
+            if conn.dialect.name != "sqlite":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield conn
+                return
+            conn.exec_driver_sql("PRAGMA query_only = ON")
+            try:
+                yield conn
+            finally:
+                try:
+                    conn.rollback()
+                    conn.exec_driver_sql("PRAGMA query_only = OFF")
+                except sa.exc.DBAPIError:
+                    conn.invalidate()
 
     def check(self) -> None:
         """Run every declared query once, proving the tables and columns exist.
@@ -194,7 +277,7 @@ class SqlAdapter:
             probes.append(("contact", self.mapping.contact.query, {self.mapping.contact.column}))
         for cat in self.mapping.categories.values():
             probes.append((f"categories.{cat.category}", cat.query, {f.column for f in cat.fields}))
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             try:
                 first = conn.execute(
                     sa.select(key, self._subjects.c[self.mapping.id_column]).limit(1)
@@ -227,14 +310,14 @@ class SqlAdapter:
         key = self._subjects.c[self.mapping.key_column]
         ident = self._subjects.c[self.mapping.id_column]
         query = sa.select(key, ident).where(ident.is_not(None)).order_by(key)
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             for local_key, value in conn.execute(query.execution_options(yield_per=1000)):
                 yield SubjectRow(str(local_key), self.mapping.id_type, str(value).strip())
 
     def _present(self, keys: Sequence[str]) -> list[str]:
         """Which of ``keys`` still exist in the source (records can vanish after indexing)."""
         key = self._subjects.c[self.mapping.key_column]
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             # An untyped expanding bind: PostgreSQL then casts the keys to the column's type.
             query = sa.select(key).where(key.in_(sa.bindparam("keys", expanding=True)))
             found = {str(k) for k in conn.scalars(query, {"keys": list(keys)})}
@@ -248,7 +331,7 @@ class SqlAdapter:
             return None
         contact = self.mapping.contact
         if contact.query and contact.column:
-            with self._engine.connect() as conn:
+            with self._reading() as conn:
                 for key in keys:
                     row = conn.execute(sa.text(contact.query), {"key": key}).mappings().first()
                     value = row.get(contact.column) if row else None
@@ -269,7 +352,7 @@ class SqlAdapter:
         wanted = [self.mapping.categories[c] for c in categories if c in self.mapping.categories]
         keys = self.index.lookup(pseudonym_hex) if wanted else ()
         facts: list[common_pb2.Fact] = []
-        with self._engine.connect() as conn:
+        with self._reading() as conn:
             for cat in wanted:
                 for key in keys:
                     for row in conn.execute(sa.text(cat.query), {"key": key}).mappings():

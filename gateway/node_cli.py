@@ -1,7 +1,10 @@
 """``schakel node``: run a node, or migrate its database.
 
 Exit codes: 0 on a clean stop, 2 when the configuration is unusable (the
-message names the key), 1 for other start-up failures.
+message names the key), 1 for other start-up failures. A database problem is
+named as ``database.url`` in one line, without a traceback: 1 when its server
+does not answer, else 2 (a bad URL, a file that is no database, a schema
+from another version).
 """
 
 from __future__ import annotations
@@ -11,10 +14,15 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import ConfigError, NodeConfig, load_config
 from gateway.logging import configure_logging
+
+if TYPE_CHECKING:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.storage import StorageError
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -41,15 +49,31 @@ def _load(path: Path) -> NodeConfig | None:
         return None
 
 
+def _database_failed(config: NodeConfig, exc: StorageError | SQLAlchemyError) -> int:
+    """Print a database problem as one line naming ``database.url``; the exit code."""
+    from gateway.storage import StorageError, describe  # noqa: PLC0415
+
+    error = exc if isinstance(exc, StorageError) else describe(exc, config.database_url)
+    kind = "cannot start" if error.unreachable else "config error"
+    print(f"schakel node: {kind}: {config.source}: database.url: {error}", file=sys.stderr)
+    return EXIT_STARTUP if error.unreachable else EXIT_CONFIG
+
+
 def _migrate(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
     configure_logging(config.node.log_level)
-    from gateway.rpc.server import open_database  # noqa: PLC0415 - keeps `schakel certs` light
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - keeps `schakel certs` light
 
-    open_database(config).dispose()
-    print(f"database {config.database_url.split('@')[-1]} is at the newest revision")
+    from gateway.rpc.server import open_database  # noqa: PLC0415
+    from gateway.storage import StorageError, shown  # noqa: PLC0415
+
+    try:
+        open_database(config).dispose()
+    except (StorageError, SQLAlchemyError) as exc:
+        return _database_failed(config, exc)
+    print(f"database {shown(config.database_url)} is at the newest revision")
     return 0
 
 
@@ -68,7 +92,10 @@ async def serve(config: NodeConfig) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.rpc.server import StartupError  # noqa: PLC0415 - keeps `schakel certs` light
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - keeps `schakel certs` light
+
+    from gateway.rpc.server import StartupError  # noqa: PLC0415
+    from gateway.storage import StorageError  # noqa: PLC0415
 
     config = _load(args.config)
     if config is None:
@@ -82,4 +109,6 @@ def _run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"schakel node: cannot start: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    except (StorageError, SQLAlchemyError) as exc:
+        return _database_failed(config, exc)
     return 0

@@ -18,7 +18,8 @@ from schakel.v1 import audit_pb2, federation_pb2
 from sqlalchemy.exc import IntegrityError
 
 from gateway.audit import merkle, notes, tables
-from gateway.audit.store import AuditLog, read_head
+from gateway.audit.store import AuditLog
+from gateway.audit.tree import read_head
 from gateway.logging import get_logger
 
 _log = get_logger("audit.checkpoint")

@@ -7,7 +7,10 @@
 - ``erase``    erase the bodies whose retention ended (leaf hashes stay);
 - ``inzage``   every record about one person (by BSN), with inclusion proofs.
 
-Exit codes: 0 success; 1 a finding (verification failed); 2 a usage problem.
+Exit codes: 0 success; 1 a finding (verification failed); 2 a usage problem,
+including every problem with ``--db`` (a missing file, not a Schakel database,
+a server that does not answer): one line naming ``--db``, no traceback. No
+command creates a database: a mistyped SQLite path fails.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.audit import notes, query, verify
@@ -145,10 +149,29 @@ class _ProgressBar:
             sys.stderr.write("\n")
 
 
-def _engine(url: str) -> Any:
-    from gateway.storage import make_engine  # noqa: PLC0415 - keeps `schakel --help` light
+class _DatabaseError(Exception):
+    """``--db`` cannot be used; the message says why in one line."""
 
-    return make_engine(url)
+
+def _engine(url: str) -> Engine:
+    """An engine on an existing, migrated database; never creates one."""
+    from gateway import storage  # noqa: PLC0415 - keeps `schakel --help` light
+
+    try:
+        engine = storage.make_engine(url, create=False)
+        storage.require_schema(engine)
+    except storage.StorageError as exc:
+        raise _DatabaseError(f"--db {exc}") from None
+    return engine
+
+
+def _db_failed(exc: SQLAlchemyError | _DatabaseError, url: str) -> int:
+    """Report a database problem met while a command ran; exit code 2."""
+    if isinstance(exc, _DatabaseError):
+        return _fail(str(exc))
+    from gateway.storage import describe  # noqa: PLC0415
+
+    return _fail(f"--db {describe(exc, url)}")
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -185,8 +208,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             report = verify.verify_bundle(args.bundle, keys, extra, progress=bar)
     except (OSError, verify.BundleError) as exc:
         return _fail(str(exc))
-    except SQLAlchemyError as exc:
-        return _fail(f"cannot read the database: {type(exc).__name__}")
+    except (SQLAlchemyError, _DatabaseError) as exc:
+        return _db_failed(exc, args.db)
     finally:
         bar.close()
     if report.ok:
@@ -216,8 +239,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         entries = query.query(_engine(args.db), where)
     except ValueError as exc:
         return _fail(str(exc))
-    except SQLAlchemyError as exc:
-        return _fail(f"cannot read the database: {type(exc).__name__}")
+    except (SQLAlchemyError, _DatabaseError) as exc:
+        return _db_failed(exc, args.db)
     for entry in entries:
         print(json.dumps(json_format.MessageToDict(entry), sort_keys=True))
     return OK
@@ -227,14 +250,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write the export bundle."""
     from gateway.audit.export import export  # noqa: PLC0415 - only this command needs it
 
-    bar = _ProgressBar("export")
     try:
-        with args.out.open("x", encoding="utf-8") as out:
-            count = export(_engine(args.db), out, progress=bar)
+        engine = _engine(args.db)
+        out = args.out.open("x", encoding="utf-8")
     except FileExistsError:
         return _fail(f"{args.out} exists; not overwriting")
+    except _DatabaseError as exc:
+        return _db_failed(exc, args.db)
+    bar = _ProgressBar("export")
+    try:
+        with out:
+            count = export(engine, out, progress=bar)
     except SQLAlchemyError as exc:
-        return _fail(f"cannot read the database: {type(exc).__name__}")
+        args.out.unlink()  # a partial bundle would only fail verification later
+        return _db_failed(exc, args.db)
     finally:
         bar.close()
     print(f"exported {count} leaves to {args.out}")
@@ -247,8 +276,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
     try:
         count = AuditLog(_engine(args.db)).erase_expired()
-    except SQLAlchemyError as exc:
-        return _fail(f"cannot update the database: {type(exc).__name__}")
+    except (SQLAlchemyError, _DatabaseError) as exc:
+        return _db_failed(exc, args.db)
     print(f"erased {count} record bodies; their leaf hashes stay")
     return OK
 
@@ -276,15 +305,15 @@ def cmd_inzage(args: argparse.Namespace) -> int:
         # PseudonymError messages name the problem, never the value.
         return _fail(str(exc))
     del bsn
-    log = AuditLog(_engine(args.db))
-    checkpointer = Checkpoints(log, witnesses=keys.witnesses, quorum=keys.quorum)
     try:
+        log = AuditLog(_engine(args.db))
+        checkpointer = Checkpoints(log, witnesses=keys.witnesses, quorum=keys.quorum)
         report = inzage.build_report(checkpointer, pseudonym)
         inzage.check_report(report.response, keys)
     except inzage.InzageError as exc:
         return _fail(str(exc))
-    except SQLAlchemyError as exc:
-        return _fail(f"cannot read the database: {type(exc).__name__}")
+    except (SQLAlchemyError, _DatabaseError) as exc:
+        return _db_failed(exc, args.db)
     sys.stdout.write(inzage.render_text(report))
     if args.html:
         args.html.write_text(inzage.render_html(report), encoding="utf-8")

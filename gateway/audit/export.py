@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from sqlalchemy import Engine
 
 from gateway.audit import records, tables
-from gateway.audit.store import read_head
+from gateway.audit.tree import read_head
 from gateway.audit.verify import EXPORT_FORMAT, db_leaves
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from google.protobuf.message import DecodeError
-from schakel.v1 import audit_pb2
+from schakel.v1 import audit_pb2, common_pb2
 
+from gateway.audit import tables
 from policy.pseudonyms import is_valid_bsn
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -27,6 +29,13 @@ _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 PSEUDONYM_TYPE = "schakel-pseudonym/v1"
 """The ``data_subject_id_type`` of a node-domain pseudonym."""
+# The range protobuf's Timestamp allows (0001-01-01 .. 9999-12-31 UTC): its
+# conversions raise outside it, and microseconds within it fit a BIGINT.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+# Subclasses first: BigInteger and SmallInteger are Integers too.
+_INTEGER_BITS = {sa.SmallInteger: 16, sa.BigInteger: 64, sa.Integer: 32}
+# The record field each query column is taken from, for messages.
+_FIELD = {"peer": "foreign_operation_processor", "start_us": "start_time"}
 
 
 class RecordError(ValueError):
@@ -120,6 +129,9 @@ def validate(record: audit_pb2.AuditRecord) -> None:
     if not record.HasField("start_time") or not record.HasField("end_time"):
         raise RecordError("start_time and end_time are required")
     start, end = record.start_time, record.end_time
+    for name, stamp in (("start_time", start), ("end_time", end)):
+        if not _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS or not 0 <= stamp.nanos < 10**9:
+            raise RecordError(f"{name} must be a valid time between the years 1 and 9999")
     if (end.seconds, end.nanos) < (start.seconds, start.nanos):
         raise RecordError("end_time is before start_time")
     if record.data_subject_id:
@@ -134,7 +146,42 @@ def validate(record: audit_pb2.AuditRecord) -> None:
         raise RecordError("decision.bundle_hash must be 64 lowercase hex characters")
     if record.log_index:
         raise RecordError("log_index is assigned by the log; leave it unset")
+    if record.decision.outcome not in common_pb2.DecisionOutcome.values():
+        raise RecordError("decision.outcome is not a known decision outcome")
     _check_no_bsn(record)
+    check_columns(columns(record))
+
+
+def check_columns(cols: Columns) -> None:
+    """Raise :class:`RecordError` when a query column does not fit its database column.
+
+    The limits are read from the table itself (length, integer width), and a
+    string must be storable on every supported database: UTF-8 without NUL
+    characters. A record that passes never makes a shared group commit fail.
+    """
+    for name in Columns.__slots__:
+        value = getattr(cols, name)
+        if value is None:
+            continue
+        kind = tables.leaf.c[name].type
+        field = _FIELD.get(name, name)
+        if isinstance(kind, sa.String):
+            _check_text(field, value, kind.length)
+        else:
+            bits = next(b for t, b in _INTEGER_BITS.items() if isinstance(kind, t))
+            if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+                raise RecordError(f"{field} does not fit its {bits}-bit column")
+
+
+def _check_text(name: str, value: str, length: int | None) -> None:
+    if length is not None and len(value) > length:
+        raise RecordError(f"{name} is longer than {length} characters")
+    if "\x00" in value:
+        raise RecordError(f"{name} holds a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError(f"{name} is not valid UTF-8 text") from None
 
 
 @dataclass(frozen=True, slots=True)

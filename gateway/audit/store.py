@@ -7,8 +7,15 @@ returned index means "durable". The head row is updated in that same
 transaction with ``UPDATE ... WHERE size = :old``: a writer in another
 process that moved the head first makes the update touch no row, and the
 batch is recomputed on the new head. Two writers therefore never fork the
-log. There is no buffer that outlives a failed transaction: a failed write
-fails every caller of the batch with :class:`AuditUnavailable`.
+log. There is no buffer that outlives a failed transaction.
+
+Every query column is checked against its database column before a record
+is queued (:func:`records.validate`), so one caller's odd value cannot fail
+a transaction it shares with others. Should a batch fail on a record's data
+all the same, its records are written again one by one: only the record the
+database refuses fails (:class:`records.RecordError`). A batch that fails for
+any other reason (the database is gone) fails every caller with
+:class:`AuditUnavailable`.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import contextlib
 import functools
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,14 +34,25 @@ import sqlalchemy as sa
 from google.protobuf import unknown_fields
 from schakel.v1 import audit_pb2
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.audit import merkle, records, tables
+from gateway.audit.tree import (
+    Head,
+    check_size,
+    iter_leaves,
+    keep_subtree,
+    range_hash,
+    read_head,
+)
 from gateway.logging import get_logger
 
-SUBTREE_STRIDE = 4
-"""Subtree hashes are cached at levels 4, 8, 12, ...: at most 8 reads per proof hash."""
+__all__ = ["AuditLog", "AuditUnavailable", "Clock", "Head", "iter_leaves", "to_us"]
+
 MAX_CAS_ATTEMPTS = 100
+ERASE_BATCH = 500
+"""Leaves erased per transaction: a purge never holds the write lock for long."""
+Clock = Callable[[], datetime]
+_MICROSECOND = timedelta(microseconds=1)
 _log = get_logger("audit.store")
 
 
@@ -49,12 +67,9 @@ def to_us(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
-@dataclass(frozen=True)
-class Head:
-    """The log's current size and root."""
-
-    size: int
-    root: bytes
+def utc_now() -> datetime:
+    """The current time in UTC, the log's default clock."""
+    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -67,23 +82,28 @@ class _Item:
     aio: asyncio.Future[int] | None = None
 
 
-def _settle(entries: list[tuple[asyncio.Future[int], int, BaseException | None]]) -> None:
+Outcome = int | Exception
+"""A queued record's outcome: its index, or the error its caller gets."""
+
+
+def _settle(entries: list[tuple[asyncio.Future[int], Outcome]]) -> None:
     """Resolve a batch's awaiting futures, inside their event loop."""
-    for future, index, error in entries:
+    for future, outcome in entries:
         if future.done():  # the caller was cancelled; its record is written anyway
             continue
-        if error is not None:
-            future.set_exception(error)
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
         else:
-            future.set_result(index)
+            future.set_result(outcome)
 
 
 class AuditLog:
     """One node's audit log over a migrated database.
 
-    ``default_retention`` (counted from a record's end time) applies when an
-    append names no ``retain_until``; ``None`` keeps records until erased by
-    hand.
+    ``default_retention`` (counted from a record's end time) sets the
+    deadline of every record appended without a ``retain_until``; ``None``
+    keeps records until erased by hand. :meth:`erase_expired` erases what
+    is due by ``clock``.
     """
 
     def __init__(
@@ -92,12 +112,14 @@ class AuditLog:
         *,
         max_batch: int = 2000,
         default_retention: timedelta | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.engine = engine
         self.max_batch = max_batch
         self.default_retention = default_retention
+        self.clock = clock
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -109,12 +131,17 @@ class AuditLog:
         records.validate(record)
         if len(unknown_fields.UnknownFieldSet(record)):
             raise records.RecordError("record carries unknown fields; build it from this schema")
-        if retain_until is None and self.default_retention is not None:
-            retain_until = record.end_time.ToDatetime(tzinfo=UTC) + self.default_retention
+        retain_until_us = None
+        if retain_until is not None:
+            retain_until_us = to_us(retain_until)
+        elif self.default_retention is not None:
+            # In whole microseconds: no datetime can overflow near the year 9999.
+            end_us = record.end_time.ToMicroseconds()
+            retain_until_us = end_us + self.default_retention // _MICROSECOND
         return _Item(
             base=record.SerializeToString(deterministic=True),
             columns=records.columns(record),
-            retain_until_us=to_us(retain_until) if retain_until is not None else None,
+            retain_until_us=retain_until_us,
         )
 
     def submit(
@@ -145,7 +172,8 @@ class AuditLog:
     ) -> int:
         """Append and wait for the COMMIT; returns the record's index.
 
-        Raises :class:`AuditUnavailable` when the write failed.
+        Raises :class:`records.RecordError` when the record is invalid (or the
+        database refused its data) and :class:`AuditUnavailable` when the write failed.
         """
         return self.submit(record, retain_until).result()
 
@@ -154,8 +182,9 @@ class AuditLog:
     ) -> int:
         """Append and await the COMMIT; returns the record's index.
 
-        Raises :class:`AuditUnavailable` when the write failed (the node
-        answers ``UNAVAILABLE`` and releases nothing).
+        Raises :class:`records.RecordError` when the record is invalid (or
+        the database refused its data) and :class:`AuditUnavailable` when
+        the write failed (the node answers ``UNAVAILABLE`` and releases nothing).
         """
         item = self._prepare(record, retain_until)
         item.aio = asyncio.get_running_loop().create_future()
@@ -171,8 +200,8 @@ class AuditLog:
         items = [self._prepare(r, retain_until) for r in batch]
         try:
             first = self._write(items)
-        except SQLAlchemyError as exc:
-            raise AuditUnavailable(f"audit write failed: {type(exc).__name__}") from None
+        except Exception as exc:
+            raise self._failure(exc) from None
         return list(range(first, first + len(items)))
 
     def close(self) -> None:
@@ -202,37 +231,57 @@ class AuditLog:
                     break
                 batch.append(item)
             live = [i for i in batch if i.future is None or i.future.set_running_or_notify_cancel()]
-            if not live:
-                continue
-            error: AuditUnavailable | None = None
-            first = 0
-            try:
-                first = self._write(live)
-            except Exception as exc:
-                # The DB error text can quote parameters (pseudonyms, leaf
-                # bytes), so only its type is logged and passed on.
-                _log.error("audit write failed", error=type(exc).__name__, batch=len(live))
-                error = AuditUnavailable(f"audit write failed: {type(exc).__name__}")
-            self._resolve(live, first, error)
+            if live:
+                self._resolve(live, self._commit(live))
+
+    def _commit(self, items: list[_Item]) -> list[Outcome]:
+        """Write a batch; when a record's data failed it, write its records one by one."""
+        try:
+            first = self._write(items)
+        except Exception as exc:
+            # The DB error text can quote parameters (pseudonyms, leaf
+            # bytes), so only its type is logged and passed on.
+            if len(items) == 1 or not self._record_fault(exc):
+                _log.error("audit write failed", error=type(exc).__name__, batch=len(items))
+                return [self._failure(exc)] * len(items)
+            _log.warning(
+                "audit batch refused a record; writing its records one by one",
+                error=type(exc).__name__,
+                batch=len(items),
+            )
+            return [outcome for item in items for outcome in self._commit([item])]
+        return list(range(first, first + len(items)))
+
+    def _record_fault(self, exc: Exception) -> bool:
+        """True when ``exc`` is the database refusing a value, not the database failing."""
+        cause = exc.orig if isinstance(exc, sa.exc.StatementError) else exc
+        dbapi = self.engine.dialect.loaded_dbapi
+        return isinstance(cause, (dbapi.DataError, ValueError, TypeError, OverflowError))
+
+    def _failure(self, exc: Exception) -> Exception:
+        """The error a caller gets for a write that failed with ``exc``."""
+        if isinstance(exc, AuditUnavailable):
+            return exc
+        if self._record_fault(exc):
+            return records.RecordError(f"the database refused the record: {type(exc).__name__}")
+        return AuditUnavailable(f"audit write failed: {type(exc).__name__}")
 
     @staticmethod
-    def _resolve(items: list[_Item], first: int, error: AuditUnavailable | None) -> None:
+    def _resolve(items: list[_Item], outcomes: list[Outcome]) -> None:
         """Wake every caller of a committed (or failed) batch.
 
         Coroutine callers are woken with one call into each event loop per
         batch, not one per record: waking a loop from a thread is costly.
         """
-        by_loop: dict[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int, BaseException | None]]
-        ] = {}
-        for n, item in enumerate(items):
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Outcome]]] = {}
+        for item, outcome in zip(items, outcomes, strict=True):
             if item.future is not None:
-                if error is not None:
-                    item.future.set_exception(error)
+                if isinstance(outcome, Exception):
+                    item.future.set_exception(outcome)
                 else:
-                    item.future.set_result(first + n)
+                    item.future.set_result(outcome)
             elif item.aio is not None:
-                by_loop.setdefault(item.aio.get_loop(), []).append((item.aio, first + n, error))
+                by_loop.setdefault(item.aio.get_loop(), []).append((item.aio, outcome))
         for loop, entries in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
                 loop.call_soon_threadsafe(_settle, entries)
@@ -253,7 +302,7 @@ class AuditLog:
                 old_size = int(row.size)
                 compact = merkle.CompactRange.unpack(old_size, bytes(row.compact))
                 subtrees: list[dict[str, object]] = []
-                keep = functools.partial(_keep_subtree, subtrees)
+                keep = functools.partial(keep_subtree, subtrees)
                 leaves: list[tuple[object, ...]] = []
                 for n, item in enumerate(items):
                     data = item.base + records.index_suffix(old_size + n)
@@ -298,13 +347,13 @@ class AuditLog:
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """The audit path of leaf ``index`` in the tree of ``size`` leaves (size <= head)."""
         with self.engine.connect() as conn:
-            _check_size(conn, size)
+            check_size(conn, size)
             return [range_hash(conn, s, e) for s, e in merkle.inclusion_ranges(index, size)]
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """The RFC 6962 consistency proof from ``old_size`` to ``new_size`` (<= head)."""
         with self.engine.connect() as conn:
-            _check_size(conn, new_size)
+            check_size(conn, new_size)
             return [
                 range_hash(conn, s, e) for s, e in merkle.consistency_ranges(old_size, new_size)
             ]
@@ -312,7 +361,7 @@ class AuditLog:
     def root_at(self, size: int) -> bytes:
         """The root of the first ``size`` leaves."""
         with self.engine.connect() as conn:
-            _check_size(conn, size)
+            check_size(conn, size)
             return range_hash(conn, 0, size) if size else merkle.EMPTY_ROOT
 
     def leaf_hash_at(self, index: int) -> bytes:
@@ -325,38 +374,55 @@ class AuditLog:
             raise IndexError(f"no leaf at index {index}")
         return bytes(value)
 
-    def erase_expired(self, now: datetime | None = None) -> int:
+    def erase_expired(self, now: datetime | None = None, batch: int = ERASE_BATCH) -> int:
         """Erase the bodies (and pseudonym column) of leaves whose retention ended.
 
-        Leaf hashes stay, so the root, earlier proofs and verification hold.
+        Runs as many short transactions of at most ``batch`` leaves as it
+        takes, so appends are never held up behind one long erasure. Leaf
+        hashes stay, so the root, earlier proofs and verification hold.
         Returns the number of leaves erased.
         """
-        cutoff = to_us(now or datetime.now(UTC))
+        cutoff = to_us(now or self.clock())
+        total = 0
+        while True:
+            erased, full = self.erase_batch(cutoff, batch)
+            total += erased
+            if not full:
+                break
+        if total:
+            _log.info("audit bodies erased", count=total)
+        return total
+
+    def erase_batch(self, cutoff_us: int, limit: int = ERASE_BATCH) -> tuple[int, bool]:
+        """Erase up to ``limit`` expired bodies in one transaction.
+
+        An erased leaf leaves the retention index (its deadline is cleared),
+        so each batch reads only leaves still due. Returns how many bodies
+        were erased and whether the batch was full (more may wait).
+        """
         leaf = tables.leaf
         with self.engine.begin() as conn:
-            result = conn.execute(
+            due = conn.execute(
+                sa.select(leaf.c.idx, leaf.c.data.is_not(None))
+                .where(leaf.c.retain_until_us <= cutoff_us)
+                .order_by(leaf.c.retain_until_us)
+                .limit(limit)
+            ).all()
+            if not due:
+                return 0, False
+            conn.execute(
                 leaf.update()
-                .where(leaf.c.retain_until_us <= cutoff, leaf.c.data.is_not(None))
-                .values(data=None, data_subject_id=None)
+                .where(leaf.c.idx.in_([int(idx) for idx, _ in due]))
+                .values(data=None, data_subject_id=None, retain_until_us=None)
             )
-        count = int(result.rowcount)
-        _log.info("audit bodies erased", count=count)
-        return count
-
-
-def _keep_subtree(out: list[dict[str, object]], level: int, index: int, digest: bytes) -> None:
-    if level % SUBTREE_STRIDE == 0:
-        out.append({"level": level, "idx": index, "hash": digest})
+        return sum(1 for _, present in due if present), len(due) == limit
 
 
 _LEAF_COLUMNS = (
     "idx, leaf_hash, data, data_subject_id, processing_activity_id, peer, start_us, outcome,"
     " retain_until_us"
 )
-_SQLITE_INSERT = (
-    "INSERT INTO audit_leaf (idx, leaf_hash, data, data_subject_id, processing_activity_id,"
-    " peer, start_us, outcome, retain_until_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_SQLITE_INSERT = f"INSERT INTO audit_leaf ({_LEAF_COLUMNS}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
 
 
 def _insert_leaves(conn: Connection, rows: list[tuple[object, ...]]) -> None:
@@ -373,73 +439,3 @@ def _insert_leaves(conn: Connection, rows: list[tuple[object, ...]]) -> None:
                 copy.write_row(row)
     else:
         conn.exec_driver_sql(_SQLITE_INSERT, rows)
-
-
-def read_head(conn: Connection) -> Head:
-    """The head row as seen by ``conn``."""
-    row = conn.execute(
-        sa.select(tables.head.c.size, tables.head.c.root).where(tables.head.c.id == tables.HEAD_ID)
-    ).one()
-    return Head(int(row.size), bytes(row.root))
-
-
-def _check_size(conn: Connection, size: int) -> None:
-    current = read_head(conn).size
-    if not 0 <= size <= current:
-        raise merkle.ProofError(f"tree size {size} is beyond the log's size {current}")
-
-
-def _fold(hashes: list[bytes]) -> bytes:
-    """The root of a perfect subtree given its 2**k bottom hashes."""
-    while len(hashes) > 1:
-        hashes = [merkle.node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
-    return hashes[0]
-
-
-def _perfect_hash(conn: Connection, level: int, index: int) -> bytes:
-    stored = level - level % SUBTREE_STRIDE
-    span = 1 << (level - stored)
-    lo = index * span
-    if stored == 0:
-        t = tables.leaf
-        rows = conn.execute(
-            sa.select(t.c.leaf_hash).where(t.c.idx >= lo, t.c.idx < lo + span).order_by(t.c.idx)
-        ).scalars()
-    else:
-        s = tables.subtree
-        rows = conn.execute(
-            sa.select(s.c.hash)
-            .where(s.c.level == stored, s.c.idx >= lo, s.c.idx < lo + span)
-            .order_by(s.c.idx)
-        ).scalars()
-    hashes = [bytes(h) for h in rows]
-    if len(hashes) != span:
-        raise merkle.ProofError(f"stored hashes missing under subtree ({level}, {index})")
-    return _fold(hashes)
-
-
-def range_hash(conn: Connection, start: int, end: int) -> bytes:
-    """The Merkle tree hash of leaves [start, end), from cached subtrees and leaf hashes."""
-    parts = [_perfect_hash(conn, lv, ix) for lv, ix in merkle.perfect_subtrees(start, end)]
-    root = parts[-1]
-    for h in reversed(parts[:-1]):
-        root = merkle.node_hash(h, root)
-    return root
-
-
-def iter_leaves(
-    conn: Connection, start: int = 0, end: int | None = None, batch: int = 10_000
-) -> Iterator[tuple[int, bytes, bytes | None]]:
-    """(index, leaf_hash, data) in index order, fetched in keyset-paged batches."""
-    leaf = tables.leaf
-    after = start - 1
-    while True:
-        query = sa.select(leaf.c.idx, leaf.c.leaf_hash, leaf.c.data).where(leaf.c.idx > after)
-        if end is not None:
-            query = query.where(leaf.c.idx < end)
-        rows = conn.execute(query.order_by(leaf.c.idx).limit(batch)).all()
-        if not rows:
-            return
-        for idx, digest, data in rows:
-            yield int(idx), bytes(digest), None if data is None else bytes(data)
-        after = int(rows[-1][0])

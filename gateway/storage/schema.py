@@ -11,7 +11,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, MetaData
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.storage.errors import StorageError, describe, shown
 
 metadata = MetaData(
     naming_convention={
@@ -36,5 +42,28 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema up to the newest revision (idempotent)."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema up to the newest revision (idempotent); raises :class:`StorageError`."""
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    except (SQLAlchemyError, CommandError) as exc:
+        raise describe(exc, engine.url) from exc
+
+
+def require_schema(engine: Engine) -> None:
+    """Raise :class:`StorageError` unless the database holds the newest schema.
+
+    For commands that only read: they neither migrate nor create anything.
+    """
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise describe(exc, engine.url) from exc
+    if current is None:
+        raise StorageError(f"{shown(engine.url)}: holds no Schakel schema")
+    if current != head:
+        raise StorageError(
+            f"{shown(engine.url)}: the schema is at revision {current}, not {head};"
+            " run `schakel node migrate` with the matching Schakel version"
+        )

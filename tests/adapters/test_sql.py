@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 
 from adapters.index import PseudonymIndex
 from adapters.mapping import MappingError
-from adapters.sql import SqlAdapter, SqlMapping
+from adapters.sql import CategoryMapping, SqlAdapter, SqlMapping
 from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
 from tests.adapters.conftest import POLICE, local_pseudonymiser, pseudonym_of
@@ -236,6 +237,28 @@ def _broken(path: str, value: object) -> dict[str, object]:
         (f"categories/{ANTECEDENTEN}/query", "SELECT feitcode FROM antecedenten", ":key"),
         (
             f"categories/{ANTECEDENTEN}/query",
+            "WITH d AS (DELETE FROM antecedenten WHERE persoon_id = :key RETURNING feitcode)"
+            " SELECT feitcode FROM d",
+            "must only read: it holds DELETE",
+        ),
+        (
+            f"categories/{ANTECEDENTEN}/query",
+            "SELECT feitcode INTO kopie FROM antecedenten WHERE persoon_id = :key",
+            "must only read: it holds INTO",
+        ),
+        (
+            "contact/query",
+            "SELECT mailbox FROM teams WHERE team = :key FOR UPDATE",
+            "must only read: it holds LOCK",
+        ),
+        (
+            f"categories/{ANTECEDENTEN}/query",
+            "SELECT feitcode FROM antecedenten WHERE persoon_id = :key"
+            " UNION SELECT nextval('s') FROM (UPDATE risico SET niveau = 'laag' RETURNING 1) u",
+            "antecedenten.query",
+        ),
+        (
+            f"categories/{ANTECEDENTEN}/query",
             "SELECT feitcode FROM a WHERE p = :key AND d > :since",
             "found ['key', 'since']",
         ),
@@ -266,3 +289,48 @@ def test_check_finds_what_the_database_lacks(police: tuple[sa.Engine, PoliceData
     wrong_table = _broken("subjects/table", "mensen")
     with pytest.raises(MappingError, match="subjects: the database refused the query"):
         SqlAdapter(engine, SqlMapping.from_dict(wrong_table), index).check()
+
+
+def _writing_query(engine: sa.Engine) -> str:
+    """A category query that deletes what it reads: what the parser exists to refuse."""
+    if engine.dialect.name == "sqlite":  # SQLite has no data-modifying WITH
+        return (
+            "DELETE FROM antecedenten WHERE persoon_id = :key"
+            " RETURNING feitcode, 1 AS aantal, pleegdatum AS laatste"
+        )
+    return (
+        "WITH d AS (DELETE FROM antecedenten WHERE persoon_id = :key RETURNING *)"
+        " SELECT feitcode, COUNT(*) AS aantal, MAX(pleegdatum) AS laatste FROM d GROUP BY feitcode"
+    )
+
+
+async def test_a_query_the_parser_let_through_still_cannot_write(
+    police: tuple[sa.Engine, PoliceData], federation: FederationKeys, police_keys: DomainKey
+) -> None:
+    engine, data = police
+    adapter, index = await _adapter(engine, federation, police_keys)
+    sneaky = dataclasses.replace(
+        adapter.mapping.categories[ANTECEDENTEN], query=_writing_query(engine)
+    )
+    mapping = dataclasses.replace(adapter.mapping, categories={ANTECEDENTEN: sneaky})
+    assert isinstance(sneaky, CategoryMapping)
+    writer = SqlAdapter(engine, mapping, index)
+    pid = next(p for p in data.persons if data.expected_antecedents(p))
+    hexa = pseudonym_of(federation, POLICE, data.persons[pid][0])
+
+    def rows() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT COUNT(*) FROM antecedenten")).scalar_one())
+
+    before = rows()
+    with pytest.raises(sa.exc.DBAPIError, match=r"read-?only"):
+        writer.facts(hexa, [ANTECEDENTEN])
+    with pytest.raises(MappingError, match=r"refused the query: .*read-?only"):
+        writer.check()
+    assert rows() == before
+    # The engine is shared with the pseudonym index: it can still write.
+    full = await index.sync(
+        adapter.subjects(), local_pseudonymiser(federation, POLICE), police_keys, full=True
+    )
+    assert full.added == len(data.persons)
+    assert adapter.facts(hexa, [ANTECEDENTEN])

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.tls import channel_credentials, node_channel
@@ -61,3 +62,53 @@ async def test_node_run_serves_and_stops_on_sigterm(federation: Federation) -> N
     assert '"event": "node_started"' in err
     assert '"event": "node_stopped"' in err
     assert (federation.root / f"state-{RR}" / "node.db").is_file()
+
+
+def _node(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", RUNNER, "node", *argv],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        timeout=60,
+        check=False,
+    )
+
+
+def _bad_urls(root: Path) -> dict[str, tuple[str, int, str]]:
+    """Database URLs that cannot work: (url, exit code, what the message says)."""
+    (root / "a-file").write_text("")
+    (root / "notes.db").write_text("these are notes, not a database\n" * 20)
+    return {
+        "parent-is-a-file": (f"sqlite:///{root / 'a-file' / 'node.db'}", 2, "cannot create"),
+        "not-a-database": (f"sqlite:///{root / 'notes.db'}", 2, "not an SQLite database"),
+        "a-directory": (f"sqlite:///{root}", 2, "is a directory, not a database file"),
+        "unsupported": ("postgresqlx://db/schakel", 2, "unsupported database 'postgresqlx'"),
+        "bad-option": ("postgresql+psycopg://127.0.0.1/test?colour=blue", 2, "colour"),
+        "unreachable": (
+            f"postgresql+psycopg://u:geheim@127.0.0.1:{free_port()}/schakel",
+            1,
+            "cannot reach the database",
+        ),
+    }
+
+
+CASES = ["parent-is-a-file", "not-a-database", "a-directory", "unsupported", "bad-option"]
+
+
+@pytest.mark.parametrize("command", ["migrate", "run"])
+@pytest.mark.parametrize("case", [*CASES, "unreachable"])
+def test_a_database_problem_is_one_line_naming_database_url(
+    federation: Federation, command: str, case: str
+) -> None:
+    url, code, reason = _bad_urls(federation.root)[case]
+    path = federation.write_config(federation.node(RR), extra=f'\n[database]\nurl = "{url}"\n')
+    result = _node(command, "--config", str(path))
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    kind = "cannot start" if code == 1 else "config error"
+    assert lines[0].startswith(f"schakel node: {kind}: {path}: database.url: "), lines[0]
+    assert reason in lines[0]
+    assert "geheim" not in result.stderr
