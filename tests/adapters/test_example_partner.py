@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from schakel.v1 import partner_pb2
 
 from policy.pseudonyms import DomainKey
-from tests.adapters.conftest import POLICE, Pki, RunningNode, until
-from tests.adapters.fakedata import POLICE_MAPPING, TEAMS, create_police_db, police_data
-from tests.adapters.simnode import PURPOSE
+from tests.support.fakedata import POLICE_MAPPING, TEAMS, create_police_db, police_data
+from tests.support.partners import POLICE, Pki, RunningNode, until
+from tests.support.simnode import PURPOSE
 
 ROOT = Path(__file__).resolve().parents[2]
 

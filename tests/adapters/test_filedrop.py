@@ -18,12 +18,12 @@ from adapters.mapping import MappingError
 from adapters.sdk import PartnerClient, PartnerRpcError, RetryPolicy
 from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
-from tests.adapters.conftest import Pki, local_pseudonymiser, pseudonym_of
-from tests.adapters.fakedata import (
+from tests.support.fakedata import (
     MUNICIPALITY_SCHEMA,
     MunicipalityExports,
     write_municipality_exports,
 )
+from tests.support.partners import Pki, local_pseudonymiser, pseudonym_of
 
 GEMEENTE = "gemeente-rotterdam"
 HOUSING = "sociaal.huisvesting"

@@ -17,8 +17,7 @@ from adapters.mapping import MappingError
 from adapters.sql import CategoryMapping, SqlAdapter, SqlMapping
 from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
-from tests.adapters.conftest import POLICE, local_pseudonymiser, pseudonym_of
-from tests.adapters.fakedata import (
+from tests.support.fakedata import (
     POLICE_MAPPING,
     TEAMS,
     PoliceData,
@@ -26,6 +25,7 @@ from tests.adapters.fakedata import (
     invalid_bsn,
     police_data,
 )
+from tests.support.partners import POLICE, local_pseudonymiser, pseudonym_of
 
 ANTECEDENTEN = "justitie.antecedenten"
 RISICO = "veiligheid.risico"

@@ -25,7 +25,7 @@ from adapters.sdk import (
 )
 from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
-from tests.adapters.conftest import POLICE, RunningNode, local_pseudonymiser, pseudonym_of
+from tests.support.partners import POLICE, RunningNode, local_pseudonymiser, pseudonym_of
 
 
 @pytest.mark.parametrize(

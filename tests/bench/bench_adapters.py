@@ -1,6 +1,6 @@
 """Partner side: SDK call overhead, task answering, index building and file-drop intake.
 
-Client, simulated node (tests/adapters/simnode.py) and adapters share one
+Client, simulated node (tests/support/simnode.py) and adapters share one
 process, so each rate includes both ends of every call. Baselines: the raw
 generated stub on the same mTLS channel for the SDK; the node-side
 transcryption alone for index building.
@@ -27,7 +27,15 @@ from adapters.sdk import AdapterRunner, PartnerClient, encrypt_subject
 from adapters.sql import SqlAdapter, SqlMapping
 from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import Ciphertext, DomainKey, FederationKeys
-from tests.adapters.conftest import (
+from tests.bench.harness import Result, run_in_temp_dir
+from tests.support.fakedata import (
+    MUNICIPALITY_SCHEMA,
+    POLICE_MAPPING,
+    PoliceData,
+    create_police_db,
+    police_data,
+)
+from tests.support.partners import (
     POLICE,
     local_pseudonymiser,
     make_pki,
@@ -35,15 +43,7 @@ from tests.adapters.conftest import (
     pseudonym_of,
     start_node,
 )
-from tests.adapters.fakedata import (
-    MUNICIPALITY_SCHEMA,
-    POLICE_MAPPING,
-    PoliceData,
-    create_police_db,
-    police_data,
-)
-from tests.adapters.simnode import PURPOSE, SimulatedNode
-from tests.bench.harness import Result, run_in_temp_dir
+from tests.support.simnode import PURPOSE, SimulatedNode
 
 AREA = "adapters"
 CALLS = 300

@@ -38,8 +38,8 @@ from gateway.audit.store import AuditLog, _Item
 from gateway.audit.verify import Keys, verify_database
 from gateway.logging import configure_logging
 from gateway.storage import make_engine, migrate
-from tests.audit.sample import ORIGIN, record
 from tests.bench.harness import Result, median_rate, median_seconds
+from tests.support.audit_sample import ORIGIN, record
 
 AREA = "audit"
 BURST = 10_000

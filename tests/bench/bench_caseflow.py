@@ -38,8 +38,7 @@ from tests.bench.harness import (
     percentiles_ms,
     run_in_temp_dir,
 )
-from tests.flow.conftest import Flow, partner_sections
-from tests.flow.test_case_flow import (
+from tests.support.caseflow import (
     ANTECEDENTEN,
     HUISVESTING,
     IN_ZORG,
@@ -48,9 +47,10 @@ from tests.flow.test_case_flow import (
     open_case,
     partners,
 )
-from tests.flow.test_hitnohit import PURPOSE
-from tests.gateway.conftest import RR
-from tests.node.conftest import start_pair, stop_pair
+from tests.support.flow import Flow, partner_sections
+from tests.support.pair import start_pair, stop_pair
+from tests.support.pki import RR
+from tests.support.referrals import PURPOSE
 
 AREA = "caseflow"
 REPEATS = 3

@@ -23,7 +23,7 @@ from gateway.cases import CaseRegistry, FactVault, Participant, Referral, count_
 from gateway.cases.tables import cases
 from gateway.storage import make_engine, migrate
 from tests.bench.harness import Result, median_rate, median_seconds
-from tests.conftest import _PG_PROBLEM, PG_ADMIN_URL
+from tests.support.databases import PG_ADMIN_URL, PG_PROBLEM
 
 AREA = "cases"
 OPS = 100
@@ -38,7 +38,7 @@ def _databases() -> Iterator[tuple[str, sa.Engine]]:
         migrate(engine)
         yield "sqlite", engine
         engine.dispose()
-    if _PG_PROBLEM is not None:
+    if PG_PROBLEM is not None:
         return
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_ADMIN_URL)

@@ -50,7 +50,7 @@ from tests.bench.harness import (
     run_in_temp_dir,
 )
 from tests.bench.latency import LatencyRelay
-from tests.federation.conftest import PURPOSE, Cluster, start_cluster, stop_cluster
+from tests.support.cluster import PURPOSE, Cluster, start_cluster, stop_cluster
 
 AREA = "flow"
 PEERS = 30

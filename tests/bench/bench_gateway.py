@@ -21,7 +21,7 @@ from gateway.logging import configure_logging
 from gateway.rpc.server import NodeServer, build_server
 from gateway.tls import ServerCertificates, channel_credentials, node_channel
 from tests.bench.harness import Result, median_rate
-from tests.gateway.conftest import RR, Federation
+from tests.support.pki import RR, Federation
 
 AREA = "gateway"
 SEQUENTIAL = 300

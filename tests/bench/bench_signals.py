@@ -31,8 +31,8 @@ from gateway.storage import make_engine, migrate
 from gateway.tls import channel_credentials
 from policy.vocabulary import Phase
 from tests.bench.harness import Result, median_seconds
-from tests.gateway.conftest import Federation
-from tests.signals.conftest import SignalsFederation
+from tests.support.pki import Federation
+from tests.support.signals import SignalsFederation
 
 AREA = "signals"
 POPULATION = 5000

@@ -14,7 +14,7 @@ from gateway.federation import Peer, PeerClient
 from gateway.federation.client import DOWN
 from gateway.tls import channel_credentials
 from tests.bench.latency import LatencyRelay
-from tests.federation.conftest import PURPOSE, A, B, start_cluster, stop_cluster
+from tests.support.cluster import PURPOSE, A, B, start_cluster, stop_cluster
 
 DELAY = 0.05
 

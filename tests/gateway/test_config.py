@@ -15,7 +15,7 @@ from gateway import node_cli
 from gateway.config import ConfigError, _env_overrides, _Loader, load_config, split_listen
 from gateway.rpc.server import StartupError, build_server
 from gateway.storage import alembic_config, make_engine
-from tests.gateway.conftest import RR, Federation
+from tests.support.pki import RR, Federation
 
 MINIMAL = """
 [node]

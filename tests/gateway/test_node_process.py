@@ -14,8 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.tls import channel_credentials, node_channel
-from tests.gateway.conftest import RR, Federation
-from tests.ports import free_port
+from tests.support.pki import RR, Federation
+from tests.support.ports import free_port
 
 # Only the node area: the `schakel` dispatcher also imports areas other issues deliver.
 RUNNER = (

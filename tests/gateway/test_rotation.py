@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from certs.ca_store import node_dns_name
 from gateway.rpc.server import NodeServer
-from tests.gateway.conftest import RR, Credential, Federation, LogCapture, StartNode, channel_to
+from tests.support.pki import RR, Credential, Federation, LogCapture, StartNode, channel_to
 
 
 def _served_certificate(node: NodeServer, client: Credential, ca_file: Path) -> x509.Certificate:

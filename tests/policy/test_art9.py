@@ -6,7 +6,7 @@ import itertools
 
 from policy.evaluator import ART9_NO_GROUND, GROUND_UNMET, Outcome, Request, grounds_of
 from policy.model import Ground
-from tests.policy.conftest import SMALL, small
+from tests.support.policy import SMALL, small
 
 
 def _ask(**grounds: list[str]) -> Request:

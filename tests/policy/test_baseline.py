@@ -13,7 +13,7 @@ from policy.cli import grid
 from policy.evaluator import CategoryResult, Evaluator, Outcome, Request, grounds_of
 from policy.model import Condition, PolicyError, Sensitivity
 from policy.vocabulary import phase_name
-from tests.policy.conftest import BASELINE
+from tests.support.policy import BASELINE
 
 CASES = load_cases(BASELINE.parent / CASES_FILE)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from policy.cli import main, register
-from tests.policy.conftest import BASELINE, SMALL
+from tests.support.policy import BASELINE, SMALL
 
 EXPLAIN = [
     "--activity",

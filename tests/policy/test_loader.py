@@ -10,7 +10,7 @@ import pytest
 from policy.compiler import compile_bundle
 from policy.loader import load_bundle, load_bundle_bytes
 from policy.yamlread import PolicyLoadError
-from tests.policy.conftest import BASELINE, SMALL, small
+from tests.support.policy import BASELINE, SMALL, small
 
 
 def _problems(text: str) -> list[tuple[int, str]]:

@@ -8,7 +8,7 @@ from schakel.v1 import common_pb2
 from policy.evaluator import Decision, Evaluator, Request, grounds_of
 from policy.minimise import FactRefusedError, apply_plan, minimise_fact, minimise_facts
 from policy.model import Transform, TransformKind
-from tests.policy.conftest import SMALL, small
+from tests.support.policy import SMALL, small
 
 BSN = "123456782"
 

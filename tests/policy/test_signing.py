@@ -24,7 +24,7 @@ from policy.signing import (
     signature_path,
 )
 from policy.store import PolicyStore
-from tests.policy.conftest import BASELINE, SMALL
+from tests.support.policy import BASELINE, SMALL
 
 
 @pytest.fixture

@@ -1,0 +1,6 @@
+"""Fixtures for the tests in this folder; their code lives in tests/support/."""
+
+from tests.support.flow import flow
+from tests.support.pair import pair
+
+__all__ = ["flow", "pair"]

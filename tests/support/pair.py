@@ -1,0 +1,82 @@
+"""Two whole nodes (keys, policy, audit, cases) that witness each other, on loopback mTLS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway.app import Node, open_node
+from gateway.config import load_config
+from gateway.dev.keys import DevKeys
+from gateway.tls import channel_credentials, node_channel
+from tests.support.pki import HL, RR, Credential, Federation
+from tests.support.ports import free_port
+
+
+@dataclass
+class Pair:
+    """Nodes RR and HL, their CA, their keys and a few certificates."""
+
+    fed: Federation
+    keys: DevKeys
+    nodes: dict[str, Node]
+
+    def channel(self, node_id: str, cred: Credential) -> grpc.aio.Channel:
+        """An mTLS channel to ``node_id`` presenting ``cred``."""
+        creds = channel_credentials(self.fed.ca_file, cred.cert_file, cred.key_file)
+        return node_channel(self.nodes[node_id].address, node_id, creds)
+
+
+async def start_pair(
+    root: Path, db_url: str, extra: Callable[[str], str] = lambda _node_id: ""
+) -> Pair:
+    """Start RR (on ``db_url``) and HL (SQLite); each witnesses the other.
+
+    ``extra(node_id)`` adds config sections for one node (e.g. its partners).
+    """
+    fed = Federation(root / "pki")
+    keys = DevKeys(root / "keys")
+    ports = {RR: free_port(), HL: free_port()}
+    pair = Pair(fed, keys, {})
+    try:
+        for node_id in (RR, HL):
+            other = HL if node_id == RR else RR
+            sections = keys.node_sections(
+                node_id,
+                [(other, f"127.0.0.1:{ports[other]}")],
+                checkpoint_every_records=1,
+                checkpoint_every_seconds=1,
+            )
+            if node_id == RR:
+                sections += f'\n[database]\nurl = "{db_url}"\n'
+            sections += extra(node_id)
+            path = fed.write_config(fed.node(node_id), extra=sections)
+            text = path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{ports[node_id]}")
+            path.write_text(text)
+            node = open_node(load_config(path, environ={}))
+            await node.start()
+            pair.nodes[node_id] = node
+    except BaseException:
+        await stop_pair(pair)
+        raise
+    return pair
+
+
+async def stop_pair(pair: Pair) -> None:
+    """Stop whichever nodes of ``pair`` are running."""
+    for node in pair.nodes.values():
+        await node.stop(grace=None)
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, db_url: str) -> AsyncIterator[Pair]:
+    """RR on ``db_url`` (SQLite, then PostgreSQL), HL on SQLite; each witnesses the other."""
+    started = await start_pair(tmp_path, db_url)
+    try:
+        yield started
+    finally:
+        await stop_pair(started)
