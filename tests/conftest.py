@@ -11,6 +11,9 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
+# Before any test module imports grpc: the package sets grpc's TLS 1.3 cipher suites.
+import gateway  # noqa: F401
+
 PG_ADMIN_URL = os.environ.get("SCHAKEL_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")
 
 

@@ -44,7 +44,13 @@ from adapters.sdk.client import PartnerClient
 from adapters.sdk.errors import PartnerRpcError
 from adapters.sdk.subjects import decrypt_subject, encrypt_subject
 from certs.ca_store import CaStore, load_certificate, node_dns_name
-from certs.identity import Identity, PeerKind, make_identity
+from certs.identity import (
+    Identity,
+    IdentityError,
+    PeerKind,
+    identity_from_certificate,
+    make_identity,
+)
 from gateway.app import Node, open_node
 from gateway.audit import merkle
 from gateway.config import ConfigError, load_config
@@ -164,11 +170,16 @@ def _dev_identities() -> dict[str, Identity]:
     return found
 
 
-def _still_good(cert_file: Path) -> bool:
+def _still_good(cert_file: Path, identity: Identity) -> bool:
     if not cert_file.exists():
         return False
     cert = load_certificate(cert_file)
-    return cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    try:
+        # A certificate of an older profile is issued again.
+        same = identity_from_certificate(cert) == identity
+    except IdentityError:
+        return False
+    return same and cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
 
 
 def prepare_pki(root: Path, say: Callable[[str], None]) -> DevFederation:
@@ -184,7 +195,7 @@ def prepare_pki(root: Path, say: Callable[[str], None]) -> DevFederation:
     issued = 0
     for stem, identity in _dev_identities().items():
         cert_file, key_file = root / "certs" / f"{stem}.pem", root / "certs" / f"{stem}.key"
-        if not _still_good(cert_file) or not key_file.exists():
+        if not _still_good(cert_file, identity) or not key_file.exists():
             dns = ("localhost",) if identity.kind is PeerKind.NODE else ()
             ca.issue(identity, root / "certs", days=90, dns_names=dns, name=stem, force=True)
             issued += 1
