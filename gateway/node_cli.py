@@ -87,12 +87,12 @@ def _run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     traced = grpc_env.trace_handshakes()
-    configure_logging(config.node.log_level, stream=route_grpc_log())
+    configure_logging(config.node.log_level, stream=route_grpc_log(traced=traced))
     if not traced:
         get_logger("tls").warning(
             "handshake_log_incomplete",
-            reason="grpc was imported before the node could turn on its handshake tracer; "
-            "set GRPC_TRACE=handshaker to log refused handshakes with their peer",
+            reason="grpc was imported before the node could turn on its handshake tracer, so "
+            "refused handshakes are logged without their peer; set GRPC_TRACE=handshaker",
         )
     try:
         asyncio.run(serve(config))

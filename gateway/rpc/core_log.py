@@ -36,6 +36,8 @@ _HEADER = re.compile(
     r"^(?P<level>[IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ (?P<file>[^\s:\]]+):(?P<line>\d+)\] "
     r"(?P<message>.*)$"
 )
+_CONTINUATION = re.compile(r"^($|\s|=== |src/core/\S+:\d+$)")
+"""How the rest of a multi-line grpc message starts (status traces, argument lists)."""
 _FAILED = re.compile(r"CallNextHandshakerLocked: error=(?P<error>.*?) shutdown=", re.DOTALL)
 _PEER = re.compile(r"grpc\.internal\.endpoint_peer_address=(?P<peer>[^,}\s]+)")
 _TARGET = re.compile(r"grpc\.server_uri=(?P<target>[^,}\s]+)")
@@ -78,6 +80,8 @@ class CoreLogRouter:
 
     passthrough: TextIO
     """Where lines that are not grpc's go (the original stderr)."""
+    traced: bool = True
+    """Whether grpc's handshaker tracer is on; without it a refusal is logged without peer."""
     _record: list[str] = field(default_factory=list)
     _header: re.Match[str] | None = None
 
@@ -88,9 +92,10 @@ class CoreLogRouter:
             self.flush()
             self._header = header
             self._record = [header["message"]]
-        elif self._header is not None:
+        elif self._header is not None and _CONTINUATION.match(line):
             self._record.append(line)
         else:
+            self.flush()
             self.passthrough.write(line + "\n")
             self.passthrough.flush()
 
@@ -109,6 +114,9 @@ class CoreLogRouter:
         if failed is not None and not failed["error"].startswith("OK"):
             self._refused(failed["error"], text)
             return
+        if not self.traced and text.startswith("Handshake failed"):
+            self._refused(text, text)
+            return
         if source in _TRACER_FILES:
             return
         level = _LEVELS.get(header["level"], "info")
@@ -123,12 +131,19 @@ class CoreLogRouter:
             "peer": peer["peer"] if peer else "unknown",
             "reason": reason,
             "tls_error": code,
-            # A server-side handshake carries the server's credentials.
-            "side": "server" if "grpc.internal.server_credentials" in text else "client",
+            "side": _side(text),
         }
         if target is not None:
             fields["target"] = target["target"]
         log.warning("tls_handshake_refused", **fields)
+
+
+def _side(text: str) -> str:
+    """Whether the node refused a client (server) or a server refused the node (client)."""
+    if "grpc.internal." not in text:
+        return "unknown"
+    # A server-side handshake carries the server's credentials.
+    return "server" if "grpc.internal.server_credentials" in text else "client"
 
 
 def _pump(read_fd: int, router: CoreLogRouter) -> None:
@@ -150,17 +165,18 @@ def _pump(read_fd: int, router: CoreLogRouter) -> None:
             router.feed(line.decode("utf-8", errors="replace"))
 
 
-def route_grpc_log() -> TextIO:
+def route_grpc_log(*, traced: bool = True) -> TextIO:
     """Read descriptor 2 through a :class:`CoreLogRouter`; returns the original stderr.
 
     Call once, early in the node process, and give the returned stream to
-    :func:`gateway.logging.configure_logging`.
+    :func:`gateway.logging.configure_logging`. ``traced`` says whether grpc's
+    handshaker tracer is on (:func:`gateway.grpc_env.trace_handshakes`).
     """
     original = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8")
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
     os.close(write_fd)
     sys.stderr = original
-    router = CoreLogRouter(original)
+    router = CoreLogRouter(original, traced)
     threading.Thread(target=_pump, args=(read_fd, router), name="grpc-log", daemon=True).start()
     return original
