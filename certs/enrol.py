@@ -97,7 +97,7 @@ def check_request(csr: x509.CertificateSigningRequest) -> Request:
     except x509.ExtensionNotFound:
         san = None
     try:
-        identity = identity_from_names(csr.subject, san)
+        identity = identity_from_names(csr.subject, san, "request")
     except IdentityError as exc:
         raise RequestError(f"the requested identity does not follow the profile: {exc}") from exc
     assert san is not None  # identity_from_names refused a request without one

@@ -223,13 +223,17 @@ def parse_uri(uri: str) -> tuple[PeerKind, list[str]]:
     return kind, parts
 
 
-def identity_from_names(subject: x509.Name, san: x509.SubjectAlternativeName | None) -> Identity:
-    """The identity a subject and SAN carry (of a certificate or a signing request)."""
+def identity_from_names(
+    subject: x509.Name, san: x509.SubjectAlternativeName | None, what: str = "certificate"
+) -> Identity:
+    """The identity a subject and SAN carry; ``what`` (certificate, request) names the source."""
     if san is None:
-        raise IdentityError("no subject alternative name")
+        raise IdentityError(f"{what} has no subject alternative name")
     uris = san.get_values_for_type(x509.UniformResourceIdentifier)
     if len(uris) != 1:
-        raise IdentityError(f"must carry exactly one URI SAN (a {URI_SCHEME} URI), not {len(uris)}")
+        raise IdentityError(
+            f"{what} must carry exactly one URI SAN (a {URI_SCHEME} URI), not {len(uris)}"
+        )
     kind, parts = parse_uri(uris[0])
     serials = subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
     if len(serials) != 1:
@@ -262,10 +266,7 @@ def identity_from_certificate(cert: x509.Certificate) -> Identity:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = None
-    try:
-        return identity_from_names(cert.subject, san)
-    except IdentityError as exc:
-        raise IdentityError(f"certificate: {exc}") from exc
+    return identity_from_names(cert.subject, san)
 
 
 def subject_for(identity: Identity) -> x509.Name:
