@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from cryptography.utils import Buffer
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import PKCS11Error
+from pkcs11.exceptions import PKCS11Error, UserAlreadyLoggedIn
 from pkcs11.util.ec import encode_named_curve_parameters
 
 if TYPE_CHECKING:
@@ -116,7 +116,11 @@ def _library(path: Path) -> Library:
 def _open(uri: Pkcs11Uri, *, rw: bool = False) -> pkcs11.Session:
     try:
         token = _library(uri.module_path).get_token(token_label=uri.token)
-        session: pkcs11.Session = token.open(user_pin=uri.pin(), rw=rw)
+        try:
+            session: pkcs11.Session = token.open(user_pin=uri.pin(), rw=rw)
+        except UserAlreadyLoggedIn:
+            # PKCS#11 logs in per application: another open session already did.
+            session = token.open(rw=rw)
         return session
     except PKCS11Error as exc:
         raise HsmError(f"{uri}: cannot open the token: {type(exc).__name__}") from exc
