@@ -232,9 +232,10 @@ class ServerCertificates(_Rotating):
 class ClientCertificates(_Rotating):
     """Client credentials for outgoing channels, rebuilt when the files change.
 
-    :meth:`current` is cheap (three ``stat`` calls); a caller keeps a channel
+    :meth:`current` is cheap (a few ``stat`` calls); a caller keeps a channel
     for as long as the generation it was built with is current, so the next
-    call after a rotation presents the new certificate.
+    call after a rotation presents the new certificate. With ``node_id`` a
+    rotation must also pass :func:`check_node_certificate`.
     """
 
     def __init__(
@@ -243,9 +244,10 @@ class ClientCertificates(_Rotating):
         cert_file: Path,
         key_file: Path,
         *,
+        node_id: str | None = None,
         passphrase_file: Path | None = None,
     ) -> None:
-        super().__init__(TlsFiles(ca_file, cert_file, key_file, passphrase_file), None)
+        super().__init__(TlsFiles(ca_file, cert_file, key_file, passphrase_file), node_id)
         self._credentials = self._build()
 
     def _build(self) -> grpc.ChannelCredentials:

@@ -48,7 +48,11 @@ def peer_client_for(config: NodeConfig) -> PeerClient | None:
     tls = config.tls
     try:
         credentials = ClientCertificates(
-            tls.ca_file, tls.cert_file, tls.key_file, passphrase_file=tls.key_passphrase_file
+            tls.ca_file,
+            tls.cert_file,
+            tls.key_file,
+            node_id=node_id,
+            passphrase_file=tls.key_passphrase_file,
         )
     except TlsFileError as exc:
         raise config_error(config, f"tls.{exc.key}", str(exc)) from exc
