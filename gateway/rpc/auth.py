@@ -169,10 +169,12 @@ class _CheckedWrites:
         self._check = check
 
     async def write(self, message: Any) -> None:
+        """Send ``message`` if the peer's certificate is still good (NotAuthenticatedError)."""
         self._check()
         await self._context.write(message)
 
     def __getattr__(self, name: str) -> Any:
+        """Everything else is the real context's."""
         return getattr(self._context, name)
 
 
