@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast, overload
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
+from certs import hsm
+from certs import keys as key_files
 from gateway.audit import notes
 from gateway.audit.checkpoint import Checkpointer
 from gateway.audit.inzage import node_resolver
@@ -63,14 +66,47 @@ def _write_secret(path: Path, data: bytes) -> None:
         out.write(data)
 
 
-def load_signer(path: Path, name: str, sig_type: int) -> notes.Signer:
-    """Load an Ed25519 note key, creating it (0600) on first start like an SSH host key."""
+def load_signer(
+    path: Path, name: str, sig_type: int, passphrase_file: Path | None = None
+) -> notes.Signer:
+    """Load an Ed25519 note key, creating it (0600) on first start like an SSH host key.
+
+    With ``passphrase_file`` the key is encrypted PKCS#8 (a new one is written so).
+    """
     if not path.exists():
         signer = notes.Signer.generate(name, sig_type)
-        _write_secret(path, signer.pem())
+        passphrase = (
+            key_files.read_passphrase(passphrase_file) if passphrase_file is not None else None
+        )
+        _write_secret(path, key_files.private_key_pem(signer.private_key, passphrase))
         log.info("audit_key_created", path=str(path), vkey=signer.verifier().vkey())
         return signer
-    return notes.Signer.load(path, name, sig_type)
+    key = key_files.load_private_key(path, passphrase_file)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise notes.NoteError(f"{path}: not an Ed25519 private key")
+    return notes.Signer(name, sig_type, key)
+
+
+def _audit_signer(config: NodeConfig, which: str, sig_type: int) -> notes.Signer:
+    """The audit key ``which`` (``signing_key`` or ``witness_key``); ConfigError names its key."""
+    section, node_id = config.audit, config.node.id
+    if which == "signing_key" and section.signing_key_pkcs11:
+        try:
+            key = hsm.load_ed25519_key(section.signing_key_pkcs11)
+        except hsm.HsmError as exc:
+            raise config_error(config, "audit.signing_key_pkcs11", str(exc)) from exc
+        return notes.Signer(node_id, sig_type, key)
+    default = "audit-log.key" if which == "signing_key" else "audit-witness.key"
+    passphrase: Path | None = getattr(section, f"{which}_passphrase_file")
+    try:
+        return load_signer(
+            _state_path(config, getattr(section, which), default), node_id, sig_type, passphrase
+        )
+    except key_files.KeyFileError as exc:
+        bad = f"{which}_passphrase_file" if exc.path == passphrase else which
+        raise config_error(config, f"audit.{bad}", str(exc)) from exc
+    except (notes.NoteError, OSError, ValueError) as exc:
+        raise config_error(config, f"audit.{which}", f"cannot load the audit key: {exc}") from exc
 
 
 def _state_path(config: NodeConfig, configured: Path | None, default: str) -> Path:
@@ -163,18 +199,8 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
     """Load everything the config names; ConfigError names the key that is unusable."""
     subjects = _load_subjects(config)
     policy = _load_policy(config)
-    node_id = config.node.id
-    try:
-        signer = load_signer(
-            _state_path(config, config.audit.signing_key, "audit-log.key"), node_id, notes.ED25519
-        )
-        cosigner = load_signer(
-            _state_path(config, config.audit.witness_key, "audit-witness.key"),
-            node_id,
-            notes.COSIGNATURE_V1,
-        )
-    except (notes.NoteError, OSError, ValueError) as exc:
-        raise config_error(config, "audit", f"cannot load the audit keys: {exc}") from exc
+    signer = _audit_signer(config, "signing_key", notes.ED25519)
+    cosigner = _audit_signer(config, "witness_key", notes.COSIGNATURE_V1)
     peers = peer_client_for(config)
     keys = _witness_keys(config, peers)
     vault_path = _state_path(config, config.cases.vault_key, "case-vault.key")

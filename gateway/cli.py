@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
+
+from gateway import grpc_env
 
 # Area name -> module with register(); imported lazily so that `schakel certs`
 # does not pay for importing gRPC and SQLAlchemy.
@@ -29,15 +32,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="schakel",
         description="Schakel: secure federated data exchange for the Zorg- en Veiligheidshuizen.",
     )
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="area", required=True, metavar="AREA")
     for module in AREAS.values():
         importlib.import_module(module).register(sub)
     return parser
 
 
+def version() -> str:
+    """``schakel <version>`` with the versions of the libraries that shape its TLS."""
+    versions = []
+    for name in ("schakel", "grpcio", "cryptography"):
+        try:
+            versions.append(importlib.metadata.version(name))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append("unknown")
+    return f"schakel {versions[0]} (grpcio {versions[1]}, cryptography {versions[2]})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["node", "run"]:
+        # grpc reads its tracers when first imported, which building the parser does.
+        grpc_env.trace_handshakes()
+    args = build_parser().parse_args(words)
     code: int = args.func(args)
     return code
 

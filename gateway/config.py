@@ -54,13 +54,15 @@ class NodeSection:
 
 @dataclass(frozen=True)
 class TlsSection:
-    """``[tls]``: the federation CA, this node's certificate, and the CRL."""
+    """``[tls]``: the federation CA, this node's certificate and (maybe encrypted) key, the CRL."""
 
     ca_file: Path
     cert_file: Path
     key_file: Path
+    key_passphrase_file: Path | None = None
     crl_file: Path | None = None
     """CRL published by ``schakel certs crl``; re-read whenever it changes."""
+    max_connection_age_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,12 @@ class AuditSection:
 
     signing_key: Path | None = None
     """Ed25519 PEM key that signs checkpoints (note key name = node id); generated if absent."""
+    signing_key_passphrase_file: Path | None = None
+    signing_key_pkcs11: str = ""
+    """Instead of ``signing_key``: the PKCS#11 URI of an Ed25519 key kept in an HSM."""
     witness_key: Path | None = None
     """Ed25519 PEM key this node cosigns peers' checkpoints with; generated if absent."""
+    witness_key_passphrase_file: Path | None = None
     checkpoint_every_records: int = 1000
     checkpoint_every_seconds: int = 60
     quorum: int = 0
@@ -385,8 +391,6 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "tls.cert_file": config.tls.cert_file,
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
-    }
-    files |= {
         "pseudonyms.transcryptor_keys": config.pseudonyms.transcryptor_keys,
         "pseudonyms.domain_key": config.pseudonyms.domain_key,
         "policy.bundle": config.policy.bundle,
@@ -411,6 +415,7 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "cases.retention_days": config.cases.retention_days,
         "federation.reload_seconds": config.federation.reload_seconds,
         "federation.concurrency": config.federation.concurrency,
+        "tls.max_connection_age_seconds": config.tls.max_connection_age_seconds,
     }
     for key, number in positive.items():
         if number < 1:

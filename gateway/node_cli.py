@@ -1,10 +1,15 @@
 """``schakel node``: run a node, or migrate its database.
 
 Exit codes: 0 on a clean stop, 2 when the configuration is unusable (the
-message names the key), 1 for other start-up failures. A database problem is
-named as ``database.url`` in one line, without a traceback: 1 when its server
-does not answer, else 2 (a bad URL, a file that is no database, a schema
-from another version).
+message names the key: also when the node's certificate is not its own, does
+not chain to ``tls.ca_file`` or does not match ``tls.key_file``), 1 for other
+start-up failures. A database problem is named as ``database.url`` in one
+line, without a traceback: 1 when its server does not answer, else 2 (a bad
+URL, a file that is no database, a schema from another version).
+
+``node run`` routes grpc core's log into JSON lines
+(:mod:`gateway.rpc.core_log`), so that a refused TLS handshake is logged
+with the peer's address and the reason.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway import grpc_env
 from gateway.config import ConfigError, NodeConfig, load_config
-from gateway.logging import configure_logging
+from gateway.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
     from sqlalchemy.exc import SQLAlchemyError
@@ -32,7 +38,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``node`` area to the ``schakel`` command; returns its parser."""
     node: argparse.ArgumentParser = subparsers.add_parser("node", help="run a Schakel node")
     sub = node.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="serve until SIGINT/SIGTERM")
+    run = sub.add_parser(
+        "run",
+        help="serve until SIGINT/SIGTERM",
+        description="Serve until SIGINT/SIGTERM. Exits 2 when the configuration is unusable, "
+        "naming the key (e.g. tls.cert_file when the certificate is not this node's).",
+    )
     run.add_argument("--config", type=Path, required=True, help="the node.toml")
     run.set_defaults(func=_run)
     mig = sub.add_parser("migrate", help="bring the database schema to the newest revision")
@@ -94,13 +105,21 @@ async def serve(config: NodeConfig) -> None:
 def _run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - keeps `schakel certs` light
 
+    from gateway.rpc.core_log import route_grpc_log  # noqa: PLC0415 - only a node routes it
     from gateway.rpc.server import StartupError  # noqa: PLC0415
     from gateway.storage import StorageError  # noqa: PLC0415
 
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    configure_logging(config.node.log_level)
+    traced = grpc_env.trace_handshakes()
+    configure_logging(config.node.log_level, stream=route_grpc_log(traced=traced))
+    if not traced:
+        get_logger("tls").warning(
+            "handshake_log_incomplete",
+            reason="grpc was imported before the node could turn on its handshake tracer, so "
+            "refused handshakes are logged without their peer; set GRPC_TRACE=handshaker",
+        )
     try:
         asyncio.run(serve(config))
     except ConfigError as exc:

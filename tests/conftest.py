@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+# Before any test module imports grpc: the package sets grpc's TLS 1.3 cipher suites.
+import gateway  # noqa: F401
 from tests.support.databases import pg_schema_url
 
 

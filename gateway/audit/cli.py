@@ -1,6 +1,7 @@
 """``schakel audit``: the privacy officer's tools.
 
 - ``keygen``   a checkpoint (log) or cosignature (witness) key pair and its vkey;
+- ``keys``     the vkeys of existing key files (or of a checkpoint key in an HSM);
 - ``verify``   a database or an export bundle, with only pinned public keys;
 - ``query``    records by subject pseudonym, purpose, partner, time or decision;
 - ``export``   the log as JSON lines, checkpoints and cosignatures included;
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,6 +46,19 @@ def register(sub: Any) -> None:
     p.add_argument("--kind", choices=["log", "witness"], required=True)
     p.add_argument("--out", type=Path, required=True, help="writes OUT.key (0600) and OUT.vkey")
     p.set_defaults(func=cmd_keygen)
+
+    p = cmds.add_parser("keys", help="print the vkeys of key files, e.g. to recover a lost vkey")
+    p.add_argument(
+        "key_files", nargs="+", metavar="KEYFILE", help="a PEM key file, or a pkcs11: URI"
+    )
+    p.add_argument("--name", required=True, help="key name: the node id")
+    p.add_argument(
+        "--kind",
+        choices=["log", "witness"],
+        help="default: witness when the file name says 'witness', log when it says 'log'",
+    )
+    p.add_argument("--passphrase-file", type=Path, help="passphrase of encrypted key files")
+    p.set_defaults(func=cmd_keys)
 
     p = cmds.add_parser("verify", help="verify a database or an export bundle")
     source = p.add_mutually_exclusive_group(required=True)
@@ -190,6 +205,37 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         out.write(signer.pem())
     vkey_path.write_text(signer.verifier().vkey() + "\n", encoding="utf-8")
     print(signer.verifier().vkey())
+    return OK
+
+
+def _key_kind(source: str, kind: str | None) -> int:
+    name = Path(source).name if not source.startswith("pkcs11:") else source
+    if kind is None:
+        kind = "witness" if "witness" in name else "log" if "log" in name else None
+    if kind is None:
+        raise ValueError(f"{source}: say --kind log or --kind witness")
+    return notes.ED25519 if kind == "log" else notes.COSIGNATURE_V1
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Print ``<vkey>  <source>`` for every key file (or PKCS#11 URI) given."""
+    from certs import hsm  # noqa: PLC0415 - only this command needs them
+    from certs.keys import load_private_key  # noqa: PLC0415
+
+    for source in args.key_files:
+        try:
+            sig_type = _key_kind(source, args.kind)
+            if source.startswith("pkcs11:"):
+                key: object = hsm.load_ed25519_key(source)
+            else:
+                key = load_private_key(Path(source), args.passphrase_file)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError(f"{source}: not an Ed25519 private key")
+            vkey = notes.Signer(args.name, sig_type, key).verifier().vkey()
+            notes.Verifier.from_vkey(vkey)  # refuses a --name a vkey cannot carry
+        except ValueError as exc:
+            return _fail(str(exc))
+        print(f"{vkey}  {source}")
     return OK
 
 

@@ -19,7 +19,7 @@ from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 from gateway.cases.suppression import ALL
 from gateway.collector.directory import DirectoryNode
 from gateway.flows.signalering import SIGNALS_ACTIVITY
-from gateway.tls import node_channel
+from gateway.tls import ClientCertificates, credentials_now, node_channel
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _REASON_CHARS = 300
@@ -148,14 +148,20 @@ async def _ask(
 
 async def collect(
     nodes: list[DirectoryNode],
-    credentials: grpc.ChannelCredentials,
+    credentials: grpc.ChannelCredentials | ClientCertificates,
     periods: list[Period],
     *,
     timeout: float = 10.0,
 ) -> Collection:
-    """Ask every node for every period at once; each call has ``timeout`` seconds."""
+    """Ask every node for every period at once; each call has ``timeout`` seconds.
+
+    With :class:`~gateway.tls.ClientCertificates` every run presents the
+    collector's certificate as its files are now, so a long-running
+    collector follows a rotation without a restart.
+    """
     result = Collection(nodes, periods)
-    channels = [node_channel(n.address, n.node_id, credentials) for n in nodes]
+    _generation, current = credentials_now(credentials)
+    channels = [node_channel(n.address, n.node_id, current) for n in nodes]
     try:
         calls = [
             (

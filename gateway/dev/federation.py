@@ -22,7 +22,13 @@ from schakel.v1 import common_pb2
 
 from adapters.sdk import PartnerClient
 from certs.ca_store import CaStore, load_certificate, node_dns_name
-from certs.identity import Identity, PeerKind, make_identity
+from certs.identity import (
+    Identity,
+    IdentityError,
+    PeerKind,
+    identity_from_certificate,
+    make_identity,
+)
 from gateway.app import Node
 from gateway.dev import partners as devpartners
 from gateway.dev.keys import DevKeys
@@ -149,11 +155,16 @@ def _dev_identities() -> dict[str, Identity]:
     return found
 
 
-def _still_good(cert_file: Path) -> bool:
+def _still_good(cert_file: Path, identity: Identity) -> bool:
     if not cert_file.exists():
         return False
     cert = load_certificate(cert_file)
-    return cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    try:
+        # A certificate of an older profile is issued again.
+        same = identity_from_certificate(cert) == identity
+    except IdentityError:
+        return False
+    return same and cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
 
 
 def prepare_pki(root: Path, say: Callable[[str], None]) -> DevFederation:
@@ -169,7 +180,7 @@ def prepare_pki(root: Path, say: Callable[[str], None]) -> DevFederation:
     issued = 0
     for stem, identity in _dev_identities().items():
         cert_file, key_file = root / "certs" / f"{stem}.pem", root / "certs" / f"{stem}.key"
-        if not _still_good(cert_file) or not key_file.exists():
+        if not _still_good(cert_file, identity) or not key_file.exists():
             dns = ("localhost",) if identity.kind is PeerKind.NODE else ()
             ca.issue(identity, root / "certs", days=90, dns_names=dns, name=stem, force=True)
             issued += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from gateway.config import NodeConfig, config_error
 from gateway.federation.client import FanOut, PeerCallError, PeerClient, PeerHit
 from gateway.federation.directory import Directory, DirectoryError, DirectoryStore, Peer
-from gateway.tls import channel_credentials
+from gateway.tls import ClientCertificates, TlsFileError
 
 __all__ = [
     "Directory",
@@ -47,9 +47,15 @@ def peer_client_for(config: NodeConfig) -> PeerClient | None:
         return None
     tls = config.tls
     try:
-        credentials = channel_credentials(tls.ca_file, tls.cert_file, tls.key_file)
-    except OSError as exc:
-        raise config_error(config, "tls", f"cannot read the client credentials: {exc}") from exc
+        credentials = ClientCertificates(
+            tls.ca_file,
+            tls.cert_file,
+            tls.key_file,
+            node_id=node_id,
+            passphrase_file=tls.key_passphrase_file,
+        )
+    except TlsFileError as exc:
+        raise config_error(config, f"tls.{exc.key}", str(exc)) from exc
     if store is not None:
         directory = store
 

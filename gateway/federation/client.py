@@ -22,7 +22,7 @@ from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from gateway.federation.directory import Peer
 from gateway.logging import get_logger
-from gateway.tls import node_channel
+from gateway.tls import ClientCertificates, credentials_now, node_channel
 
 log = get_logger("federation.client")
 
@@ -94,15 +94,19 @@ class PeerClient:
     """Calls peer nodes over mTLS; peers come from ``peers()`` on every call (hot reload).
 
     ``peers`` returns the nodes to talk to (this node already left out);
-    ``credentials`` are the node's own client credentials. Channels are made
-    on first use and kept; a peer whose address changes gets a new one.
+    ``credentials`` are the node's own client credentials: with
+    :class:`~gateway.tls.ClientCertificates` they follow the certificate and
+    key files, so the next call after a rotation presents the new
+    certificate. Channels are made on first use and kept; a peer whose
+    address changes, or any peer after a rotation, gets a new one (the old
+    one finishes its calls in flight).
     """
 
     def __init__(
         self,
         node_id: str,
         peers: Callable[[], Sequence[Peer]],
-        credentials: grpc.ChannelCredentials,
+        credentials: grpc.ChannelCredentials | ClientCertificates,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
@@ -112,7 +116,7 @@ class PeerClient:
         self._peers = peers
         self._credentials = credentials
         self._concurrency = concurrency
-        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._channels: dict[str, tuple[str, int, grpc.aio.Channel]] = {}
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -121,16 +125,18 @@ class PeerClient:
         return [p for p in self._peers() if p.node_id != self.node_id]
 
     def _stub(self, peer: Peer) -> Stub:
+        generation, credentials = credentials_now(self._credentials)
         known = self._channels.get(peer.node_id)
-        if known is None or known[0] != peer.address:
+        if known is None or known[:2] != (peer.address, generation):
             if known is not None:
                 # The old channel may still carry calls; let them finish.
-                task = asyncio.get_running_loop().create_task(known[1].close(grace=5.0))
+                task = asyncio.get_running_loop().create_task(known[2].close(grace=5.0))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
-            known = (peer.address, node_channel(peer.address, peer.node_id, self._credentials))
+            channel = node_channel(peer.address, peer.node_id, credentials)
+            known = (peer.address, generation, channel)
             self._channels[peer.node_id] = known
-        return federation_pb2_grpc.FederationServiceStub(known[1])
+        return federation_pb2_grpc.FederationServiceStub(known[2])
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -141,7 +147,7 @@ class PeerClient:
 
     async def close(self) -> None:
         """Close every channel."""
-        channels = [channel for _address, channel in self._channels.values()]
+        channels = [channel for _address, _generation, channel in self._channels.values()]
         self._channels.clear()
         for channel in channels:
             await channel.close(None)

@@ -5,13 +5,22 @@ validity period at handshake. Per call, the interceptor then:
 
 1. opens the call's span from the W3C trace context (:mod:`gateway.tracing`)
    and sends ``traceparent`` back in the initial metadata;
-2. reads the peer certificate from the auth context, refuses it when it is
+2. refuses a connection that is not TLS 1.3 (``ssl_tls_version`` of the
+   auth context; the cipher suites of :mod:`gateway.grpc_env` should already
+   have stopped it in the handshake);
+3. reads the peer certificate from the auth context, refuses it when it is
    revoked (the CRL is re-read when it changes) or expired since the
    handshake, and turns it into an :class:`~certs.identity.Identity`
    (UNAUTHENTICATED otherwise);
-3. checks the access rules below (PERMISSION_DENIED with the reason);
-4. exposes identity and trace through :func:`current_identity` and
+4. checks the access rules below (PERMISSION_DENIED with the reason);
+5. exposes identity and trace through :func:`current_identity` and
    :func:`gateway.tracing.current_trace`, and logs one line per call.
+
+A stream is checked again before every message it sends: a certificate
+revoked or expired while a partner's task stream is open stops the stream
+(UNAUTHENTICATED) before the next task leaves. A stream also ends (OK) when
+it reaches its maximum age, so that a client opens a new one and is checked
+again.
 
 grpc.aio's ``intercept_service`` sees no peer, so the check wraps the
 handler's behaviour, which receives the ServicerContext. Servicer methods
@@ -20,6 +29,7 @@ must therefore be ``async`` (coroutines, or async generators for streams).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
 import time
@@ -39,7 +49,7 @@ from gateway.errors import DeniedError, NotAuthenticatedError, SchakelError
 from gateway.flows.crossing import begin_call
 from gateway.logging import get_logger
 from gateway.rpc.status import answer_fault, answer_refusal
-from gateway.tls import RevocationList
+from gateway.tls import TLS_VERSION, RevocationList
 
 log = get_logger("rpc")
 
@@ -148,6 +158,25 @@ class _Peer:
 
 _PEER_CACHE_MAX = 4096
 
+DEFAULT_MAX_STREAM_AGE_SECONDS = 3600.0
+
+
+class _CheckedWrites:
+    """A servicer context whose ``write`` checks the peer first (coroutine-style streams)."""
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], check: Callable[[], None]):
+        self._context = context
+        self._check = check
+
+    async def write(self, message: Any) -> None:
+        """Send ``message`` if the peer's certificate is still good (NotAuthenticatedError)."""
+        self._check()
+        await self._context.write(message)
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the real context's."""
+        return getattr(self._context, name)
+
 
 if TYPE_CHECKING:
     _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -159,12 +188,19 @@ class AuthInterceptor(_ServerInterceptor):
     """Authenticates, authorises, traces and logs every call to a node."""
 
     def __init__(
-        self, node_id: str, revocations: RevocationList, audit: AuditLog | None = None
+        self,
+        node_id: str,
+        revocations: RevocationList,
+        audit: AuditLog | None = None,
+        *,
+        max_stream_age: float = DEFAULT_MAX_STREAM_AGE_SECONDS,
     ) -> None:
         self.node_id = node_id
         self.revocations = revocations
         self.audit = audit
         """Where refusals of data-bearing calls are recorded; None on a bare server."""
+        self.max_stream_age = max_stream_age
+        """Seconds after which a server stream ends, so its client opens a new one."""
         self._peers: dict[bytes, _Peer | str] = {}
 
     def _peer(self, pem: bytes) -> _Peer:
@@ -184,11 +220,23 @@ class AuthInterceptor(_ServerInterceptor):
             raise NotAuthenticatedError(cached)
         return cached
 
-    def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
-        pems = list(context.auth_context().get("x509_pem_cert", ()))
+    def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> _Peer:
+        auth = context.auth_context()
+        versions = [v.decode(errors="replace") for v in auth.get("ssl_tls_version", ())]
+        if versions != [TLS_VERSION]:
+            found = versions[0] if versions else "no TLS version"
+            raise NotAuthenticatedError(
+                f"the connection uses {found}; a Schakel node speaks {TLS_VERSION} only"
+            )
+        pems = list(auth.get("x509_pem_cert", ()))
         if not pems:
             raise NotAuthenticatedError("no client certificate")
         peer = self._peer(pems[0])
+        self._check(peer)
+        return peer
+
+    def _check(self, peer: _Peer) -> None:
+        """Refuse ``peer`` when its certificate is revoked or expired now."""
         self.revocations.refresh()
         if self.revocations.is_revoked(peer.serial):
             raise NotAuthenticatedError(
@@ -199,9 +247,8 @@ class AuthInterceptor(_ServerInterceptor):
                 f"client certificate of {peer.identity.uri} expired at "
                 f"{peer.not_after:%Y-%m-%dT%H:%M:%SZ}"
             )
-        return peer.identity
 
-    async def _enter(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
+    async def _enter(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> _Peer:
         """Start the call's span and check the caller; aborts the call when refused."""
         trace = tracing.child_of(context.invocation_metadata() or ())
         tracing.set_current_trace(trace)
@@ -209,14 +256,15 @@ class AuthInterceptor(_ServerInterceptor):
             trace_id=trace.trace_id, span_id=trace.span_id, parent_span_id=trace.parent_span_id
         )
         await context.send_initial_metadata([("traceparent", trace.traceparent)])
-        identity = self._authenticate(context)
+        peer = self._authenticate(context)
+        identity = peer.identity
         structlog.contextvars.bind_contextvars(peer=identity.uri)
         reason = authorize(identity, method, self.node_id)
         if reason is not None:
             raise DeniedError(f"{method}: {reason}")
         _identity.set(identity)
         begin_call()
-        return identity
+        return peer
 
     def _finish(
         self,
@@ -259,6 +307,51 @@ class AuthInterceptor(_ServerInterceptor):
 
         return run
 
+    async def _stream(
+        self,
+        peer: _Peer,
+        behaviour: Callable[..., Any],
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[Any]:
+        """The behaviour's messages, each sent only after the peer is checked again.
+
+        Ends (without error) at :attr:`max_stream_age`. Only the wait for the
+        next message runs under the timeout, never the ``yield``: a timeout
+        around a ``yield`` would cancel whatever grpc is doing with the message.
+        """
+        end = asyncio.get_running_loop().time() + self.max_stream_age
+        timer = asyncio.timeout_at(end)
+        if not inspect.isasyncgenfunction(behaviour):
+            # A coroutine handler streams through context.write itself.
+            checked = _CheckedWrites(context, lambda: self._check(peer))
+            try:
+                async with timer:
+                    await behaviour(request, checked)
+            except TimeoutError:
+                if not timer.expired():
+                    raise
+                log.info("stream_aged_out", max_age_s=self.max_stream_age)
+            return
+        messages = behaviour(request, context)
+        try:
+            while True:
+                timer = asyncio.timeout_at(end)  # a Timeout is entered once only
+                try:
+                    async with timer:
+                        message = await anext(messages)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if not timer.expired():
+                        raise
+                    log.info("stream_aged_out", max_age_s=self.max_stream_age)
+                    return
+                self._check(peer)
+                yield message
+        finally:
+            await messages.aclose()
+
     def _wrap_stream(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         async def run(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -267,13 +360,9 @@ class AuthInterceptor(_ServerInterceptor):
             error: BaseException | None = None
             try:
                 try:
-                    await self._enter(method, context)
-                    if inspect.isasyncgenfunction(behaviour):
-                        async for response in behaviour(request, context):
-                            yield response
-                    else:
-                        # A coroutine handler streams through context.write itself.
-                        await behaviour(request, context)
+                    peer = await self._enter(method, context)
+                    async for response in self._stream(peer, behaviour, request, context):
+                        yield response
                 except grpc.aio.AbortError:
                     raise
                 except SchakelError as exc:

@@ -1,8 +1,16 @@
-"""The node's gRPC server: mTLS, the interceptor, the services, health and reflection.
+"""The node's gRPC server: mTLS 1.3, the interceptor, the services, health and reflection.
 
 :func:`build_server` assembles a :class:`NodeServer` from a validated
 :class:`~gateway.config.NodeConfig`; the servicers are passed in, so each
 issue replaces the UNIMPLEMENTED stand-in it delivers.
+
+Before it listens, the node checks its own certificate: it must be the
+certificate of ``node.id``, chain to ``tls.ca_file``, be valid now and match
+``tls.key_file``; otherwise :class:`~gateway.config.ConfigError` names the
+key. Connections are closed after ``tls.max_connection_age_seconds`` (plus a
+grace period for calls in flight), and streams end at the same age, so every
+client handshakes and is checked again. Reflection is served as
+``grpc.reflection.v1`` and, for older tools, ``grpc.reflection.v1alpha``.
 """
 
 from __future__ import annotations
@@ -10,11 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 # The stubs know only the sync servicer; the aio one lives at health.aio.
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+
+# reflection.aio is this module; the stubs know only the sync servicer.
+from grpc_reflection.v1alpha._async import ReflectionServicer as AsyncReflectionServicer
 from schakel.v1 import audit_pb2_grpc, case_pb2_grpc, federation_pb2_grpc, partner_pb2_grpc
 from sqlalchemy import Engine
 
@@ -40,6 +52,11 @@ from gateway.tls import RevocationList, ServerCertificates, TlsFileError
 log = get_logger("server")
 
 SERVICE_NAMES = (PARTNER_SERVICE, CASE_SERVICE, FEDERATION_SERVICE, AUDIT_SERVICE)
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+CONNECTION_AGE_GRACE_SECONDS = 60
+"""How long calls in flight may finish on a connection that reached its maximum age."""
+CRL_NUMBER_FILE = "crl-number"
+"""In the state directory: the highest CRL number taken, so no older CRL returns."""
 
 
 @dataclass
@@ -133,19 +150,32 @@ def build_server(
     servicers = servicers or Servicers()
     tls = config.tls
     try:
-        certificates = ServerCertificates(tls.ca_file, tls.cert_file, tls.key_file)
+        certificates = ServerCertificates(
+            tls.ca_file,
+            tls.cert_file,
+            tls.key_file,
+            node_id=config.node.id,
+            passphrase_file=tls.key_passphrase_file,
+        )
     except TlsFileError as exc:
         raise config_error(config, f"tls.{exc.key}", str(exc)) from exc
     try:
-        revocations = RevocationList(tls.crl_file, tls.ca_file)
+        revocations = RevocationList(
+            tls.crl_file, tls.ca_file, number_file=config.node.state_dir / CRL_NUMBER_FILE
+        )
     except (OSError, ValueError) as exc:
         raise config_error(config, "tls.crl_file", str(exc)) from exc
     engine = engine or open_database(config)
+    age = tls.max_connection_age_seconds
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(config.node.id, revocations, audit)],
-        # gRPC sets SO_REUSEPORT by default, which lets a second node bind a
-        # port that is already taken and silently share its traffic.
-        options=[("grpc.so_reuseport", 0)],
+        interceptors=[AuthInterceptor(config.node.id, revocations, audit, max_stream_age=age)],
+        options=[
+            # gRPC sets SO_REUSEPORT by default, which lets a second node bind a
+            # port that is already taken and silently share its traffic.
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_connection_age_ms", age * 1000),
+            ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_SECONDS * 1000),
+        ],
     )
     partner_pb2_grpc.add_PartnerServiceServicer_to_server(servicers.partner, server)
     case_pb2_grpc.add_CaseServiceServicer_to_server(servicers.case, server)
@@ -153,9 +183,7 @@ def build_server(
     audit_pb2_grpc.add_AuditServiceServicer_to_server(servicers.audit, server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    _serve_reflection(server, (*SERVICE_NAMES, health.SERVICE_NAME))
     try:
         port = server.add_secure_port(config.node.listen, certificates.credentials())
     except RuntimeError as exc:
@@ -173,6 +201,57 @@ def build_server(
         health_servicer=health_servicer,
         engine=engine,
     )
+
+
+def _add_reflection_v1_descriptor() -> None:
+    """Put ``grpc/reflection/v1/reflection.proto`` in the default pool.
+
+    grpcio-reflection ships only v1alpha; v1 has the same messages under
+    another package, so its descriptor is v1alpha's with the package renamed,
+    and clients can look the v1 service up by reflection like any other.
+    """
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName("grpc/reflection/v1/reflection.proto")
+        return
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    old, new = ".grpc.reflection.v1alpha.", ".grpc.reflection.v1."
+    proto.name = "grpc/reflection/v1/reflection.proto"
+    proto.package = "grpc.reflection.v1"
+    for message in proto.message_type:
+        for f in message.field:
+            if f.type_name:
+                f.type_name = f.type_name.replace(old, new)
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(old, new)
+            method.output_type = method.output_type.replace(old, new)
+    pool.AddSerializedFile(proto.SerializeToString())
+
+
+def _serve_reflection(server: grpc.aio.Server, services: tuple[str, ...]) -> None:
+    """Serve reflection as v1 and v1alpha, with one servicer.
+
+    The two versions' messages are identical on the wire, so the v1 method
+    is the v1alpha servicer behind v1's method name.
+    """
+    _add_reflection_v1_descriptor()
+    servicer = AsyncReflectionServicer((*services, REFLECTION_V1, reflection.SERVICE_NAME))
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((v1,))
 
 
 __all__ = ["ConfigError", "NodeServer", "Servicers", "StartupError", "build_server"]
