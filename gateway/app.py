@@ -2,10 +2,11 @@
 
 :func:`open_node` loads every piece the config names (pseudonym keys, the
 signed policy bundle, the audit log with its checkpoint and witness keys,
-the case registry), builds the servicers on them and the mTLS server around
+the case registry and the case links), builds the servicers on them and the mTLS server around
 them. :class:`Node` then runs the server plus the background loops:
 checkpoint signing, asking peers to witness checkpoints, policy hot reload,
-and the retention purge of cases, audit bodies and expired partner tasks.
+and the retention purge of cases, case links, audit bodies and expired
+partner tasks.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway.audit.store import AuditLog
 from gateway.audit.verify import Keys
 from gateway.audit.witness import WITNESS_SIZE_KEY, Witness
 from gateway.cases import CaseRegistry, FactVault
+from gateway.cases.links import LinkStore
 from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.federation import Peer, PeerClient, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
@@ -206,6 +208,7 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
         checkpointer=checkpointer,
         witness=witness,
         registry=CaseRegistry(engine, vault),
+        links=LinkStore(engine),
         policy=policy,
         subjects=subjects,
         log_key=signer.verifier(),
@@ -308,12 +311,14 @@ class Node:
         while not self._stop.is_set():
             try:
                 purged = await asyncio.to_thread(self.parts.registry.purge_expired)
+                links = await asyncio.to_thread(self.parts.links.purge_expired)
                 erased = await asyncio.to_thread(self.parts.audit.erase_expired)
                 tasks = await self.parts.tasks.purge_expired()
-                if purged or erased or tasks:
+                if purged or links or erased or tasks:
                     log.info(
                         "retention_purge",
                         cases=len(purged),
+                        links=len(links),
                         audit_bodies=erased,
                         partner_tasks=tasks,
                     )
