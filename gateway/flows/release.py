@@ -9,8 +9,10 @@ original provider's organisation type as provider and the recipient type as
 recipient, in the link's phase, and minimised before it leaves. No ground
 counts: a ground recorded in this node's case belongs to that case, and the
 providers are not asked, so none of them sees a ground the peer would state.
-A category asked for and not released is named with the reason it was
-withheld.
+A special category (AVG art. 9), which leaves only on a ground, is
+therefore refused outright: the case node asks its provider for it
+(AskParticipant), who sees the ground it states. A category asked for and
+not released is named with the reason it was withheld.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from schakel.v1 import common_pb2, federation_pb2
 from certs.identity import Identity
 from gateway.cases import Case, CaseRegistry
 from gateway.cases.active import active_case_id
-from gateway.errors import InvalidInputError
+from gateway.errors import DeniedError, InvalidInputError, quote
 from gateway.flows import inbound, links
 from gateway.flows.crossing import record
 from gateway.flows.participants import check_categories
 from policy.evaluator import Request
 from policy.minimise import FactRefusedError, minimise_fact
+from policy.model import Sensitivity
 from policy.vocabulary import ORG_TYPES
 
 if TYPE_CHECKING:
@@ -71,6 +74,17 @@ async def request_facts(
         parts, crossing, request.case_ref, pseudonym, phase=request.phase, gives=True
     )
     links.check_recipients(link, (request.recipient_org_type,))
+    bundle = policy.evaluator.policy.bundle
+    special = [
+        c
+        for c in categories
+        if c in bundle.categories and bundle.categories[c].sensitivity is Sensitivity.ART9
+    ]
+    if special:
+        raise DeniedError(
+            f"category {quote(special[0])} is special (art. 9) and leaves only on a ground, "
+            "which RequestFacts never counts: ask its provider with AskParticipant"
+        )
     case_id = await asyncio.to_thread(active_case_id, parts.engine, pseudonym)
     case = None if case_id is None else await asyncio.to_thread(parts.registry.get, case_id)
     if case is not None and case.activity != link.activity:

@@ -8,7 +8,9 @@ import grpc
 import pytest
 from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
+from gateway.cases.links import LinkState
 from gateway.cases.model import GroundKind, Participant, Referral
+from gateway.cases.phases import Phase
 from gateway.federation import PeerCallError
 from tests.federation.conftest import BSN, PURPOSE, A, B, C, Cluster
 from tests.gateway.conftest import LogCapture
@@ -30,6 +32,22 @@ def open_case_at(cluster: Cluster, node_id: str, bsn: str = BSN, key: str = "k1"
         )
     )
     return result.case.id
+
+
+def link_at(cluster: Cluster, node_id: str, participant: Participant, *types: str) -> None:
+    """Node ``node_id`` holds A's link for :data:`CASE`, with ``participant`` taking part there."""
+    cluster.nodes[node_id].parts.links.hold(
+        LinkState(
+            node_id=A,
+            case_id=CASE.case_id,
+            subject=cluster.pseudonym_at(node_id),
+            activity=PURPOSE,
+            phase=Phase.CASUSOVERLEG,
+            participants=(participant,),
+            org_types=frozenset({participant.org_type, *types}),
+        ),
+        retention_days=30,
+    )
 
 
 async def ask(
@@ -149,6 +167,7 @@ async def test_request_facts_releases_minimised_facts_under_the_peers_policy(
     fact.fields["laatste_datum"].date.month = 5
     fact.fields["laatste_datum"].date.day = 17
     registry.store_fact(case_id, fact, provider=police)
+    link_at(trio, B, police)
     peers = trio.nodes[A].parts.peers
     assert peers is not None
     result = await peers.request_facts(
@@ -161,7 +180,8 @@ async def test_request_facts_releases_minimised_facts_under_the_peers_policy(
         deadline=5.0,
         only=[B, C],
     )
-    assert result.unanswered == {}
+    # C holds no link for A's case, so it answers nothing about it.
+    assert result.unanswered == {C: "refused"}
     at_b = result.answers[B]
     assert [f.category for f in at_b.facts] == ["justitie.antecedenten"]
     released = at_b.facts[0].fields
@@ -172,9 +192,6 @@ async def test_request_facts_releases_minimised_facts_under_the_peers_policy(
         ("zorg.in_zorg", "not-held")
     ]
     assert "cc-politie-antecedenten" in at_b.decision.rule_ids
-    at_c = result.answers[C]
-    assert not at_c.facts
-    assert at_c.decision.outcome == common_pb2.DECISION_OUTCOME_DENY
 
 
 async def test_transfer_is_idempotent(trio: Cluster) -> None:
@@ -257,7 +274,10 @@ async def test_no_identifier_or_pseudonym_reaches_a_log_line(
         assert secret not in text
 
 
-async def test_request_facts_weighs_every_ground_recorded_for_a_category(trio: Cluster) -> None:
+async def test_a_ground_of_the_peers_own_case_never_counts_for_the_askers_case(
+    trio: Cluster,
+) -> None:
+    """Consent recorded in B's case is consent for B's case; A's case asks without a ground."""
     case_id = open_case_at(trio, B)
     registry = trio.nodes[B].parts.registry
     registry.start_triage(case_id)
@@ -266,16 +286,14 @@ async def test_request_facts_weighs_every_ground_recorded_for_a_category(trio: C
     fact = common_pb2.Fact(category="zorg.in_zorg")
     fact.fields["in_zorg"].flag = True
     registry.store_fact(case_id, fact, provider=ggz)
-    # Consent (which the rule accepts) and then a legal duty (which it does not) for the
-    # same category: the consent must still count.
-    for kind in (GroundKind.CONSENT, GroundKind.LEGAL_DUTY):
-        registry.record_ground(
-            case_id,
-            kind=kind,
-            category="zorg.in_zorg",
-            provider_org_id="ggz-zh",
-            evidence_ref=f"REF-{kind.value}",
-        )
+    registry.record_ground(
+        case_id,
+        kind=GroundKind.CONSENT,
+        category="zorg.in_zorg",
+        provider_org_id="ggz-zh",
+        evidence_ref="REF-consent",
+    )
+    link_at(trio, B, ggz, "gemeente")
     peers = trio.nodes[A].parts.peers
     assert peers is not None
     result = await peers.request_facts(
@@ -288,6 +306,6 @@ async def test_request_facts_weighs_every_ground_recorded_for_a_category(trio: C
         deadline=5.0,
         only=[B],
     )
-    at_b = result.answers[B]
-    assert [f.category for f in at_b.facts] == ["zorg.in_zorg"]
-    assert "cc-ggz-in-zorg" in at_b.decision.rule_ids
+    # RequestFacts counts no ground, so B refuses the care category outright.
+    assert result.answers == {}
+    assert result.unanswered == {B: "refused"}
