@@ -175,7 +175,7 @@ async def test_request_facts_releases_minimised_facts_under_the_peers_policy(
         case_ref=CASE,
         phase=common_pb2.PHASE_CASUSOVERLEG,
         subject_for=trio.subject_for(A),
-        categories=["justitie.antecedenten", "zorg.in_zorg"],
+        categories=["justitie.antecedenten", "sociaal.huisvesting"],
         recipient_org_type="zvh",
         deadline=5.0,
         only=[B, C],
@@ -189,7 +189,7 @@ async def test_request_facts_releases_minimised_facts_under_the_peers_policy(
     assert released["laatste_datum"].date == common_pb2.Date(year=2024), "dates coarsened"
     assert at_b.decision.outcome == common_pb2.DECISION_OUTCOME_PARTIAL
     assert [(w.category, w.reason) for w in at_b.decision.withheld] == [
-        ("zorg.in_zorg", "not-held")
+        ("sociaal.huisvesting", "not-held")
     ]
     assert "cc-politie-antecedenten" in at_b.decision.rule_ids
 

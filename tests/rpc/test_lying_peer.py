@@ -90,7 +90,9 @@ def open_case_at_rr(flow: Flow, bsn: str, key: str) -> str:
     ).case
     politie, ggz = Participant("politie-rr", "politie", RR), Participant("ggz-rr", "ggz", RR)
     registry.accept(case.id, reason_code="ontvankelijk", participants=[politie, ggz])
-    registry.store_fact(case.id, fact(ANTECEDENTEN, aantal=4, zwaarste_soort="geweld"), provider=politie)
+    registry.store_fact(
+        case.id, fact(ANTECEDENTEN, aantal=4, zwaarste_soort="geweld"), provider=politie
+    )
     registry.store_fact(case.id, fact(IN_ZORG, in_zorg=True), provider=ggz)
     registry.record_ground(
         case.id,
@@ -328,7 +330,7 @@ async def test_every_claim_outside_the_link_is_refused_audited_and_releases_noth
     flow: Flow,
 ) -> None:
     answers = {}
-    for what, (method, lie, code, words, bsn) in LIES.items():
+    for what, (method, lie, _code, words, bsn) in LIES.items():
         before = len(refusals(flow, method, bsn))
         err = await refused(flow, method, lie(flow))
         answers[what] = (
