@@ -23,11 +23,20 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from google.protobuf.message import Message
-from schakel.v1 import audit_pb2, common_pb2, federation_pb2, federation_pb2_grpc, partner_pb2
+from schakel.v1 import (
+    audit_pb2,
+    case_pb2,
+    case_pb2_grpc,
+    common_pb2,
+    federation_pb2,
+    federation_pb2_grpc,
+    partner_pb2,
+)
 
 from adapters.sdk import encrypt_subject
 from gateway.audit import query
 from gateway.cases import GroundKind, Participant, Referral
+from gateway.cases.active import active_case_id
 from gateway.cases.tables import case_link_grounds
 from gateway.tasks.store import partner_tasks
 from tests.flow.conftest import ACTIVITY, Flow, running_flow
@@ -42,6 +51,8 @@ ANTECEDENTEN = "justitie.antecedenten"
 IN_ZORG = "zorg.in_zorg"
 PURPOSE = common_pb2.Purpose(processing_activity_id=ACTIVITY)
 HL_URI = f"schakel://node/{HL}"
+ELSEWHERE = "zvh-utrecht"
+"""A node that is not the caller, named as the provider by a forged delivery."""
 PARTICIPANTS = [("politie-rr", "politie"), ("ggz-rr", "ggz")]
 TYPES = ["politie", "ggz", "gemeente"]
 
@@ -260,7 +271,7 @@ LIES: dict[str, Lie] = {
     ),
     "a forged zvh provider (DeliverFacts)": (
         "DeliverFacts",
-        lambda f: deliver_request(f, provider=participant(RR, "zvh", RR)),
+        lambda f: deliver_request(f, provider=participant(ELSEWHERE, "zvh", ELSEWHERE)),
         grpc.StatusCode.PERMISSION_DENIED,
         "is not the calling node",
         BSN,
@@ -341,6 +352,8 @@ async def test_every_claim_outside_the_link_is_refused_audited_and_releases_noth
     assert answers == {what: (code, True, 1) for what, (_m, _l, code, _w, _b) in LIES.items()}
     assert count(flow, partner_tasks) == 0, "no partner was asked or given anything"
     assert count(flow, case_link_grounds) == 0, "no ground was kept"
+    # The forged provider is not named in RR's audit log, not even in the refusal.
+    assert all(ELSEWHERE not in r.provider for r in refusals(flow, "DeliverFacts"))
 
 
 async def test_a_closed_link_gives_nothing_and_stays_closed(flow: Flow) -> None:
@@ -497,3 +510,26 @@ async def test_a_stated_ground_is_the_peers_assertion_bound_to_its_link_and_prov
 def _fields(message: Message) -> dict[str, Any]:
     """The set fields of ``message`` as constructor arguments, grounds left out."""
     return {f.name: v for f, v in message.ListFields() if f.name != "grounds"}
+
+
+async def test_a_ground_of_rrs_own_case_is_shown_to_its_provider_as_rrs(flow: Flow) -> None:
+    """RR's own uitvraag: the consent its procesregisseur recorded is in ggz-rr's question,
+    named as RR's."""
+    own = active_case_id(flow.pair.nodes[RR].parts.engine, pseudonym(flow))
+    assert own is not None
+    regie = flow.pair.fed.officer(RR, "procesregisseur")
+    async with ggz_rr_answering(flow) as seen, flow.pair.channel(RR, regie) as channel:
+        result = await case_pb2_grpc.CaseServiceStub(channel).StartUitvraag(
+            case_pb2.StartUitvraagRequest(
+                purpose=PURPOSE,
+                case_ref=common_pb2.CaseRef(node_id=RR, case_id=own),
+                categories=[IN_ZORG],
+            ),
+            timeout=15,
+        )
+    (ggz,) = [p for p in result.providers if p.provider.org_id == "ggz-rr"]
+    assert ggz.answered
+    (question,) = [t for t in seen if t.kind == partner_pb2.TASK_KIND_FACT_QUERY]
+    assert [(g.category, g.kind, g.node_id) for g in question.asserted_grounds] == [
+        (IN_ZORG, "consent", RR)
+    ]
