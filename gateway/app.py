@@ -2,10 +2,11 @@
 
 :func:`open_node` loads every piece the config names (pseudonym keys, the
 signed policy bundle, the audit log with its checkpoint and witness keys,
-the case registry), builds the servicers on them and the mTLS server around
+the case registry and the case links), builds the servicers on them and the mTLS server around
 them. :class:`Node` then runs the server plus the background loops:
 checkpoint signing, asking peers to witness checkpoints, policy hot reload,
-and the retention purge of cases, audit bodies and expired partner tasks.
+and the retention purge of cases, case links, audit bodies and expired
+partner tasks.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, cast, overload
+from typing import TYPE_CHECKING, overload
 
-import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
@@ -30,10 +30,11 @@ from gateway.audit.checkpoint import Checkpointer
 from gateway.audit.inzage import node_resolver
 from gateway.audit.store import AuditLog, to_us
 from gateway.audit.verify import Keys
-from gateway.audit.witness import WITNESS_SIZE_KEY, Witness
+from gateway.audit.witness import Witness
 from gateway.cases import CaseRegistry, FactVault
+from gateway.cases.links import LinkStore
 from gateway.config import ConfigError, NodeConfig, config_error
-from gateway.federation import Peer, PeerClient, peer_client_for
+from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
 from gateway.logging import get_logger
 from gateway.parts import NodeParts
@@ -49,14 +50,12 @@ from policy.pseudonyms import DomainKey, KeyFileError, TranscryptorKeys
 from policy.store import PolicyStore
 
 if TYPE_CHECKING:
-    from schakel.v1.federation_pb2_grpc import FederationServiceAsyncStub
+    pass
 
 log = get_logger("node")
 
 PURGE_INTERVAL_SECONDS = 60.0
 """Often, so that each retention run finds little to do and finishes in short transactions."""
-WITNESS_INTERVAL_SECONDS = 2.0
-WITNESS_DEADLINE_SECONDS = 5.0
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -234,6 +233,7 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
         checkpointer=checkpointer,
         witness=witness,
         registry=CaseRegistry(engine, vault),
+        links=LinkStore(engine),
         policy=policy,
         subjects=subjects,
         log_key=signer.verifier(),
@@ -336,12 +336,14 @@ class Node:
         while not self._stop.is_set():
             try:
                 purged = await asyncio.to_thread(self.parts.registry.purge_expired)
+                links = await asyncio.to_thread(self.parts.links.purge_expired)
                 erased = await self._erase_audit_bodies()
                 tasks = await self.parts.tasks.purge_expired()
-                if purged or erased or tasks:
+                if purged or links or erased or tasks:
                     log.info(
                         "retention_purge",
                         cases=len(purged),
+                        links=len(links),
                         audit_bodies=erased,
                         partner_tasks=tasks,
                     )
@@ -367,77 +369,9 @@ class Node:
         return total
 
     async def _witness_loop(self) -> None:
-        """Each round: take up key changes from the peer list, then ask every witness."""
         roster, peers = self.parts.roster, self.parts.peers
-        if roster is None or peers is None:
-            return
-        while not self._stop.is_set():
-            try:
-                keys = await asyncio.to_thread(roster.refresh)
-                if keys.witnesses:
-                    await peers.fan_out(
-                        "AddCheckpoint",
-                        self._ask_witness,
-                        deadline=WITNESS_DEADLINE_SECONDS,
-                        only=list(keys.witnesses),
-                        idempotent=False,
-                    )
-            except Exception as exc:  # a failed round is retried at the next interval
-                log.error("witness_round_failed", error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), WITNESS_INTERVAL_SECONDS)
-
-    async def _ask_witness(
-        self, peer: Peer, stub: FederationServiceAsyncStub, timeout: float
-    ) -> None:
-        """Send the newest checkpoint to ``peer`` if it has not cosigned it yet."""
-        checkpointer = self.parts.checkpointer
-        latest = await asyncio.to_thread(checkpointer.latest)
-        if latest is None:
-            return
-        old_size = await asyncio.to_thread(checkpointer.last_cosigned_size, peer.node_id)
-        if old_size >= latest.size:
-            return
-        for _attempt in range(2):
-            request = await asyncio.to_thread(checkpointer.witness_request, latest, old_size)
-            try:
-                reply = await stub.AddCheckpoint(request, timeout=timeout)
-            except grpc.aio.AioRpcError as exc:
-                held = _held_size(exc)
-                if held is not None and held != old_size:
-                    # The witness saw a size we never got its cosignature for
-                    # (e.g. the reply was lost): prove consistency from there.
-                    old_size = held
-                    continue
-                log.warning(
-                    "witness_unavailable",
-                    peer=peer.node_id,
-                    code=exc.code().name,
-                    size=latest.size,
-                )
-                return
-            try:
-                count = await asyncio.to_thread(
-                    checkpointer.add_cosignature, latest.size, reply.cosignature
-                )
-            except notes.NoteError as exc:
-                log.error("witness_cosignature_refused", peer=peer.node_id, reason=str(exc))
-                return
-            log.info("checkpoint_cosigned", peer=peer.node_id, size=latest.size, cosignatures=count)
-            return
-
-
-def _held_size(error: grpc.aio.AioRpcError) -> int | None:
-    """The witness's size from a FAILED_PRECONDITION answer, if it is one."""
-    if error.code() is not grpc.StatusCode.FAILED_PRECONDITION:
-        return None
-    # grpc-stubs types trailing metadata as opaque items; at run time they are pairs.
-    pairs = cast("Iterable[tuple[str, str | bytes]]", error.trailing_metadata() or ())
-    for key, value in pairs:
-        if key == WITNESS_SIZE_KEY:
-            text = value.decode() if isinstance(value, bytes) else value
-            return int(text) if text.isdigit() else None
-    return None
+        if roster is not None and peers is not None:
+            await cosigning.run(self.parts.checkpointer, roster, peers, self._stop)
 
 
 def open_node(config: NodeConfig) -> Node:

@@ -16,6 +16,7 @@ from gateway.audit.checkpoint import Checkpointer
 from gateway.audit.store import AuditLog
 from gateway.audit.witness import Witness
 from gateway.cases import CaseRegistry
+from gateway.cases.links import LinkStore
 from gateway.config import NodeConfig
 from gateway.federation import PeerClient
 from gateway.federation.witnesses import WitnessRoster
@@ -34,6 +35,8 @@ class NodeParts:
     checkpointer: Checkpointer
     witness: Witness
     registry: CaseRegistry
+    links: LinkStore
+    """The peers' cases this node takes part in, which its federation answers are bound to."""
     policy: PolicyStore | None
     subjects: NodeSubjects | None
     log_key: notes.Verifier

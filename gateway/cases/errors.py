@@ -38,3 +38,11 @@ class ReferralConflictError(CaseError, ConflictError):
 
 class FactIntegrityError(CaseError, DataLossError):
     """A stored fact failed authenticated decryption: altered, moved, or under another key."""
+
+
+class LinkConflictError(CaseError, ConflictError):
+    """A case node's update contradicts the link it made (another subject, activity or type)."""
+
+
+class LinkClosedError(CaseError, WrongStateError):
+    """The case link is closed (or was never made), so nothing may be done within it."""

@@ -1,7 +1,8 @@
 """Tables of the case registry, declared on :data:`gateway.storage.metadata`.
 
-The schema is created by the Alembic revision ``0002_cases``; keep the two in
-step (tests/cases compares them). Nothing here holds an identifier: the
+The schema is created by the Alembic revisions ``0002_cases``, ``0004`` (case
+transfers) and ``0005`` (case links); keep them in step (tests/cases compares
+them). Nothing here holds an identifier: the
 subject is the node-domain pseudonym, and facts are AES-256-GCM ciphertext.
 """
 
@@ -18,6 +19,8 @@ __all__ = [
     "case_facts",
     "case_grounds",
     "case_hits",
+    "case_link_grounds",
+    "case_links",
     "case_participants",
     "case_transfers",
     "cases",
@@ -118,4 +121,45 @@ case_transfers = sa.Table(
     sa.Column("reason_code", sa.String(64), nullable=False),
     sa.Column("remote_case_id", sa.String(32), nullable=False),
     sa.Column("transferred_at", UTCDateTime, nullable=False),
+)
+
+case_links = sa.Table(
+    "case_links",
+    metadata,
+    # A peer's case this node takes part in: (the case node, its case id).
+    sa.Column("node_id", sa.String(63), primary_key=True),
+    sa.Column("case_id", sa.String(32), primary_key=True),
+    # Bumped by every change; an update writes only over the version it read.
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("activity", sa.String(128), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    # Subject, participants and participant types are cleared by the
+    # retention purge; the row stays as a tombstone, so a late update cannot
+    # make the link again.
+    sa.Column("subject_pseudonym", sa.String(64)),
+    sa.Column("participants", sa.JSON),
+    sa.Column("org_types", sa.JSON),
+    sa.Column("linked_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("retain_until", UTCDateTime, index=True),
+    sa.Column("purged_at", UTCDateTime),
+    sa.CheckConstraint("phase IN ('casusoverleg', 'afschaling')", name="phase"),
+)
+
+case_link_grounds = sa.Table(
+    "case_link_grounds",
+    metadata,
+    # A ground the case node asserted for one provider within one link.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("node_id", sa.String(63), nullable=False),
+    sa.Column("case_id", sa.String(32), nullable=False),
+    sa.Column("provider_node_id", sa.String(63), nullable=False),
+    sa.Column("provider_org_id", sa.String(63), nullable=False),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("asserted_at", UTCDateTime, nullable=False),
+    sa.ForeignKeyConstraint(["node_id", "case_id"], ["case_links.node_id", "case_links.case_id"]),
+    sa.UniqueConstraint(
+        "node_id", "case_id", "provider_node_id", "provider_org_id", "category", "kind"
+    ),
 )

@@ -3,6 +3,8 @@
 :data:`SERVING` shows over mTLS that both nodes answer health checks, that a
 partner is refused by another ZVH's node and from a case it is not in, that a
 retried referral returns the first case and that pseudonyms are stable;
+:func:`peer_outside_link` (a walkthrough step) shows a peer node refused
+outside its case link;
 :data:`AUDIT` shows that the peer witnesses the log, that the FG verifies it
 and gets an inzage report proven against a cosigned checkpoint.
 """
@@ -132,6 +134,31 @@ async def _outsider(fed: DevFederation) -> str:
             timeout=5,
         )
         return await _refused(call, grpc.StatusCode.NOT_FOUND)
+
+
+async def peer_outside_link(fed: DevFederation) -> str:
+    """Rotterdam's node asks Haaglanden about the walked case under another purpose.
+
+    Haaglanden holds Rotterdam's link for the case (activity, phase and
+    participants), so it refuses the claim and audits the refusal with the
+    person's pseudonym.
+    """
+    subjects = fed.nodes[ROTTERDAM].parts.subjects
+    assert subjects is not None
+    sent = encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)
+    request = federation_pb2.AskParticipantRequest(
+        purpose=common_pb2.Purpose(processing_activity_id="zvh.huiselijk-geweld"),
+        case_ref=fed.walked_case(),
+        subject=subjects.for_domain(subjects.parse(sent), HAAGLANDEN),
+        provider=common_pb2.Participant(
+            org_id="politie-hl", org_type="politie", node_id=HAAGLANDEN
+        ),
+        categories=["justitie.antecedenten"],
+        recipient_org_types=["zvh"],
+    )
+    async with fed.channel(HAAGLANDEN, ROTTERDAM) as channel:
+        call = federation_pb2_grpc.FederationServiceStub(channel).AskParticipant(request, timeout=5)
+        return await _refused(call, grpc.StatusCode.PERMISSION_DENIED)
 
 
 async def _witnessed(fed: DevFederation) -> str:

@@ -3,7 +3,8 @@
 politie-hl refers the person at Haaglanden first; reclassering-rr refers them
 at Rotterdam with the SDK; the procesregisseur runs hit/no-hit (politie-rr and
 the Haaglanden node know the person), accepts at triage with participants at
-both nodes, asks for facts without and then with GGZ consent, and closes the
+both nodes (Haaglanden takes its case link first, and refuses a request
+outside it), asks for facts without and then with GGZ consent, and closes the
 case. Each simulated partner resolves what it receives to its own records. A
 second person then moves, and their case is handed over to Haaglanden.
 """
@@ -17,7 +18,7 @@ import grpc
 from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
 from adapters.sdk import decrypt_subject, encrypt_subject
-from gateway.dev.checks import referral
+from gateway.dev.checks import peer_outside_link, referral
 from gateway.dev.federation import (
     DEMO_BSN,
     HAAGLANDEN,
@@ -133,7 +134,14 @@ async def _triage(fed: DevFederation) -> str:
     if status.phase != common_pb2.PHASE_CASUSOVERLEG:
         raise AssertionError(f"phase is {common_pb2.Phase.Name(status.phase)} after triage")
     names = ", ".join(p.org_id for p in status.participants)
-    return f"accepted; phase casusoverleg with participants {names}"
+    link = fed.nodes[HAAGLANDEN].parts.links.get(ROTTERDAM, fed.walked_case().case_id)
+    if link is None or not link.is_open:
+        raise AssertionError(f"{HAAGLANDEN} holds no open link for the case")
+    there = ", ".join(f"{p.org_id} ({p.org_type})" for p in link.participants)
+    return (
+        f"accepted; phase casusoverleg with participants {names}; {HAAGLANDEN} took its case "
+        f"link first: {link.activity} in {link.phase.value}, with {there} taking part there"
+    )
 
 
 async def _uitvraag(fed: DevFederation, categories: Sequence[str]) -> case_pb2.UitvraagResult:
@@ -311,6 +319,10 @@ STEPS: list[Check] = [
     ("walkthrough: reclassering-rr refers the person with the SDK", _refer_by_reclassering),
     ("walkthrough: the procesregisseur runs hit/no-hit", _hit_no_hit),
     ("walkthrough: the procesregisseur accepts at triage", _triage),
+    (
+        "walkthrough: zvh-rotterdam-rijnmond asks zvh-haaglanden outside the case link",
+        peer_outside_link,
+    ),
     ("walkthrough: uitvraag without consent", _uitvraag_without_consent),
     ("walkthrough: the procesregisseur records GGZ consent", _consent),
     ("walkthrough: uitvraag with consent", _uitvraag_with_consent),

@@ -328,6 +328,22 @@ class PeerClient:
             idempotent=False,
         )
 
+    async def link_case(
+        self, to: str, request: federation_pb2.LinkCaseRequest, *, deadline: float
+    ) -> federation_pb2.LinkCaseResponse:
+        """Tell node ``to`` its link for a case of this node; PeerCallError if not taken.
+
+        Retried while the peer is unreachable: a link only grows, so taking
+        the same state twice changes nothing.
+        """
+        return await self._call_one(
+            to,
+            "LinkCase",
+            lambda stub, timeout: stub.LinkCase(request, timeout=timeout),
+            deadline=deadline,
+            idempotent=True,
+        )
+
     async def _call_one(
         self,
         to: str,

@@ -5,7 +5,8 @@ clock (the registry decides whether that is legal now). Then every
 participant is told the outcome under afschaling policy: category
 :data:`~policy.vocabulary.OUTCOME` from the regie to the participant's
 organisation type, minimised, audited before it leaves. A participant of a
-peer node is told through that node; if it cannot be reached a second
+peer node is told through that node, after the node was told the case's
+link is closed; if it cannot be reached a second
 record (status ERROR) says the outcome did not arrive, and the closure stands.
 """
 
@@ -20,6 +21,7 @@ from gateway.cases import Case, Participant
 from gateway.errors import InvalidInputError, NotConfiguredError, quote
 from gateway.flows.crossing import Crossing, record
 from gateway.flows.delivery import as_recipient, deliver, not_arrived
+from gateway.flows.linking import tell_links
 from gateway.flows.regie import SERVICE, CaseCall, apply, begin
 from gateway.logging import get_logger
 from policy.evaluator import Outcome, Request
@@ -57,7 +59,10 @@ async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_
     """Tell every participant of the closed ``case`` its outcome, as policy allows, audited first.
 
     ``caller`` is the procesregisseur who closed it, the provider of the outcome.
+    Every peer node with a participant is first told its link is closed, so
+    that it takes the outcome and gives nothing more within the link.
     """
+    await tell_links(parts, caller, case, activity_uri=activity_uri)
     policy = parts.policy
     if policy is None:
         raise NotConfiguredError("this node has no policy bundle configured (policy.bundle)")

@@ -1,7 +1,8 @@
 """What every case-flow call from a peer node shares: its crossing, its subject, its checks.
 
-A peer asks about a person in one of its own cases (HitNoHit, RequestFacts,
-AskParticipant, DeliverFacts, TransferCase). Each of those flows
+A peer asks about a person in one of its own cases (HitNoHit, LinkCase,
+RequestFacts, AskParticipant, DeliverFacts, TransferCase). Each of those
+flows
 
 1. opens its crossing with what this node vouches for itself (the method,
    the verified caller, this node as provider);

@@ -3,6 +3,13 @@
 The case opens here in aanmelding whatever phase it had at the sending node,
 because the receiving ZVH runs its own triage. The pair (sending node,
 idempotency key) identifies the transfer, so a retry returns the same case.
+
+A hand-over needs no case link: this node releases nothing, it opens a case
+of its own. What it checks instead is who hands over what: the case named
+is the calling node's (``case_ref.node_id``), the calling node is the
+provider and the referrer of the new case (organisation type
+:data:`~policy.vocabulary.REGIE`, so no partner certificate is ever taken
+for it), and the activity is one this node's policy serves.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from schakel.v1 import common_pb2, federation_pb2
 
 from certs.identity import Identity
 from gateway.cases import Referral
-from gateway.errors import AuditUnavailableError, InvalidInputError, quote
+from gateway.errors import AuditUnavailableError, DeniedError, InvalidInputError, quote
 from gateway.flows import inbound
 from gateway.flows.crossing import record
 from policy.vocabulary import REFERRAL, REGIE
@@ -43,8 +50,11 @@ async def take_over(
     crossing = inbound.open_crossing(parts, caller, "TransferCase", request.phase, (REFERRAL,))
     pseudonym = inbound.open_subject(parts, crossing, request.subject)
     activity = inbound.check_caller(parts, crossing, request.purpose, request.case_ref)
+    crossing.provider = inbound.node_uri(caller.node_id)
     tags = inbound.check_codes(request.bottlenecks, "bottlenecks")
     if parts.policy is not None:
+        if activity not in parts.policy.evaluator.policy.bundle.activities:
+            raise DeniedError(f"this node's policy serves no activity {quote(activity)}")
         known = set(parts.policy.evaluator.policy.bundle.bottlenecks)
         unknown = [t for t in tags if t not in known]
         if unknown:

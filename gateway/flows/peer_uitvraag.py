@@ -2,9 +2,14 @@
 
 The case node cannot reach this node's partners, so it asks this node to put
 the question to a provider (:func:`ask_participant`) and to hand a recipient
-what was released to it (:func:`deliver_facts`). The checks and the policy
-judgements are in :mod:`gateway.flows.participants`; what every peer call
-shares (crossing first, subject next) is in :mod:`gateway.flows.inbound`.
+what was released to it (:func:`deliver_facts`). Both are answered only
+within the link the case node made here (:mod:`gateway.flows.links`): the
+provider or recipient of this node takes part in the linked case, the other
+side is of a participant's type (or the procesregisseur), and the grounds
+the case node states are kept on the link as its assertion, which is what
+this node's policy reads. The checks and the policy judgements are in
+:mod:`gateway.flows.participants`; what every peer call shares (crossing
+first, subject next) is in :mod:`gateway.flows.inbound`.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import TYPE_CHECKING
 from schakel.v1 import common_pb2, federation_pb2, partner_pb2
 
 from certs.identity import Identity
+from gateway.cases import Participant
 from gateway.errors import InvalidInputError
-from gateway.flows import inbound
+from gateway.flows import inbound, links
 from gateway.flows.crossing import record
 from gateway.flows.delivery import DELIVERY_TTL_SECONDS
 from gateway.flows.participants import (
@@ -35,7 +41,7 @@ from gateway.flows.participants import (
 from gateway.logging import get_logger
 from gateway.tracing import current_trace_proto
 from policy.evaluator import Decision
-from policy.vocabulary import Phase, phase_name
+from policy.vocabulary import Phase
 
 if TYPE_CHECKING:
     from gateway.parts import NodeParts
@@ -79,9 +85,21 @@ async def ask_participant(
     categories = check_categories(request.categories)
     crossing.categories = categories
     types = check_recipient_types(request.recipient_org_types)
-    recorded = grounds(request.grounds)
+    stated = grounds(request.grounds)
     deadline = deadline_seconds(request.deadline_ms)
     policy = inbound.require_policy(parts)
+    link = await links.held_link(
+        parts,
+        crossing,
+        request.case_ref,
+        pseudonym,
+        phase=Phase.CASUSOVERLEG.to_proto(),
+        gives=True,
+    )
+    links.check_participant(link, provider, "provider")
+    links.check_recipients(link, types)
+    by = Participant(provider.org_id, provider.org_type, provider.node_id)
+    recorded = await links.asserted_grounds(parts, crossing, link, by, stated)
     decisions = {
         t: decide(
             policy,
@@ -100,7 +118,13 @@ async def ask_participant(
     if asked:
         await record(parts.audit, dataclasses.replace(crossing, categories=asked))
         answer = await _ask(
-            parts, request, provider.org_id, pseudonym, asked=asked, deadline=deadline
+            parts,
+            request,
+            provider.org_id,
+            pseudonym,
+            asked=asked,
+            grounds=links.shown(recorded, link.node_id),
+            deadline=deadline,
         )
         if answer is not None:
             answered, facts = True, list(answer.facts)
@@ -126,9 +150,11 @@ async def _ask(
     pseudonym: str,
     *,
     asked: tuple[str, ...],
+    grounds: list[partner_pb2.AssertedGround],
     deadline: float,
 ) -> partner_pb2.AnswerFactsRequest | None:
-    """A FACT_QUERY to the partner, with the subject in its domain; its answer or None."""
+    """A FACT_QUERY to the partner, with the subject in its domain and the grounds the case
+    node asserts, each named with that node; its answer or None."""
     subjects = parts.subjects
     assert subjects is not None  # open_subject checked it
     subject = await asyncio.to_thread(subjects.for_domain_from_pseudonym, pseudonym, org_id)
@@ -140,6 +166,7 @@ async def _ask(
         subject=subject,
         categories=list(asked),
         trace=current_trace_proto(),
+        asserted_grounds=grounds,
     )
     pending = await parts.tasks.send(org_id, task, subject=pseudonym, timeout=deadline)
     answer = await parts.tasks.wait(pending)
@@ -167,20 +194,31 @@ async def deliver_facts(
     activity = inbound.check_caller(parts, crossing, request.purpose, request.case_ref)
     if request.phase not in DELIVERY_PHASES:
         raise InvalidInputError("phase must be PHASE_CASUSOVERLEG or PHASE_AFSCHALING")
-    crossing.provider = participant_uri(check_provider(request.provider))
+    check_provider(request.provider)
     categories = check_categories(
         tuple(dict.fromkeys(f.category for f in request.facts)), "the categories of facts"
     )
     crossing.categories = categories
     recipient = check_partner(parts.config, request.recipient, "recipient")
+    stated = grounds(request.grounds)
+    policy = inbound.require_policy(parts)
+    # A closed link still takes the outcome, in afschaling: it gives nothing.
+    link = await links.held_link(
+        parts, crossing, request.case_ref, pseudonym, phase=request.phase, gives=False
+    )
+    links.check_participant(link, recipient, "recipient")
+    links.check_provider(parts, link, request.provider)
+    # Only a provider the link vouches for is named in the record.
+    crossing.provider = participant_uri(request.provider)
+    by = Participant(request.provider.org_id, request.provider.org_type, request.provider.node_id)
     decision = decide(
-        inbound.require_policy(parts),
+        policy,
         activity=activity,
-        phase=phase_name(request.phase),
+        phase=link.phase.value,
         provider=request.provider.org_type,
         recipient=recipient.org_type,
         categories=categories,
-        recorded=grounds(request.grounds),
+        recorded=await links.asserted_grounds(parts, crossing, link, by, stated),
     )
     crossing.decision = decision.to_proto()
     await record(parts.audit, crossing)

@@ -1,10 +1,18 @@
 """RequestFacts: which facts this node holds on a peer's subject that the peer may have.
 
-The facts are those of the subject's active case here. Each stored fact is
-judged with its original provider's organisation type as provider and the
-peer's ``recipient_org_type`` as recipient, under the grounds recorded for
-that provider, and minimised before it leaves. A category asked for and not
-released is named with the reason it was withheld.
+A peer is answered only within the link its case holds here
+(:func:`gateway.flows.links.held_link`): the subject, the purpose and the
+phase must be the link's, and the recipient type the procesregisseur's or a
+participant's. The facts are those of the subject's active case here, if
+that case serves the link's activity. Each stored fact is judged with its
+original provider's organisation type as provider and the recipient type as
+recipient, in the link's phase, and minimised before it leaves. No ground
+counts: a ground recorded in this node's case belongs to that case, and the
+providers are not asked, so none of them sees a ground the peer would state.
+A special category (AVG art. 9), which leaves only on a ground, is
+therefore refused outright: the case node asks its provider for it
+(AskParticipant), who sees the ground it states. A category asked for and
+not released is named with the reason it was withheld.
 """
 
 from __future__ import annotations
@@ -18,14 +26,14 @@ from schakel.v1 import common_pb2, federation_pb2
 from certs.identity import Identity
 from gateway.cases import Case, CaseRegistry
 from gateway.cases.active import active_case_id
-from gateway.errors import InvalidInputError
-from gateway.flows import inbound
+from gateway.errors import DeniedError, InvalidInputError, quote
+from gateway.flows import inbound, links
 from gateway.flows.crossing import record
 from gateway.flows.participants import check_categories
-from gateway.flows.uitvraag import provider_grounds
 from policy.evaluator import Request
 from policy.minimise import FactRefusedError, minimise_fact
-from policy.vocabulary import ORG_TYPES, phase_name
+from policy.model import Sensitivity
+from policy.vocabulary import ORG_TYPES
 
 if TYPE_CHECKING:
     from gateway.parts import NodeParts
@@ -45,7 +53,7 @@ class Asked:
 
     activity: str
     phase: str
-    """The phase's name in the policy bundle ("" when the request named none)."""
+    """The phase's name in the policy bundle: the link's."""
     recipient: str
     categories: tuple[str, ...]
 
@@ -62,9 +70,27 @@ async def request_facts(
     if request.recipient_org_type not in ORG_TYPES:
         raise InvalidInputError(f"recipient_org_type must be one of {', '.join(sorted(ORG_TYPES))}")
     policy = inbound.require_policy(parts)
+    link = await links.held_link(
+        parts, crossing, request.case_ref, pseudonym, phase=request.phase, gives=True
+    )
+    links.check_recipients(link, (request.recipient_org_type,))
+    bundle = policy.evaluator.policy.bundle
+    special = [
+        c
+        for c in categories
+        if c in bundle.categories and bundle.categories[c].sensitivity is Sensitivity.ART9
+    ]
+    if special:
+        raise DeniedError(
+            f"category {quote(special[0])} is special (art. 9) and leaves only on a ground, "
+            "which RequestFacts never counts: ask its provider with AskParticipant"
+        )
     case_id = await asyncio.to_thread(active_case_id, parts.engine, pseudonym)
     case = None if case_id is None else await asyncio.to_thread(parts.registry.get, case_id)
-    asked = Asked(activity, phase_name(request.phase), request.recipient_org_type, categories)
+    if case is not None and case.activity != link.activity:
+        # Facts gathered for another activity never leave for this one.
+        case = None
+    asked = Asked(activity, link.phase.value, request.recipient_org_type, categories)
     facts, summary = await asyncio.to_thread(released_facts, policy, parts.registry, case, asked)
     crossing.decision = summary
     await record(parts.audit, crossing)
@@ -100,7 +126,7 @@ def released_facts(
                     recipient=asked.recipient,
                     categories=(stored.category,),
                     case_accepted=case.accepted_at is not None,
-                    grounds=provider_grounds(case, stored.provider_org_id),
+                    # No ground: see the module's docstring.
                 )
             )
             if stored.category not in decision.released:

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 from schakel.v1 import partner_pb2
 
-from certs.identity import Identity
+from certs.identity import Identity, PeerKind
 from gateway.cases import Case, CaseNotFoundError, Participant, case_status
 from gateway.cases.model import check_id
 from gateway.errors import DeniedError, InvalidInputError, NotFoundError, quote
 from gateway.flows.crossing import Crossing, record
 from gateway.flows.partner_request import activity_of
+from policy.vocabulary import REGIE
 
 if TYPE_CHECKING:
     from gateway.parts import NodeParts
@@ -57,7 +58,9 @@ async def case_status_for(
     # Checked whether or not the case exists, so its answer reveals nothing.
     activity = activity_of(parts, request.purpose)
     crossing.activity_uri = activity.uri
-    if case is None or not _takes_part(case.referrer_org_id, case.participants, caller):
+    if case is None or not (
+        _referred(case, caller, parts.node_id) or _takes_part(case.participants, caller)
+    ):
         # Same answer as a missing case: a case id must not reveal that a case exists.
         raise NotFoundError(f"no case {quote(case_ref.case_id)} at this node that you take part in")
     if case.activity != activity.id:
@@ -68,15 +71,33 @@ async def case_status_for(
     return case_status(
         case,
         parts.node_id,
-        for_referrer=case.referrer_org_id == caller.org_id,
+        for_referrer=_referred(case, caller, parts.node_id),
         with_hits=False,
     )
 
 
-def _takes_part(referrer: str, participants: Iterable[Participant], caller: Identity) -> bool:
-    if caller.org_id == referrer:
-        return True
-    return any(p.org_id == caller.org_id and p.node_id == caller.node_id for p in participants)
+def _referred(case: Case, caller: Identity, node_id: str) -> bool:
+    """The caller, a partner of this node ``node_id``, referred ``case``: kind, node,
+    organisation and type.
+
+    A case a peer node handed over names that node as its referrer, of type
+    :data:`~policy.vocabulary.REGIE`: no partner certificate is that node,
+    whatever its organisation id.
+    """
+    return (
+        caller.kind is PeerKind.PARTNER
+        and caller.node_id == node_id
+        and case.referrer_org_type != REGIE
+        and (case.referrer_org_id, case.referrer_org_type) == (caller.org_id, caller.org_type)
+    )
+
+
+def _takes_part(participants: Iterable[Participant], caller: Identity) -> bool:
+    """The caller, a partner, is a participant: node, organisation and type."""
+    return caller.kind is PeerKind.PARTNER and any(
+        (p.node_id, p.org_id, p.org_type) == (caller.node_id, caller.org_id, caller.org_type)
+        for p in participants
+    )
 
 
 __all__ = ["METHOD", "case_status_for"]

@@ -2,7 +2,9 @@
 
 At triage the procesregisseur accepts a case, naming the participants
 (deelnemers), which moves it to casusoverleg, or rejects it, which closes it
-with outcome ``niet-ontvankelijk``. In casusoverleg more participants may
+with outcome ``niet-ontvankelijk``. Each peer node with a participant is
+told its case link first (:mod:`gateway.flows.linking`), and the case moves
+only once every such node took it. In casusoverleg more participants may
 join, and while the case is open the procesregisseur records the grounds
 (consent, a legal duty, a conflict van plichten) that let a special category
 cross. The registry decides whether each change is legal in the case's
@@ -19,7 +21,9 @@ from schakel.v1 import case_pb2
 from gateway.cases import REJECTED_OUTCOME, Case, GroundKind, Participant
 from gateway.cases.errors import CaseInputError
 from gateway.cases.model import check_code, check_external_ref, check_id
+from gateway.cases.phases import Action
 from gateway.errors import InvalidInputError, quote
+from gateway.flows.linking import as_accepted, linked_apply, with_participant
 from gateway.flows.regie import CaseCall, apply, begin, check_count
 
 if TYPE_CHECKING:
@@ -62,19 +66,28 @@ async def triage(
     check_count(participants, MAX_PARTICIPANTS, "participants")
     named = _checked(participants, "participants")
     check_code(reason_code, "reason_code")
-    return await apply(
+    # Every peer node with a participant must hold its link before the case moves.
+    return await linked_apply(
         parts,
         action,
-        lambda: registry.accept(case_id, reason_code=reason_code, participants=named),
+        as_accepted(action.case, named),
+        move=Action.ACCEPT,
+        required={p.node_id for p in named} - {parts.node_id},
+        change=lambda: registry.accept(case_id, reason_code=reason_code, participants=named),
     )
 
 
 async def add_participant(parts: NodeParts, call: CaseCall, participant: Participant) -> Case:
-    """Add one participant to a case in casusoverleg."""
+    """Add one participant to a case in casusoverleg; its node, if a peer, must take the link."""
     action = await begin(parts, call)
     (checked,) = _checked([participant], "participant")
-    return await apply(
-        parts, action, lambda: parts.registry.add_participant(action.case.id, checked)
+    return await linked_apply(
+        parts,
+        action,
+        with_participant(action.case, checked),
+        move=Action.ADD_PARTICIPANT,
+        required={checked.node_id} - {parts.node_id},
+        change=lambda: parts.registry.add_participant(action.case.id, checked),
     )
 
 

@@ -40,6 +40,7 @@ from gateway.flows.delivery import (
     not_arrived,
     participant_proto,
 )
+from gateway.flows.links import shown
 from gateway.flows.participants import participant_uri, to_federated
 from gateway.flows.regie import CaseCall, begin, check_count, deadline_seconds, quote_some
 from gateway.logging import get_logger
@@ -270,6 +271,8 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
             subject=subject,
             categories=list(p.asked),
             trace=current_trace_proto(),
+            # The grounds this node's procesregisseur recorded for the provider.
+            asserted_grounds=shown(provider_grounds(case, p.provider.org_id), parts.node_id),
         )
         pending = await parts.tasks.send(
             p.provider.org_id, task, subject=case.subject, timeout=deadline

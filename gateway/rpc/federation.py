@@ -4,7 +4,8 @@ Served here: federated hit/no-hit (HitNoHit, :mod:`gateway.flows.hit_answer`),
 facts this node holds in its own case (RequestFacts,
 :mod:`gateway.flows.release`), uitvraag of and delivery to this node's
 partners that take part in a peer's case (AskParticipant, DeliverFacts,
-:mod:`gateway.flows.peer_uitvraag`), case transfer (TransferCase,
+:mod:`gateway.flows.peer_uitvraag`), the case links those calls are checked
+against (LinkCase, :mod:`gateway.flows.links`), case transfer (TransferCase,
 :mod:`gateway.flows.overname`), checkpoint witnessing (AddCheckpoint) and
 aggregate signals (GetSignals, :mod:`gateway.flows.signalering`).
 
@@ -24,6 +25,7 @@ from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from gateway.audit.witness import add_checkpoint_rpc
 from gateway.flows.hit_answer import answer_hit
+from gateway.flows.links import take_link
 from gateway.flows.overname import take_over
 from gateway.flows.peer_uitvraag import ask_participant, deliver_facts
 from gateway.flows.release import request_facts
@@ -101,6 +103,13 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             decision=delivered.decision.to_proto(),
             trace=current_trace_proto(),
         )
+
+    async def LinkCase(  # noqa: N802 - gRPC method name
+        self, request: federation_pb2.LinkCaseRequest, context: Context
+    ) -> federation_pb2.LinkCaseResponse:
+        """Make or update the caller's link for its case; a retry changes nothing."""
+        changed = await take_link(self.parts, current_identity(), request)
+        return federation_pb2.LinkCaseResponse(changed=changed, trace=current_trace_proto())
 
     async def TransferCase(  # noqa: N802 - gRPC method name
         self, request: federation_pb2.TransferCaseRequest, context: Context

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from schakel.v1 import common_pb2, partner_pb2
+from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc, partner_pb2
 
 from adapters.sdk import (
     AdapterRunner,
@@ -116,6 +116,43 @@ class Flow:
             timeout=5.0,
             retry=RetryPolicy(max_attempts=2, initial_backoff=0.05, max_backoff=0.1),
         )
+
+    def subject_at(self, node_id: str, bsn: str) -> common_pb2.EncryptedPseudonym:
+        """``bsn`` as a peer sends it to ``node_id``: transcrypted to that node's domain."""
+        subjects = self.pair.nodes[node_id].parts.subjects
+        assert subjects is not None
+        return subjects.for_domain(subjects.parse(encrypt_subject("bsn", bsn, self.y)), node_id)
+
+    async def link(
+        self,
+        at: str,
+        by: str,
+        case_ref: common_pb2.CaseRef,
+        bsn: str,
+        participants: Sequence[tuple[str, str]],
+        org_types: Sequence[str],
+        *,
+        phase: common_pb2.Phase.ValueType = common_pb2.PHASE_CASUSOVERLEG,
+        activity: str = ACTIVITY,
+    ) -> federation_pb2.LinkCaseResponse:
+        """Node ``by`` tells node ``at`` its link for ``case_ref`` over mTLS (LinkCase).
+
+        ``participants`` are (org id, org type) pairs of partners of ``at``.
+        """
+        request = federation_pb2.LinkCaseRequest(
+            purpose=common_pb2.Purpose(processing_activity_id=activity),
+            case_ref=case_ref,
+            subject=self.subject_at(at, bsn),
+            phase=phase,
+            participants=[
+                common_pb2.Participant(org_id=o, org_type=t, node_id=at) for o, t in participants
+            ],
+            participant_org_types=list(org_types),
+        )
+        async with self.pair.channel(at, self.pair.fed.node(by, force=True)) as channel:
+            stub = federation_pb2_grpc.FederationServiceStub(channel)
+            reply: federation_pb2.LinkCaseResponse = await stub.LinkCase(request, timeout=10)
+        return reply
 
     async def run_partner(
         self, node_id: str, org_id: str, org_type: str, adapter: MemoryPartner

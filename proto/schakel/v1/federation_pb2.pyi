@@ -455,6 +455,101 @@ class DeliverFactsResponse(_message.Message):
 Global___DeliverFactsResponse: _TypeAlias = DeliverFactsResponse  # noqa: Y015
 
 @_typing.final
+class LinkCaseRequest(_message.Message):
+    """The state of a case link, as the case node tells it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_REF_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_ORG_TYPES_FIELD_NUMBER: _builtins.int
+    phase: _common_pb2.Phase.ValueType
+    """PHASE_CASUSOVERLEG while the case is open; PHASE_AFSCHALING closes the
+    link, after which it gives nothing and only takes the outcome.
+    """
+    @_builtins.property
+    def purpose(self) -> _common_pb2.Purpose:
+        """Required: the case's processing activity, which must be an activity of
+        the receiving node's policy bundle. Every later request within the link
+        must name it.
+        """
+
+    @_builtins.property
+    def case_ref(self) -> _common_pb2.CaseRef:
+        """Required: the case at the calling node (node_id is the caller)."""
+
+    @_builtins.property
+    def subject(self) -> _common_pb2.EncryptedPseudonym:
+        """The case's subject, transcrypted to the receiving node's domain. Later
+        requests within the link must be about this subject.
+        """
+
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Participant]:
+        """The case's participants that are partner organisations of the receiving
+        node (node_id is the receiving node), each with its organisation type as
+        the receiving node lists it. At least one.
+        """
+
+    @_builtins.property
+    def participant_org_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The organisation types of all the case's participants, at any node, each
+        once: the recipients a release within the link may be for, besides the
+        procesregisseur ("zvh"). Includes the types of `participants`.
+        """
+
+    def __init__(
+        self,
+        *,
+        purpose: _common_pb2.Purpose | None = ...,
+        case_ref: _common_pb2.CaseRef | None = ...,
+        subject: _common_pb2.EncryptedPseudonym | None = ...,
+        phase: _common_pb2.Phase.ValueType = ...,
+        participants: _abc.Iterable[_common_pb2.Participant] | None = ...,
+        participant_org_types: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "purpose", b"purpose", "subject", b"subject"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "participant_org_types", b"participant_org_types", "participants", b"participants", "phase", b"phase", "purpose", b"purpose", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkCaseRequest: _TypeAlias = LinkCaseRequest  # noqa: Y015
+
+@_typing.final
+class LinkCaseResponse(_message.Message):
+    """What a LinkCase did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGED_FIELD_NUMBER: _builtins.int
+    TRACE_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when the link already held everything the request says (a retry)
+    or when the link was closed before (a late update).
+    """
+    @_builtins.property
+    def trace(self) -> _common_pb2.TraceContext:
+        """The trace of this update in the receiving node's audit log."""
+
+    def __init__(
+        self,
+        *,
+        changed: _builtins.bool = ...,
+        trace: _common_pb2.TraceContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trace", b"trace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "trace", b"trace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkCaseResponse: _TypeAlias = LinkCaseResponse  # noqa: Y015
+
+@_typing.final
 class TransferCaseRequest(_message.Message):
     """Hands a case over."""
 

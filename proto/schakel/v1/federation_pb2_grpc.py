@@ -60,6 +60,11 @@ class FederationServiceStub:
                 request_serializer=schakel_dot_v1_dot_federation__pb2.DeliverFactsRequest.SerializeToString,
                 response_deserializer=schakel_dot_v1_dot_federation__pb2.DeliverFactsResponse.FromString,
                 _registered_method=True)
+        self.LinkCase = channel.unary_unary(
+                '/schakel.v1.FederationService/LinkCase',
+                request_serializer=schakel_dot_v1_dot_federation__pb2.LinkCaseRequest.SerializeToString,
+                response_deserializer=schakel_dot_v1_dot_federation__pb2.LinkCaseResponse.FromString,
+                _registered_method=True)
         self.GetSignals = channel.unary_unary(
                 '/schakel.v1.FederationService/GetSignals',
                 request_serializer=schakel_dot_v1_dot_federation__pb2.SignalsRequest.SerializeToString,
@@ -121,6 +126,21 @@ class FederationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkCase(self, request, context):
+        """Makes or updates this node's case link for a case of the caller. The
+        caller's procesregisseur accepted or added participants that are partner
+        organisations of this node, or closed the case. This node answers the
+        caller about the case only within the link: RequestFacts, AskParticipant
+        and DeliverFacts must name the link's subject, activity and phase, and
+        recipients and providers among its participants. A link only grows
+        (participants and participant types are added, never removed) and a
+        closed link stays closed, so a retried or late update cannot undo a
+        later one. Safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSignals(self, request, context):
         """Aggregate counts for the national steering group, with small cells
         suppressed. Collector certificates only; carries no personal data.
@@ -167,6 +187,11 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     servicer.DeliverFacts,
                     request_deserializer=schakel_dot_v1_dot_federation__pb2.DeliverFactsRequest.FromString,
                     response_serializer=schakel_dot_v1_dot_federation__pb2.DeliverFactsResponse.SerializeToString,
+            ),
+            'LinkCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkCase,
+                    request_deserializer=schakel_dot_v1_dot_federation__pb2.LinkCaseRequest.FromString,
+                    response_serializer=schakel_dot_v1_dot_federation__pb2.LinkCaseResponse.SerializeToString,
             ),
             'GetSignals': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSignals,
@@ -315,6 +340,33 @@ class FederationService:
             '/schakel.v1.FederationService/DeliverFacts',
             schakel_dot_v1_dot_federation__pb2.DeliverFactsRequest.SerializeToString,
             schakel_dot_v1_dot_federation__pb2.DeliverFactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schakel.v1.FederationService/LinkCase',
+            schakel_dot_v1_dot_federation__pb2.LinkCaseRequest.SerializeToString,
+            schakel_dot_v1_dot_federation__pb2.LinkCaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,17 @@ class FederationServiceStub:
     audits, and queues a FACT_DELIVERY with the subject in the recipient's
     domain. Not retried by the caller: a retry would deliver twice.
     """
+    LinkCase: _grpc.UnaryUnaryMultiCallable[_federation_pb2.LinkCaseRequest, _federation_pb2.LinkCaseResponse]
+    """Makes or updates this node's case link for a case of the caller. The
+    caller's procesregisseur accepted or added participants that are partner
+    organisations of this node, or closed the case. This node answers the
+    caller about the case only within the link: RequestFacts, AskParticipant
+    and DeliverFacts must name the link's subject, activity and phase, and
+    recipients and providers among its participants. A link only grows
+    (participants and participant types are added, never removed) and a
+    closed link stays closed, so a retried or late update cannot undo a
+    later one. Safe to retry.
+    """
     GetSignals: _grpc.UnaryUnaryMultiCallable[_federation_pb2.SignalsRequest, _federation_pb2.SignalsResponse]
     """Aggregate counts for the national steering group, with small cells
     suppressed. Collector certificates only; carries no personal data.
@@ -98,6 +109,17 @@ class FederationServiceAsyncStub(FederationServiceStub):
     against its own policy (the provider's node already minimised them),
     audits, and queues a FACT_DELIVERY with the subject in the recipient's
     domain. Not retried by the caller: a retry would deliver twice.
+    """
+    LinkCase: _aio.UnaryUnaryMultiCallable[_federation_pb2.LinkCaseRequest, _federation_pb2.LinkCaseResponse]  # type: ignore[assignment]
+    """Makes or updates this node's case link for a case of the caller. The
+    caller's procesregisseur accepted or added participants that are partner
+    organisations of this node, or closed the case. This node answers the
+    caller about the case only within the link: RequestFacts, AskParticipant
+    and DeliverFacts must name the link's subject, activity and phase, and
+    recipients and providers among its participants. A link only grows
+    (participants and participant types are added, never removed) and a
+    closed link stays closed, so a retried or late update cannot undo a
+    later one. Safe to retry.
     """
     GetSignals: _aio.UnaryUnaryMultiCallable[_federation_pb2.SignalsRequest, _federation_pb2.SignalsResponse]  # type: ignore[assignment]
     """Aggregate counts for the national steering group, with small cells
@@ -165,6 +187,23 @@ class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
         against its own policy (the provider's node already minimised them),
         audits, and queues a FACT_DELIVERY with the subject in the recipient's
         domain. Not retried by the caller: a retry would deliver twice.
+        """
+
+    @_abc_1.abstractmethod
+    def LinkCase(
+        self,
+        request: _federation_pb2.LinkCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.LinkCaseResponse, _abc.Awaitable[_federation_pb2.LinkCaseResponse]]:
+        """Makes or updates this node's case link for a case of the caller. The
+        caller's procesregisseur accepted or added participants that are partner
+        organisations of this node, or closed the case. This node answers the
+        caller about the case only within the link: RequestFacts, AskParticipant
+        and DeliverFacts must name the link's subject, activity and phase, and
+        recipients and providers among its participants. A link only grows
+        (participants and participant types are added, never removed) and a
+        closed link stays closed, so a retried or late update cannot undo a
+        later one. Safe to retry.
         """
 
     @_abc_1.abstractmethod

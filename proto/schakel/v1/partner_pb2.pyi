@@ -313,6 +313,7 @@ class PartnerTask(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     TRACE_FIELD_NUMBER: _builtins.int
+    ASSERTED_GROUNDS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Unique id to answer with."""
     kind: Global___TaskKind.ValueType
@@ -351,6 +352,13 @@ class PartnerTask(_message.Message):
     def trace(self) -> _common_pb2.TraceContext:
         """The trace the task belongs to."""
 
+    @_builtins.property
+    def asserted_grounds(self) -> _containers.RepeatedCompositeFieldContainer[Global___AssertedGround]:
+        """FACT_QUERY: the grounds stated for this provider in the asking case
+        (consent, legal duty, conflict van plichten), each with the node that
+        states it. The partner decides whether to answer on them.
+        """
+
     def __init__(
         self,
         *,
@@ -365,14 +373,49 @@ class PartnerTask(_message.Message):
         decision: _common_pb2.DecisionSummary | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         trace: _common_pb2.TraceContext | None = ...,
+        asserted_grounds: _abc.Iterable[Global___AssertedGround] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "deadline", b"deadline", "decision", b"decision", "purpose", b"purpose", "subject", b"subject", "trace", b"trace"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "categories", b"categories", "deadline", b"deadline", "decision", b"decision", "facts", b"facts", "kind", b"kind", "phase", b"phase", "purpose", b"purpose", "subject", b"subject", "task_id", b"task_id", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asserted_grounds", b"asserted_grounds", "case_ref", b"case_ref", "categories", b"categories", "deadline", b"deadline", "decision", b"decision", "facts", b"facts", "kind", b"kind", "phase", b"phase", "purpose", b"purpose", "subject", b"subject", "task_id", b"task_id", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PartnerTask: _TypeAlias = PartnerTask  # noqa: Y015
+
+@_typing.final
+class AssertedGround(_message.Message):
+    """A ground stated for a provider in a case, with who states it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    category: _builtins.str
+    """The fact category it covers, e.g. "zorg.in_zorg"."""
+    kind: _builtins.str
+    """"consent", "legal-duty" or "conflict-van-plichten"."""
+    node_id: _builtins.str
+    """The node that states it: this partner's own node when its
+    procesregisseur recorded the ground in its own case, or the peer node
+    whose case asks, which this partner's node records as that node's
+    assertion and has not verified.
+    """
+    def __init__(
+        self,
+        *,
+        category: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "kind", b"kind", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssertedGround: _TypeAlias = AssertedGround  # noqa: Y015
 
 @_typing.final
 class AnswerHitRequest(_message.Message):

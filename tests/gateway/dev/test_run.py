@@ -30,13 +30,18 @@ def test_dev_federation_walks_a_case_through_and_reuses_its_state(tmp_path: Path
         for org_id, _ in federation.PARTNERS[node_id]:
             assert f'[[partners]]\nid = "{org_id}"' in config
         assert (tmp_path / node_id / "state" / "node.db").is_file()
-    assert len(WALKTHROUGH) == 8
+    assert len(WALKTHROUGH) == 9
     for title in WALKTHROUGH:
         assert f"   ok      {title}: " in first, title
     lines = {line.split(": ", 2)[1]: line for line in first.splitlines() if "walkthrough: " in line}
     hits = lines["the procesregisseur runs hit/no-hit"]
     assert "politie-rr -> " in hits
     assert f"{federation.HAAGLANDEN} -> " in hits
+    accepted = lines["the procesregisseur accepts at triage"]
+    assert f"{federation.HAAGLANDEN} took its case link first" in accepted
+    assert "with politie-hl (politie) taking part there" in accepted
+    outside = lines[f"{federation.ROTTERDAM} asks {federation.HAAGLANDEN} outside the case link"]
+    assert "PERMISSION_DENIED: purpose 'zvh.huiselijk-geweld' is not activity" in outside
     withheld = lines["uitvraag without consent"]
     assert "zorg.in_zorg withheld (art9-no-ground)" in withheld
     released = lines["uitvraag with consent"]

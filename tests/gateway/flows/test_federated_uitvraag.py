@@ -300,6 +300,7 @@ def delivery(
 async def test_the_peer_refuses_deliveries_it_cannot_stand_behind(flow: Flow) -> None:
     ref = common_pb2.CaseRef(node_id=RR, case_id="c" * 32)
     broker = node(flow, HL).parts.tasks
+    await flow.link(HL, RR, ref, BSN, [("politie-hl", "politie")], ["politie", "gemeente"])
     async with flow.pair.channel(HL, flow.pair.fed.node(RR, force=True)) as channel:
         stub = federation_pb2_grpc.FederationServiceStub(channel)
         # gemeente -> politie housing data: HL's policy withholds it, nothing is queued.

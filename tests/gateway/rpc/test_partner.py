@@ -15,14 +15,22 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
-from schakel.v1 import audit_pb2, audit_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
+from schakel.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    common_pb2,
+    federation_pb2,
+    federation_pb2_grpc,
+    partner_pb2,
+    partner_pb2_grpc,
+)
 
 from adapters.sdk import encrypt_subject
 from gateway.tasks.broker import PendingTask
 from policy import signing
 from policy.pseudonyms import Ciphertext
 from tests.support.flow import ACTIVITY, Flow
-from tests.support.pki import RR
+from tests.support.pki import HL, RR
 
 BSN = "111222333"
 PURPOSE = common_pb2.Purpose(processing_activity_id=ACTIVITY)
@@ -309,3 +317,37 @@ async def test_a_refused_status_look_up_of_a_case_is_in_the_persons_inzage(flow:
         ("politie-rr", audit_pb2.SPAN_STATUS_ERROR),
         ("ggz-rr", audit_pb2.SPAN_STATUS_ERROR),
     ]
+
+
+async def test_a_partner_whose_org_id_is_a_node_id_is_not_that_node(flow: Flow) -> None:
+    """HL hands a case over to RR; a partner of RR whose organisation id is "zvh-haaglanden"
+    is not HL, so it cannot read that case's status as its referrer."""
+    async with flow.pair.channel(RR, flow.pair.fed.node(HL, force=True)) as channel:
+        taken = await federation_pb2_grpc.FederationServiceStub(channel).TransferCase(
+            federation_pb2.TransferCaseRequest(
+                purpose=PURPOSE,
+                case_ref=common_pb2.CaseRef(node_id=HL, case_id="d" * 32),
+                subject=flow.subject_at(RR, BSN),
+                theme="complexe-casuistiek",
+                phase=common_pb2.PHASE_CASUSOVERLEG,
+                idempotency_key="verhuisd-1",
+            ),
+            timeout=10,
+        )
+    assert taken.created
+    case = flow.pair.nodes[RR].parts.registry.get(taken.case_ref.case_id)
+    assert (case.referrer_org_id, case.referrer_org_type) == (HL, "zvh")
+    impostor = flow.pair.fed.partner(RR, HL, "gemeente", force=True)
+    async with flow.pair.channel(RR, impostor) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await partner_pb2_grpc.PartnerServiceStub(channel).GetCaseStatus(
+                partner_pb2.GetCaseStatusRequest(purpose=PURPOSE, case_ref=taken.case_ref),
+                timeout=10,
+            )
+    assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    refused = [
+        r
+        for r in await inzage(flow)
+        if r.name.endswith("/GetCaseStatus") and r.status == audit_pb2.SPAN_STATUS_ERROR
+    ]
+    assert [r.requester for r in refused] == [f"schakel://partner/{RR}/{HL}"]
