@@ -1,4 +1,4 @@
-"""Federation identities carried in X.509 certificates (DESIGN.md §2).
+"""Federation identities carried in X.509 certificates (docs/certificates.md).
 
 An identity is read only from a certificate whose chain the TLS layer has
 already verified (or from a signing request the CA is about to check);

@@ -1,4 +1,4 @@
-"""Key enrolment for the pseudonym scheme (DESIGN.md §3).
+"""Key enrolment for the pseudonym scheme (policy/pseudonyms/README.md).
 
 ``init_federation`` creates the federation's keys once: the key authority's
 file (global key pair and transcryptor secrets; keep it offline) and the

@@ -45,7 +45,7 @@ class NodeParts:
     """The node's cosignature key, as peers pin it."""
     tasks: TaskBroker
     """Work for the local partners' task streams, kept in partner_tasks, and the
-    answers awaited (#6)."""
+    answers awaited."""
     peers: PeerClient | None = None
     """Calls peer nodes (hit/no-hit, uitvraag, transfer); None without peers."""
     roster: WitnessRoster | None = None

@@ -1,4 +1,4 @@
-"""The policy bundle as typed, immutable values (DESIGN.md §5).
+"""The policy bundle as typed, immutable values (policy/README.md describes the format).
 
 A :class:`Bundle` is what :mod:`policy.loader` builds from YAML after full
 validation; :mod:`policy.compiler` turns it into the index the evaluator uses.

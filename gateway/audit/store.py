@@ -56,7 +56,7 @@ _MICROSECOND = timedelta(microseconds=1)
 _log = get_logger("audit.store")
 
 
-class AuditUnavailable(Exception):  # noqa: N818 - the name the node and issue #5 use
+class AuditUnavailable(Exception):  # noqa: N818 - the name the audit log's callers know
     """The audit record could not be made durable; nothing may be released."""
 
 

@@ -1,4 +1,4 @@
-"""Subject identifiers and their subject points (DESIGN.md §3).
+"""Subject identifiers and their subject points (policy/pseudonyms/README.md).
 
 ``M = from_hash(SHA-512(b"schakel/v1/subject\\x00" + id_type + b"\\x00" + value))``,
 both parts UTF-8. A BSN must be nine ASCII digits that pass the elfproef.

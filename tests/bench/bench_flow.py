@@ -12,7 +12,7 @@ The ``wan_*`` rows ask the same peers of the same cluster through a
 :class:`~tests.bench.latency.LatencyRelay` each, which delays every chunk by
 ``WAN_ONE_WAY`` seconds each way (40 ms round trip, as between regions over a
 WAN or VPN; TLS passes through, so mTLS and the name checks stay real). They
-show issue #6's claim: a hit/no-hit across 30 nodes costs about one round
+show that a hit/no-hit across 30 nodes costs about one round
 trip, not thirty. ``wan_fanout_30_vs_1`` is p50 to 30 peers / p50 to 1 peer:
 1x plus the CPU of the 30 in-process peers, which here outweighs a 40 ms
 round trip. So the ``*_added_rtts`` rows also give what the link adds to each

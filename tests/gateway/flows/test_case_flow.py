@@ -185,7 +185,7 @@ async def test_close_delivers_only_the_outcome_and_the_purge_leaves_no_fact_or_l
     with node(flow).parts.engine.connect() as conn:
         for table in sa.inspect(conn).get_table_names():
             if table.startswith("audit"):
-                continue  # audit bodies follow their own retention (#5)
+                continue  # audit bodies follow their own retention
             for row in conn.execute(sa.text(f'SELECT * FROM "{table}"')):
                 text = " ".join(str(v) for v in row)
                 assert subject not in text, table

@@ -126,7 +126,7 @@ async def test_every_referral_crossing_is_in_the_audit_log_with_its_decision(pai
                 audit_pb2.AuditQuery(data_subject_id=expected_pseudonym(pair, RR))
             )
         ]
-    # The hit/no-hit round the referral starts has its own record (#6).
+    # The hit/no-hit round the referral starts has its own record.
     (entry,) = [e for e in entries if e.record.name.startswith("schakel.v1.PartnerService/")]
     record = entry.record
     assert record.name == "schakel.v1.PartnerService/SubmitReferral"
