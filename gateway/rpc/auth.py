@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import structlog
@@ -283,6 +283,14 @@ class AuthInterceptor(_ServerInterceptor):
             fields["error_type"] = type(error).__name__
         log.info("rpc", **fields)
 
+    async def _answer(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], error: Exception
+    ) -> NoReturn:
+        """Answer a refusal with its status (audited), anything else with INTERNAL."""
+        if isinstance(error, SchakelError):
+            await answer_refusal(method, error, context, self.audit)
+        await answer_fault(method, context, error)
+
     def _wrap_unary(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             start = time.perf_counter()
@@ -293,12 +301,9 @@ class AuthInterceptor(_ServerInterceptor):
                     return await behaviour(request, context)
                 except grpc.aio.AbortError:
                     raise
-                except SchakelError as exc:
-                    error = exc
-                    await answer_refusal(method, exc, context, self.audit)
                 except Exception as exc:
                     error = exc
-                    await answer_fault(method, context, exc)
+                    await self._answer(method, context, exc)
             except BaseException as exc:
                 error = error or exc
                 raise
@@ -365,12 +370,9 @@ class AuthInterceptor(_ServerInterceptor):
                         yield response
                 except grpc.aio.AbortError:
                     raise
-                except SchakelError as exc:
-                    error = exc
-                    await answer_refusal(method, exc, context, self.audit)
                 except Exception as exc:
                     error = exc
-                    await answer_fault(method, context, exc)
+                    await self._answer(method, context, exc)
             except BaseException as exc:
                 error = error or exc
                 raise
