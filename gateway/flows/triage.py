@@ -1,8 +1,11 @@
-"""Triage and casusoverleg: accept or reject a case, name its participants, record grounds.
+"""Triage and casusoverleg: start triage, accept or reject, name participants, record grounds.
 
-At triage the procesregisseur accepts a case, naming the participants
+The procesregisseur first moves a referral from aanmelding into triage
+(:func:`start_triage`); the hit/no-hit round may run before and during it.
+At triage the procesregisseur accepts the case, naming the participants
 (deelnemers), which moves it to casusoverleg, or rejects it, which closes it
-with outcome ``niet-ontvankelijk``. In casusoverleg more participants may
+with outcome ``niet-ontvankelijk``; a case still in aanmelding cannot be
+decided. In casusoverleg more participants may
 join, and while the case is open the procesregisseur records the grounds
 (consent, a legal duty, a conflict van plichten) that let a special category
 cross. The registry decides whether each change is legal in the case's
@@ -36,6 +39,12 @@ def _checked(participants: Sequence[Participant], what: str) -> tuple[Participan
         raise CaseInputError(f"{what}: {exc.message}") from None
 
 
+async def start_triage(parts: NodeParts, call: CaseCall) -> Case:
+    """Move the case from aanmelding into triage; audited first, a refusal audited too."""
+    action = await begin(parts, call)
+    return await apply(parts, action, lambda: parts.registry.start_triage(action.case.id))
+
+
 async def triage(
     parts: NodeParts,
     call: CaseCall,
@@ -44,7 +53,7 @@ async def triage(
     reason_code: str,
     participants: Sequence[Participant],
 ) -> Case:
-    """Accept (with participants -> casusoverleg) or reject (-> afschaling) the case."""
+    """Accept (with participants -> casusoverleg) or reject (-> afschaling) a case in triage."""
     action = await begin(parts, call)
     registry = parts.registry
     case_id = action.case.id
@@ -109,4 +118,4 @@ async def record_ground(
     )
 
 
-__all__ = ["MAX_PARTICIPANTS", "add_participant", "record_ground", "triage"]
+__all__ = ["MAX_PARTICIPANTS", "add_participant", "record_ground", "start_triage", "triage"]

@@ -49,6 +49,7 @@ def test_purge_leaves_no_pseudonym_fact_or_link(
         provider_org_id="ggz-parnassia",
         evidence_ref="TOESTEMMING-2026-9",
     )
+    registry.start_triage(case_id)
     registry.accept(case_id, reason_code="ok", participants=[POLITIE, GGZ])
     fact = common_pb2.Fact(category="sociaal.huisvesting")
     fact.fields["status"].text = "dakloos"
@@ -105,6 +106,7 @@ def test_purge_leaves_no_pseudonym_fact_or_link(
 def test_a_rejected_case_is_purged_too(registry: CaseRegistry, clock: SetClock) -> None:
     ref = referral()
     case_id = registry.refer(ref).case.id
+    registry.start_triage(case_id)
     registry.reject(case_id, reason_code="buiten-doelgroep", retention_days=0)
     assert registry.purge_expired() == [case_id]
     assert registry.get(case_id).subject == ""

@@ -29,7 +29,7 @@ def transfer(key: str = "move-1", **changes: object) -> Transfer:
 
 def in_phase(registry: CaseRegistry, phase: Phase) -> str:
     case_id = registry.refer(referral(f"key-{phase.value}")).case.id
-    if phase is Phase.TRIAGE:
+    if phase is not Phase.AANMELDING:
         registry.start_triage(case_id)
     if phase is Phase.CASUSOVERLEG:
         registry.accept(case_id, reason_code="criteria-ok", participants=[POLITIE])

@@ -113,6 +113,7 @@ def regie(flow: Flow) -> grpc.aio.Channel:
 
 
 async def accept(stub: case_pb2_grpc.CaseServiceAsyncStub, ref: common_pb2.CaseRef) -> None:
+    await stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref))
     await stub.Triage(
         case_pb2.TriageRequest(
             purpose=PURPOSE,
@@ -295,6 +296,7 @@ async def test_triage_reject_and_refusals_say_what_is_wrong(flow: Flow) -> None:
     audit = node(flow).parts.audit
     async with regie(flow) as channel:
         stub = case_pb2_grpc.CaseServiceStub(channel)
+        await stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref))
         before = audit.head().size
         bad: list[tuple[Awaitable[object], grpc.StatusCode, str]] = [
             (
@@ -347,9 +349,13 @@ async def test_triage_reject_and_refusals_say_what_is_wrong(flow: Flow) -> None:
         assert status.phase == common_pb2.PHASE_AFSCHALING
         assert status.outcome == "niet-ontvankelijk"
         assert audit.head().size == before + len(bad) + 1
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await accept(stub, ref)
-        assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        for again in (
+            stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref)),
+            stub.Triage(case_pb2.TriageRequest(purpose=PURPOSE, case_ref=ref, accept=False)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await again
+            assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     case = node(flow).parts.registry.get(ref.case_id)
     assert case.phase is Phase.AFSCHALING
     assert case.retain_until is not None

@@ -41,6 +41,7 @@ def open_case(pair: Pair, key: str = "ref-1", activity: str = PURPOSE) -> str:
             theme="complexe-casuistiek",
         )
     ).case.id
+    registry.start_triage(case_id)
     registry.accept(
         case_id, reason_code="ontvankelijk", participants=[Participant("politie-rr", "politie", RR)]
     )
