@@ -51,7 +51,7 @@ from gateway.errors import (
 )
 from gateway.federation.client import DEADLINE, DOWN, PeerCallError
 from gateway.flows.afschaling import tell_outcome
-from gateway.flows.crossing import Crossing, record, refused
+from gateway.flows.crossing import Crossing, actor_uri, record, refused
 from gateway.flows.regie import CaseCall, begin
 from gateway.logging import get_logger
 from policy.evaluator import Request
@@ -148,7 +148,7 @@ async def hand_over(
         case_ref=local,
         subject=case.subject,
         categories=(CATEGORY,),
-        provider=caller.uri,
+        provider=actor_uri(caller),
     )
     if not case.is_open:
         return await _retried(parts, case, release, target, idempotency_key)
