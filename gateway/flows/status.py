@@ -1,6 +1,8 @@
 """A partner asks for the status of a case it referred or takes part in.
 
-The answer never carries facts, the subject or hits. A case the caller does
+The answer is the partner's view (:func:`gateway.cases.status.partner_status`):
+the phase, the regie's contact and the caller's own participation; never
+facts, the subject, hits, or the other organisations. A case the caller does
 not take part in is answered exactly like a missing one, so a case id never
 reveals that a case exists. The look-up is processing about the person, so
 its crossing carries the case's subject as soon as the case is found: a
@@ -12,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from schakel.v1 import partner_pb2
 
-from certs.identity import Identity
-from gateway.cases import Case, CaseNotFoundError, Participant, case_status
+from certs.identity import Identity, PeerKind
+from gateway.cases import Case, CaseNotFoundError, Participant
 from gateway.cases.model import check_id
+from gateway.cases.status import partner_status
 from gateway.errors import DeniedError, InvalidInputError, NotFoundError, quote
 from gateway.flows.crossing import Crossing, record
 from gateway.flows.partner_request import activity_of
@@ -57,7 +59,7 @@ async def case_status_for(
     # Checked whether or not the case exists, so its answer reveals nothing.
     activity = activity_of(parts, request.purpose)
     crossing.activity_uri = activity.uri
-    if case is None or not _takes_part(case.referrer_org_id, case.participants, caller):
+    if case is None or not _takes_part(case, caller):
         # Same answer as a missing case: a case id must not reveal that a case exists.
         raise NotFoundError(f"no case {quote(case_ref.case_id)} at this node that you take part in")
     if case.activity != activity.id:
@@ -65,18 +67,26 @@ async def case_status_for(
             f"case {case.id} was opened for another processing activity than {activity.id}"
         )
     await record(parts.audit, crossing)
-    return case_status(
+    return partner_status(
         case,
         parts.node_id,
-        for_referrer=case.referrer_org_id == caller.org_id,
-        with_hits=False,
+        viewer=Participant(caller.org_id, caller.org_type, caller.node_id),
+        referrer=_referred(case, caller),
+        regie_contact=parts.config.cases.contact_handle,
     )
 
 
-def _takes_part(referrer: str, participants: Iterable[Participant], caller: Identity) -> bool:
-    if caller.org_id == referrer:
+def _referred(case: Case, caller: Identity) -> bool:
+    """Whether partner ``caller`` referred ``case`` (a node that handed a case over did not)."""
+    referrer = (case.referrer_org_id, case.referrer_org_type)
+    return caller.kind is PeerKind.PARTNER and referrer == (caller.org_id, caller.org_type)
+
+
+def _takes_part(case: Case, caller: Identity) -> bool:
+    """Whether ``caller`` referred ``case`` or is one of its participants."""
+    if _referred(case, caller):
         return True
-    return any(p.org_id == caller.org_id and p.node_id == caller.node_id for p in participants)
+    return any((p.node_id, p.org_id) == (caller.node_id, caller.org_id) for p in case.participants)
 
 
 __all__ = ["METHOD", "case_status_for"]
