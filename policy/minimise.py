@@ -20,9 +20,10 @@ from schakel.v1 import common_pb2
 from policy.compiler import FieldStep, Plan
 from policy.evaluator import Decision
 from policy.model import FieldType, PolicyError, TransformKind
+from policy.text import MAX_CONTACT, TextError, check_contact, identifier_in
 
-MAX_CONTACT_LENGTH = 256
-"""A contact handle is a function mailbox or a phone number; longer is not a handle."""
+MAX_CONTACT_LENGTH = MAX_CONTACT
+"""A contact handle is a function mailbox, a phone number or a URI (:mod:`policy.text`)."""
 
 _KIND: dict[FieldType, str] = {
     FieldType.CODE: "text",
@@ -126,13 +127,17 @@ def _check(category: str, step: FieldStep, value: common_pb2.FactValue) -> None:
             raise FactRefusedError(
                 f"{_where(category, step)} carries a code outside the category's value set"
             )
+        found = identifier_in(value.text)
+        if found is not None:
+            raise FactRefusedError(f"{_where(category, step)} holds {found}, not a code")
     elif ftype is _CONTACT:
-        text = value.text
-        if not text or len(text) > MAX_CONTACT_LENGTH or not text.isprintable():
+        try:
+            check_contact(value.text, "it")
+        except TextError as exc:
+            # The text names the rule, never the value.
             raise FactRefusedError(
-                f"{_where(category, step)} must be a printable contact handle of "
-                f"1-{MAX_CONTACT_LENGTH} characters"
-            )
+                f"{_where(category, step)} must be a contact handle ({exc})"
+            ) from None
     elif ftype is _DATE:
         d = value.date
         valid = 1 <= d.year <= 9999 and 0 <= d.month <= 12 and d.day >= 0

@@ -117,7 +117,7 @@ async def _start_triage(fed: DevFederation) -> str:
         )
     if status.phase != common_pb2.PHASE_TRIAGE:
         raise AssertionError(f"phase is {common_pb2.Phase.Name(status.phase)} after StartTriage")
-    return "a decision in aanmelding was refused (FAILED_PRECONDITION); the case is in triage"
+    return "a decision while the case was in aanmelding was refused; the case is now in triage"
 
 
 async def _hit_no_hit(fed: DevFederation) -> str:

@@ -104,7 +104,7 @@ async def record_ground(
             f"category {quote(category)} is not a category of the policy bundle"
         )
     check_id(provider_org_id, "provider_org_id")
-    check_external_ref(evidence_ref)
+    check_external_ref(evidence_ref, "evidence_ref")
     return await apply(
         parts,
         action,

@@ -76,7 +76,7 @@ def test_a_handed_over_case_is_not_handed_over_again(registry: CaseRegistry) -> 
     ("changes", "message"),
     [
         ({"node_id": "Zvh Rotterdam"}, "transfer node id"),
-        ({"idempotency_key": "two words"}, "idempotency key"),
+        ({"idempotency_key": "two words"}, "idempotency_key"),
         ({"reason_code": "Verhuisd naar Rotterdam"}, "reason_code"),
         ({"remote_case_id": "42"}, "case id"),
     ],
