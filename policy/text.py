@@ -42,6 +42,7 @@ _TEL = re.compile(r"tel:\+?[0-9][0-9().-]*[0-9]")
 _HTTPS = re.compile(rf"https://{_HOST}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?")
 _MAILTO = re.compile(rf"mailto:{_EMAIL.pattern}")
 
+_ANY_DIGIT = re.compile(r"[0-9]")
 _DIGITS = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]+")
 _LONG_HEX = 16
@@ -123,6 +124,8 @@ def identifier_in(text: str) -> str | None:
     ``.``), ``yyyymmdd`` or ``ddmmyyyy``, or a day, a month's name and a year
     (``12-mrt-1985``), each a real calendar day from 1900 to 2099.
     """
+    if _ANY_DIGIT.search(text) is None:
+        return None  # every identifier has digits; most codes and handles have none
     for digits in _numbers(text):
         found = _number_is(digits)
         if found is not None:
