@@ -6,7 +6,8 @@ answers. A caller catches a branch (``except WrongStateError``), not a list.
 
 Messages are read by the calling system and may reach a log line, so they
 name fields, codes and ids, never a BSN, a pseudonym or fact content, and
-quote a request value only through :func:`quote`, which cuts it short.
+quote a request value only through :func:`quote`, which cuts it short and
+never echoes a BSN or a date (:func:`policy.text.identifier_in`).
 
 ::
 
@@ -29,6 +30,8 @@ quote a request value only through :func:`quote`, which cuts it short.
 
 from __future__ import annotations
 
+from policy.text import identifier_in
+
 QUOTE_LIMIT = 64
 """The most characters of a request value a message quotes."""
 
@@ -37,9 +40,13 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     """``repr`` of ``value`` for an error message, cut to ``limit`` characters.
 
     A longer value is shown by its start and its length, so a 100 kB field
-    neither fills the answer nor disappears without trace.
+    neither fills the answer nor disappears without trace. A value holding
+    a BSN or a date is not shown at all, only what it holds.
     """
     text = value if isinstance(value, str) else str(value)
+    found = identifier_in(text[: limit * 4])
+    if found is not None:
+        return f"(a value holding {found}, not shown)"
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text)} characters)"

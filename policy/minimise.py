@@ -7,22 +7,31 @@ never passed through. A fact of a category the decision did not release is
 refused. A declared field with a value of the wrong kind is an error: the
 provider is sending something other than what the bundle describes.
 
+Minimising is idempotent and composes: a fact already minimised (a count
+already banded, a value already reduced to its presence, a date already
+coarsened) passes again under a plan at least as coarse and comes out the
+same, so what the node keeps minimised for the regie can be released to
+another recipient from the vault. A plan finer than what was kept (``keep``
+of a count that was banded) refuses the fact: nothing finer can be made.
+
 Error messages name categories, fields and kinds, never values.
 """
 
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Iterable
 
 from schakel.v1 import common_pb2
 
 from policy.compiler import FieldStep, Plan
 from policy.evaluator import Decision
-from policy.model import FieldType, PolicyError, TransformKind
+from policy.model import FieldType, PolicyError, Transform, TransformKind
+from policy.text import MAX_CONTACT, TextError, check_contact, identifier_in
 
-MAX_CONTACT_LENGTH = 256
-"""A contact handle is a function mailbox or a phone number; longer is not a handle."""
+MAX_CONTACT_LENGTH = MAX_CONTACT
+"""A contact handle is a function mailbox, a phone number or a URI (:mod:`policy.text`)."""
 
 _KIND: dict[FieldType, str] = {
     FieldType.CODE: "text",
@@ -39,7 +48,8 @@ _KEEP_CONTACT = TransformKind.KEEP_CONTACT
 _COARSEN_MONTH = TransformKind.COARSEN_MONTH
 _COARSEN_YEAR = TransformKind.COARSEN_YEAR
 _BAND = TransformKind.BAND
-_CODE, _CONTACT, _DATE = FieldType.CODE, FieldType.CONTACT, FieldType.DATE
+_PRESENCE = TransformKind.PRESENCE
+_CODE, _CONTACT, _DATE, _BOOL = FieldType.CODE, FieldType.CONTACT, FieldType.DATE, FieldType.BOOL
 
 
 class FactRefusedError(PolicyError):
@@ -78,8 +88,12 @@ def apply_plan(fact: common_pb2.Fact, plan: Plan) -> common_pb2.Fact:
         if step is None:
             continue
         value = source[name]
-        _check(fact.category, step, value)
         kind = step.transform.kind
+        if _already(step, value):
+            if kind is not _DROP:
+                target_fields[name].CopyFrom(value)
+            continue
+        _check(fact.category, step, value)
         if kind is _DROP:
             continue
         target = target_fields[name]
@@ -95,6 +109,25 @@ def apply_plan(fact: common_pb2.Fact, plan: Plan) -> common_pb2.Fact:
         else:
             target.flag = _present(value)
     return out
+
+
+@functools.cache
+def _labels(transform: Transform) -> frozenset[str]:
+    """Every label ``band_label`` can give under ``transform``'s edges."""
+    edges = transform.edges
+    labels = {f"<{edges[0]}", f"{edges[-1]}+"}
+    labels.update(transform.band_label(low) for low in edges[:-1])
+    return frozenset(labels)
+
+
+def _already(step: FieldStep, value: common_pb2.FactValue) -> bool:
+    """Whether ``value`` is what ``step`` makes: a band label of its bands, or a presence flag."""
+    kind = step.transform.kind
+    if kind is _BAND:
+        return value.WhichOneof("kind") == "text" and value.text in _labels(step.transform)
+    if kind is _PRESENCE and step.type is not _BOOL:
+        return value.WhichOneof("kind") == "flag"
+    return False
 
 
 def _present(value: common_pb2.FactValue) -> bool:
@@ -126,13 +159,17 @@ def _check(category: str, step: FieldStep, value: common_pb2.FactValue) -> None:
             raise FactRefusedError(
                 f"{_where(category, step)} carries a code outside the category's value set"
             )
+        found = identifier_in(value.text)
+        if found is not None:
+            raise FactRefusedError(f"{_where(category, step)} holds {found}, not a code")
     elif ftype is _CONTACT:
-        text = value.text
-        if not text or len(text) > MAX_CONTACT_LENGTH or not text.isprintable():
+        try:
+            check_contact(value.text, "it")
+        except TextError as exc:
+            # The text names the rule, never the value.
             raise FactRefusedError(
-                f"{_where(category, step)} must be a printable contact handle of "
-                f"1-{MAX_CONTACT_LENGTH} characters"
-            )
+                f"{_where(category, step)} must be a contact handle ({exc})"
+            ) from None
     elif ftype is _DATE:
         d = value.date
         valid = 1 <= d.year <= 9999 and 0 <= d.month <= 12 and d.day >= 0

@@ -264,7 +264,7 @@ class PartnerClient:
         timeout: float | None = None,
         trace: TraceContext | None = None,
     ) -> partner_pb2.CaseStatus:
-        """The phase, theme, participants and hits of a case the caller takes part in."""
+        """The phase, the regie's contact and the caller's own participation in a case it is in."""
         if not case_ref.node_id or not case_ref.case_id:
             raise ValueError("case_ref needs both node_id and case_id")
         request = partner_pb2.GetCaseStatusRequest(purpose=_purpose(purpose), case_ref=case_ref)

@@ -1,4 +1,11 @@
-"""The fact vault's rows: facts delivered for a case in casusoverleg, sealed at rest."""
+"""The fact vault's rows: facts the regie may have of a case in casusoverleg, sealed at rest.
+
+The vault holds only what the procesregisseur may receive: the uitvraag
+minimises every answer for the regie (:mod:`gateway.flows.uitvraag`) before
+it calls :meth:`FactStore.store_fact`, never a provider's raw answer. Each
+row keeps the days its releasing rule lets the regie keep it after the case
+closes (:mod:`gateway.cases.retention` purges it then).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from gateway.cases.base import CaseStoreBase
 from gateway.cases.errors import CaseInputError, CaseNotFoundError, FactIntegrityError
 from gateway.cases.model import Participant, check_case_id, check_code
 from gateway.cases.phases import Action
+from gateway.cases.retention import check_retention_days
 from gateway.cases.tables import case_facts, cases
 
 MAX_FACT_BYTES = 64 * 1024
@@ -35,9 +43,22 @@ class StoredFact:
 class FactStore(CaseStoreBase):
     """The registry's facts: sealed by the vault on the way in, checked on the way out."""
 
-    def store_fact(self, case_id: str, fact: common_pb2.Fact, *, provider: Participant) -> str:
-        """Seal and store a fact delivered for a case in casusoverleg; returns the fact id."""
+    def store_fact(
+        self,
+        case_id: str,
+        fact: common_pb2.Fact,
+        *,
+        provider: Participant,
+        retention_days: int | None = None,
+    ) -> str:
+        """Seal and store a fact for a case in casusoverleg; returns the fact id.
+
+        ``fact`` is already minimised for the regie. ``retention_days`` is how
+        long after the case closes it may be kept (None: the case's retention).
+        """
         check_case_id(case_id)
+        if retention_days is not None:
+            check_retention_days(retention_days)
         if not isinstance(fact, common_pb2.Fact):
             raise CaseInputError("fact must be a schakel.v1.Fact message")
         check_code(fact.category, "fact category")
@@ -59,6 +80,7 @@ class FactStore(CaseStoreBase):
                     key_id=self._vault.key_id,
                     sealed=sealed,
                     received_at=self._now(),
+                    retention_days=retention_days,
                 )
             )
         return fact_id

@@ -38,7 +38,7 @@ class GroundStore(CaseStoreBase):
         check_id(provider_org_id, "provider org id")
         if not evidence_ref:
             raise CaseInputError("evidence_ref is required: the reference of the ground's record")
-        check_external_ref(evidence_ref)
+        check_external_ref(evidence_ref, "evidence_ref")
         with self._engine.begin() as conn:
             self._guard(conn, case_id, Action.RECORD_GROUND)
             conn.execute(

@@ -3,14 +3,16 @@
 Every value that enters the registry passes a check here first, so a bad
 argument is refused with a message that names the field before anything is
 written. Codes (themes, criteria, outcomes, categories, bottleneck tags) are
-short machine codes, never free text: that keeps content out of columns that
-are not encrypted.
+short machine codes, references and keys are short tokens, contact handles
+are an e-mail address, a phone number or an https/tel/mailto URI, and none
+holds a BSN or a date (:mod:`policy.text`, the one rule for text): that
+keeps content out of columns that are not encrypted.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +21,8 @@ from schakel.v1 import case_pb2
 
 from certs.identity import IdentityError, check_slug
 from gateway.cases.errors import CaseInputError
+from policy import text
+from policy.text import TextError
 from policy.vocabulary import OPEN_PHASES, ORG_TYPES, Phase
 
 REJECTED_OUTCOME = "niet-ontvankelijk"
@@ -173,22 +177,21 @@ class Case:
         return self.phase in OPEN_PHASES
 
 
-_CODE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-_CONTACT = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$")
 _CASE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def _text(check: Callable[[str, str], str], value: str, what: str) -> str:
+    """``value`` if ``check`` (one of :mod:`policy.text`) passes it; CaseInputError otherwise."""
+    try:
+        return check(value, what)
+    except TextError as exc:
+        raise CaseInputError(str(exc)) from None
+
+
 def check_code(value: str, what: str) -> str:
-    """A machine code: 1-64 of lowercase letters, digits, '.', '_' or '-'."""
-    if not isinstance(value, str) or not _CODE.match(value):
-        raise CaseInputError(
-            f"{what} must be a code of 1-64 lowercase letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit (free text is not allowed)"
-        )
-    return value
+    """A machine code: 1-64 of lowercase letters, digits, '.', '_' or '-'; no BSN or date."""
+    return _text(text.check_code, value, what)
 
 
 def check_codes(values: Iterable[str], what: str) -> tuple[str, ...]:
@@ -209,41 +212,31 @@ def check_pseudonym(value: str) -> str:
     return value
 
 
-def check_idempotency_key(value: str) -> str:
-    """1-128 printable ASCII characters without spaces."""
-    if not isinstance(value, str) or not _KEY.match(value):
-        raise CaseInputError("idempotency key must be 1-128 printable ASCII characters, no spaces")
-    return value
+def check_idempotency_key(value: str, what: str = "idempotency_key") -> str:
+    """A key the caller chose: a token (:func:`policy.text.check_token`), no BSN or date."""
+    return _text(text.check_token, value, what)
 
 
-def check_external_ref(value: str) -> str:
-    """The referrer's own reference: empty, or up to 128 of letters, digits and ``._:/-``."""
-    if value and (not isinstance(value, str) or not _REF.match(value)):
-        raise CaseInputError(
-            "external_ref must be up to 128 letters, digits, '.', '_', ':', '/' or '-'"
-        )
-    return value
+def check_external_ref(value: str, what: str = "external_ref") -> str:
+    """A reference of the caller's own: empty, or a token with no BSN or date in it."""
+    return _text(text.check_token, value, what) if value != "" else value
 
 
-def check_contact(value: str) -> str:
-    """A contact handle: 1-200 printable ASCII characters, no leading or trailing space."""
-    if not isinstance(value, str) or not _CONTACT.match(value):
-        raise CaseInputError(
-            "contact handle must be 1-200 printable ASCII characters "
-            "(a function mailbox or phone number)"
-        )
-    return value
+def check_contact(value: str, what: str = "contact handle") -> str:
+    """A contact handle: an e-mail address, a phone number, or an https/tel/mailto URI."""
+    return _text(text.check_contact, value, what)
 
 
 def check_id(value: str, what: str) -> str:
-    """A node or organisation id (the certificate slug rules)."""
+    """A node or organisation id (the certificate slug rules), holding no BSN or date."""
     try:
-        return check_slug(value, what)
+        check_slug(value, what)
     except (IdentityError, TypeError):
         # Not str(exc): it echoes the value, and a caller may have put anything there.
         raise CaseInputError(
             f"{what} must be 1-63 lowercase letters, digits or '-', starting with a letter or digit"
         ) from None
+    return _text(text.check_no_identifier, value, what)
 
 
 def check_org(org_id: str, org_type: str, what: str) -> None:

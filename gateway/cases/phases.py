@@ -55,12 +55,10 @@ class Move:
 TRANSITIONS: Mapping[Action, Move] = MappingProxyType(
     {
         Action.START_TRIAGE: Move(frozenset({Phase.AANMELDING}), Phase.TRIAGE, "start triage of"),
-        Action.ACCEPT: Move(
-            frozenset({Phase.AANMELDING, Phase.TRIAGE}), Phase.CASUSOVERLEG, "accept at triage"
-        ),
-        Action.REJECT: Move(
-            frozenset({Phase.AANMELDING, Phase.TRIAGE}), Phase.AFSCHALING, "reject at triage"
-        ),
+        # The procesregisseur takes a referral into triage first (national process):
+        # a case is decided only once it is there.
+        Action.ACCEPT: Move(frozenset({Phase.TRIAGE}), Phase.CASUSOVERLEG, "accept at triage"),
+        Action.REJECT: Move(frozenset({Phase.TRIAGE}), Phase.AFSCHALING, "reject at triage"),
         Action.CLOSE: Move(frozenset({Phase.CASUSOVERLEG}), Phase.AFSCHALING, "close"),
         Action.HAND_OVER: Move(OPEN_PHASES, Phase.AFSCHALING, "hand over"),
         Action.ADD_PARTICIPANT: Move(frozenset({Phase.CASUSOVERLEG}), None, "add a participant to"),

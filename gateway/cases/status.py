@@ -1,4 +1,11 @@
-"""The ``schakel.v1.CaseStatus`` view of a case, as the partner and case services answer it."""
+"""The ``schakel.v1.CaseStatus`` views of a case: the regie's whole view, and a partner's.
+
+The procesregisseur (CaseService replies) sees the whole case. A partner
+sees what it needs to take part: the phase, theme, outcome and dates, the
+regie's contact, and its own participation, never the other organisations
+(that GGZ takes part is itself care information), the hits, or the
+bottleneck tags (signalling of the regie, which can name care too).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from schakel.v1 import common_pb2, partner_pb2
 
-from gateway.cases.model import Case
+from gateway.cases.model import Case, Participant
 
 
 def case_status(
@@ -39,6 +46,25 @@ def case_status(
     status.opened_at.CopyFrom(_timestamp(case.opened_at))
     if case.closed_at is not None:
         status.closed_at.CopyFrom(_timestamp(case.closed_at))
+    return status
+
+
+def partner_status(
+    case: Case, node_id: str, *, viewer: Participant, referrer: bool, regie_contact: str
+) -> partner_pb2.CaseStatus:
+    """What partner ``viewer`` may see of ``case`` at node ``node_id``.
+
+    ``referrer`` is true when the viewer referred the case: only then is its
+    ``external_ref`` filled in. The participant list holds the viewer's own
+    participation at most; hits and bottleneck tags are left out.
+    """
+    status = case_status(case, node_id, for_referrer=referrer, with_hits=False)
+    mine = (viewer.node_id, viewer.org_id)
+    own = [p for p in status.participants if (p.node_id, p.org_id) == mine]
+    del status.participants[:]
+    status.participants.extend(own)
+    del status.bottlenecks[:]
+    status.regie_contact = regie_contact
     return status
 
 

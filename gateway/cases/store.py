@@ -186,7 +186,7 @@ class CaseRegistry(
     def accept(
         self, case_id: str, *, reason_code: str, participants: Iterable[Participant]
     ) -> Case:
-        """Accept at triage: aanmelding|triage -> casusoverleg, naming the participants."""
+        """Accept at triage: triage -> casusoverleg, naming the participants."""
         check_case_id(case_id)
         check_code(reason_code, "reason_code")
         named = checked_participants(participants)
@@ -199,7 +199,7 @@ class CaseRegistry(
             return self._load(conn, case_id)
 
     def reject(self, case_id: str, *, reason_code: str, retention_days: int) -> Case:
-        """Reject at triage: aanmelding|triage -> afschaling, outcome "niet-ontvankelijk"."""
+        """Reject at triage: triage -> afschaling, outcome "niet-ontvankelijk"."""
         check_case_id(case_id)
         check_code(reason_code, "reason_code")
         now = self._now()

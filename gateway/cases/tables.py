@@ -106,9 +106,13 @@ case_facts = sa.Table(
     sa.Column("provider_node_id", sa.String(63), nullable=False),
     sa.Column("provider_org_id", sa.String(63), nullable=False),
     sa.Column("key_id", sa.String(16), nullable=False),
-    # 12-byte nonce || AES-256-GCM ciphertext and tag of a serialized schakel.v1.Fact.
+    # 12-byte nonce || AES-256-GCM ciphertext and tag of a serialized schakel.v1.Fact,
+    # minimised for the regie before it was sealed.
     sa.Column("sealed", sa.LargeBinary, nullable=False),
     sa.Column("received_at", UTCDateTime, nullable=False),
+    # Days after the case closes that the fact may be kept, from the rule that released
+    # it to the regie; NULL: the case's own retention. Revision 0006_fact_retention.
+    sa.Column("retention_days", sa.Integer),
 )
 
 case_transfers = sa.Table(

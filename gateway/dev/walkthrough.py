@@ -1,8 +1,9 @@
 """The walkthrough of ``make run``: one person's case through both nodes, step by step.
 
 politie-hl refers the person at Haaglanden first; reclassering-rr refers them
-at Rotterdam with the SDK; the procesregisseur runs hit/no-hit (politie-rr and
-the Haaglanden node know the person), accepts at triage with participants at
+at Rotterdam with the SDK; the procesregisseur moves the case into triage (a
+decision before that is refused), runs hit/no-hit (politie-rr and the
+Haaglanden node know the person), accepts at triage with participants at
 both nodes (Haaglanden takes its case link first, and refuses a request
 outside it), asks for facts without and then with GGZ consent, and closes the
 case. Each simulated partner resolves what it receives to its own records. A
@@ -96,6 +97,28 @@ async def _refer_by_reclassering(fed: DevFederation) -> str:
         raise AssertionError("the walkthrough referral did not open a new case")
     fed.case = made.case_ref
     return f"case {made.case_ref.case_id} opened at {made.case_ref.node_id} (aanmelding)"
+
+
+async def _start_triage(fed: DevFederation) -> str:
+    ref = fed.walked_case()
+    early = case_pb2.TriageRequest(
+        purpose=PURPOSE, case_ref=ref, accept=False, reason_code="buiten-doelgroep"
+    )
+    async with _regie(fed) as channel:
+        stub = case_pb2_grpc.CaseServiceStub(channel)
+        try:
+            await stub.Triage(early, timeout=10)
+        except grpc.aio.AioRpcError as err:
+            if err.code() is not grpc.StatusCode.FAILED_PRECONDITION:
+                raise AssertionError(f"a decision in aanmelding got {err.code().name}") from err
+        else:
+            raise AssertionError("a triage decision was taken while the case was in aanmelding")
+        status = await stub.StartTriage(
+            case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref), timeout=10
+        )
+    if status.phase != common_pb2.PHASE_TRIAGE:
+        raise AssertionError(f"phase is {common_pb2.Phase.Name(status.phase)} after StartTriage")
+    return "a decision while the case was in aanmelding was refused; the case is now in triage"
 
 
 async def _hit_no_hit(fed: DevFederation) -> str:
@@ -317,6 +340,7 @@ async def _hand_over(fed: DevFederation) -> str:
 STEPS: list[Check] = [
     ("walkthrough: politie-hl refers the person at zvh-haaglanden first", _refer_at_haaglanden),
     ("walkthrough: reclassering-rr refers the person with the SDK", _refer_by_reclassering),
+    ("walkthrough: the procesregisseur moves the case into triage", _start_triage),
     ("walkthrough: the procesregisseur runs hit/no-hit", _hit_no_hit),
     ("walkthrough: the procesregisseur accepts at triage", _triage),
     (

@@ -19,7 +19,7 @@ from schakel.v1 import common_pb2
 from certs.identity import Identity
 from gateway.cases import Case, Participant
 from gateway.errors import InvalidInputError, NotConfiguredError, quote
-from gateway.flows.crossing import Crossing, record
+from gateway.flows.crossing import Crossing, actor_uri, record
 from gateway.flows.delivery import as_recipient, deliver, not_arrived
 from gateway.flows.linking import tell_links
 from gateway.flows.regie import SERVICE, CaseCall, apply, begin
@@ -90,7 +90,7 @@ async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_
             subject=case.subject,
             categories=(OUTCOME,),
             decision=decision.to_proto(),
-            provider=caller.uri,
+            provider=actor_uri(caller),
         )
         await record(parts.audit, release)
         if decision.outcome is not Outcome.ALLOW:

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 from schakel.v1 import common_pb2, partner_pb2
 
 from certs.identity import Identity
-from gateway.cases import CaseInputError
 from gateway.cases.model import check_code, check_contact
 from gateway.errors import InvalidInputError, quote
 from gateway.flows.crossing import Crossing, record
 from gateway.tasks.broker import PendingTask, TaskKindError, Withheld
 from policy.evaluator import Outcome, Request
 from policy.minimise import MAX_CONTACT_LENGTH
+from policy.text import TextError, check_fact_text
 from policy.vocabulary import BEKEND, PROCESREGISSEUR, REGIE, phase_name
 
 if TYPE_CHECKING:
@@ -87,10 +87,7 @@ async def answer_hit(
     crossing = _crossing(parts, "AnswerHit", pending, caller, (BEKEND,))
     _check_task(request, pending.task, partner_pb2.TASK_KIND_HIT_QUERY)
     if request.known:
-        try:
-            check_contact(request.contact_handle)
-        except CaseInputError as exc:
-            raise InvalidInputError(f"contact_handle: {exc}") from None
+        check_contact(request.contact_handle, "contact_handle")
     elif request.contact_handle:
         raise InvalidInputError("contact_handle must be empty when the subject is not known")
     released = False
@@ -201,11 +198,19 @@ def _check_facts(facts: Iterable[common_pb2.Fact]) -> None:
             raise InvalidInputError(f"{where}.fields: at most {MAX_FIELDS}, not {len(fact.fields)}")
         for name, value in fact.fields.items():
             check_code(name, f"{where}: each field name")
-            if value.WhichOneof("kind") == "text" and len(value.text) > MAX_TEXT:
+            if value.WhichOneof("kind") != "text":
+                continue
+            if len(value.text) > MAX_TEXT:
                 raise InvalidInputError(
                     f"{where}.fields[{quote(name)}].text: at most {MAX_TEXT} characters, "
                     f"not {len(value.text)}"
                 )
+            # A code or a contact (which one is the field's type, checked when it is
+            # minimised); free text and identifiers are refused whatever the field.
+            try:
+                check_fact_text(value.text, f"{where}.fields[{quote(name)}].text")
+            except TextError as exc:
+                raise InvalidInputError(str(exc)) from None
 
 
 __all__ = [

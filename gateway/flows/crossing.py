@@ -26,13 +26,14 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from schakel.v1 import audit_pb2, common_pb2
 
-from certs.identity import Identity
+from certs.identity import URI_SCHEME, Identity, PeerKind
 from gateway.audit.records import PSEUDONYM_TYPE, RecordError, is_bsn_shaped
 from gateway.audit.store import AuditLog
 from gateway.audit.store import AuditUnavailable as _StoreUnavailable
 from gateway.errors import AuditUnavailableError, SchakelError
 from gateway.logging import get_logger
 from gateway.tracing import TraceContext, current_trace, new_span_id, new_trace_id
+from policy.vocabulary import OFFICER_ROLES
 
 log = get_logger("crossing")
 
@@ -53,6 +54,20 @@ def _safe(value: str, form: re.Pattern[str]) -> str:
     if not value:
         return value
     return value if form.match(value) and not is_bsn_shaped(value) else UNKNOWN
+
+
+def actor_uri(identity: Identity) -> str:
+    """The URI that names ``identity`` in an audit record; an officer by node and role.
+
+    The procesregisseur and the FG of one ZVH are different actors: a
+    record and an inzage report must say which of them acted, so an
+    officer is named ``schakel://officer/<node-id>/<role>`` (the identity
+    profile's officer URI) whatever organisation its certificate names.
+    """
+    if identity.kind is PeerKind.OFFICER:
+        role = "+".join(sorted(identity.roles & OFFICER_ROLES))
+        return f"{URI_SCHEME}officer/{identity.node_id}/{role}"
+    return identity.uri
 
 
 @dataclass
@@ -116,10 +131,10 @@ class Crossing:
             end_time=_timestamp(datetime.now(UTC)),
             status=audit_pb2.SPAN_STATUS_OK if ok else audit_pb2.SPAN_STATUS_ERROR,
             processing_activity_id=self.activity_uri or _safe(self.activity, _ACTIVITY) or UNKNOWN,
-            foreign_operation_processor=self.caller.uri,
+            foreign_operation_processor=actor_uri(self.caller),
             purpose=_safe(self.activity, _ACTIVITY),
             phase=self.phase if self.phase in common_pb2.Phase.values() else 0,  # type: ignore[arg-type]
-            requester=self.caller.uri,
+            requester=actor_uri(self.caller),
             provider=_safe(self.provider, _URI),
             categories_asked=[_safe(c, _CODE) for c in self.categories],
         )

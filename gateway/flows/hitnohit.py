@@ -30,6 +30,7 @@ from gateway.flows.regie import CaseCall, begin, deadline_seconds
 from gateway.logging import get_logger
 from gateway.tasks.broker import Withheld
 from gateway.tracing import current_trace_proto
+from policy.text import TextError, check_contact
 from policy.vocabulary import BEKEND
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ ROUND_METHOD = "schakel.v1.CaseService/RunHitNoHit"
 UNANSWERED_DEADLINE = "deadline"
 UNANSWERED_NO_STREAM = "no task stream"
 UNANSWERED_WITHHELD = "withheld by policy"
+UNANSWERED_MALFORMED = "malformed answer"
 
 
 @dataclass
@@ -135,7 +137,11 @@ async def run_round(
         else:
             result.no_hit.append(org_id)
     for node_id, peer in peer_answers.answers.items():
-        if peer.hit:
+        if peer.hit and not _is_contact(peer.contact_handle):
+            # A peer's contact is checked like our own: one that is not a handle is not
+            # passed on to the procesregisseur or recorded.
+            result.unanswered[node_id] = UNANSWERED_MALFORMED
+        elif peer.hit:
             result.hits.append(Hit("", node_id, peer.contact_handle))
         else:
             result.no_hit.append(node_id)
@@ -195,6 +201,15 @@ async def _ask_partners(
         else:
             out[org_id] = UNANSWERED_DEADLINE if streams else UNANSWERED_NO_STREAM
     return out
+
+
+def _is_contact(handle: str) -> bool:
+    """Whether ``handle`` is a contact handle (:func:`policy.text.check_contact`)."""
+    try:
+        check_contact(handle)
+    except TextError:
+        return False
+    return True
 
 
 async def _ask_peers(

@@ -31,7 +31,6 @@ returns it without calling the peer or closing anything again.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,10 +50,11 @@ from gateway.errors import (
 )
 from gateway.federation.client import DEADLINE, DOWN, PeerCallError
 from gateway.flows.afschaling import tell_outcome
-from gateway.flows.crossing import Crossing, record, refused
+from gateway.flows.crossing import Crossing, actor_uri, record, refused
 from gateway.flows.regie import CaseCall, begin
 from gateway.logging import get_logger
 from policy.evaluator import Request
+from policy.text import TextError, check_token
 from policy.vocabulary import REGIE, TRANSFER
 
 if TYPE_CHECKING:
@@ -70,8 +70,6 @@ OUTCOME = "overgedragen-andere-zvh"
 DEADLINE_SECONDS = 5.0
 """How long the target node has to take the case over, retries included."""
 MAX_KEY_LENGTH = 64
-
-_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}$")
 
 
 @dataclass(frozen=True)
@@ -96,10 +94,10 @@ def _check_input(parts: NodeParts, target: str, key: str, reason_code: str) -> N
         raise InvalidInputError(
             f"target_node_id is this node {parts.node_id!r}; a case is handed over to another node"
         )
-    if not _KEY.match(key):
-        raise InvalidInputError(
-            f"idempotency_key must be 1-{MAX_KEY_LENGTH} printable ASCII characters, no spaces"
-        )
+    try:
+        check_token(key, "idempotency_key", max_length=MAX_KEY_LENGTH)
+    except TextError as exc:
+        raise InvalidInputError(str(exc)) from None
 
 
 def _check_target(parts: NodeParts, target: str) -> None:
@@ -148,7 +146,7 @@ async def hand_over(
         case_ref=local,
         subject=case.subject,
         categories=(CATEGORY,),
-        provider=caller.uri,
+        provider=actor_uri(caller),
     )
     if not case.is_open:
         return await _retried(parts, case, release, target, idempotency_key)

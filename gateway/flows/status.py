@@ -1,6 +1,8 @@
 """A partner asks for the status of a case it referred or takes part in.
 
-The answer never carries facts, the subject or hits. A case the caller does
+The answer is the partner's view (:func:`gateway.cases.status.partner_status`):
+the phase, the regie's contact and the caller's own participation; never
+facts, the subject, hits, or the other organisations. A case the caller does
 not take part in is answered exactly like a missing one, so a case id never
 reveals that a case exists. The look-up is processing about the person, so
 its crossing carries the case's subject as soon as the case is found: a
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING
 from schakel.v1 import partner_pb2
 
 from certs.identity import Identity, PeerKind
-from gateway.cases import Case, CaseNotFoundError, Participant, case_status
+from gateway.cases import Case, CaseNotFoundError, Participant
 from gateway.cases.model import check_id
+from gateway.cases.status import partner_status
 from gateway.errors import DeniedError, InvalidInputError, NotFoundError, quote
 from gateway.flows.crossing import Crossing, record
 from gateway.flows.partner_request import activity_of
@@ -68,11 +71,12 @@ async def case_status_for(
             f"case {case.id} was opened for another processing activity than {activity.id}"
         )
     await record(parts.audit, crossing)
-    return case_status(
+    return partner_status(
         case,
         parts.node_id,
-        for_referrer=_referred(case, caller, parts.node_id),
-        with_hits=False,
+        viewer=Participant(caller.org_id, caller.org_type, caller.node_id),
+        referrer=_referred(case, caller, parts.node_id),
+        regie_contact=parts.config.cases.contact_handle,
     )
 
 

@@ -1,10 +1,13 @@
-"""Triage and casusoverleg: accept or reject a case, name its participants, record grounds.
+"""Triage and casusoverleg: start triage, accept or reject, name participants, record grounds.
 
-At triage the procesregisseur accepts a case, naming the participants
+The procesregisseur first moves a referral from aanmelding into triage
+(:func:`start_triage`); the hit/no-hit round may run before and during it.
+At triage the procesregisseur accepts the case, naming the participants
 (deelnemers), which moves it to casusoverleg, or rejects it, which closes it
-with outcome ``niet-ontvankelijk``. Each peer node with a participant is
-told its case link first (:mod:`gateway.flows.linking`), and the case moves
-only once every such node took it. In casusoverleg more participants may
+with outcome ``niet-ontvankelijk``; a case still in aanmelding cannot be
+decided. Each peer node with a participant is told its case link first
+(:mod:`gateway.flows.linking`), and the case moves only once every such node
+took it. In casusoverleg more participants may
 join, and while the case is open the procesregisseur records the grounds
 (consent, a legal duty, a conflict van plichten) that let a special category
 cross. The registry decides whether each change is legal in the case's
@@ -40,6 +43,12 @@ def _checked(participants: Sequence[Participant], what: str) -> tuple[Participan
         raise CaseInputError(f"{what}: {exc.message}") from None
 
 
+async def start_triage(parts: NodeParts, call: CaseCall) -> Case:
+    """Move the case from aanmelding into triage; audited first, a refusal audited too."""
+    action = await begin(parts, call)
+    return await apply(parts, action, lambda: parts.registry.start_triage(action.case.id))
+
+
 async def triage(
     parts: NodeParts,
     call: CaseCall,
@@ -48,7 +57,7 @@ async def triage(
     reason_code: str,
     participants: Sequence[Participant],
 ) -> Case:
-    """Accept (with participants -> casusoverleg) or reject (-> afschaling) the case."""
+    """Accept (with participants -> casusoverleg) or reject (-> afschaling) a case in triage."""
     action = await begin(parts, call)
     registry = parts.registry
     case_id = action.case.id
@@ -108,7 +117,7 @@ async def record_ground(
             f"category {quote(category)} is not a category of the policy bundle"
         )
     check_id(provider_org_id, "provider_org_id")
-    check_external_ref(evidence_ref)
+    check_external_ref(evidence_ref, "evidence_ref")
     return await apply(
         parts,
         action,
@@ -122,4 +131,4 @@ async def record_ground(
     )
 
 
-__all__ = ["MAX_PARTICIPANTS", "add_participant", "record_ground", "triage"]
+__all__ = ["MAX_PARTICIPANTS", "add_participant", "record_ground", "start_triage", "triage"]

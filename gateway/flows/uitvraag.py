@@ -7,12 +7,21 @@ Only categories some recipient may receive are asked for. A provider of
 this node gets a FACT_QUERY task; a provider of a peer node is asked through
 that node's ``AskParticipant``, which decides again under its own policy and
 minimises per recipient type (the provider's node minimises, once). When
-the answer comes, the facts are sealed in the case vault, and per recipient
-they are judged under that recipient's own decision, audited (one record per
-provider -> recipient decision) and only then delivered with the subject in
-the recipient's domain (:mod:`gateway.flows.delivery`; a peer node's partner via
-``DeliverFacts``). An organisation that is not a participant is never a
-recipient.
+the answer comes, per recipient the facts are judged under that recipient's
+own decision, audited (one record per provider -> recipient decision) and
+only then delivered with the subject in the recipient's domain
+(:mod:`gateway.flows.delivery`; a peer node's partner via ``DeliverFacts``).
+An organisation that is not a participant is never a recipient.
+
+Nothing is kept that the procesregisseur may not receive: the case vault
+gets the answer minimised under the regie's own decision (recipient the
+regie, role procesregisseur), with the retention of the rule that released
+it, and a provider's raw answer lives only in memory while this uitvraag
+minimises it per recipient. A peer's answer for the regie is minimised again
+here (minimising is idempotent), so a peer cannot put more in the vault than
+this node's policy lets the regie have. Later releases from the vault
+(``RequestFacts``) work from what the regie was given; a recipient that may
+have more is served by asking again.
 
 The procesregisseur starts it (:func:`start_uitvraag`) for categories of the
 policy bundle, each once, while the case is in casusoverleg.
@@ -21,6 +30,7 @@ policy bundle, each once, while the case is in casusoverleg.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,7 +56,7 @@ from gateway.flows.regie import CaseCall, begin, check_count, deadline_seconds, 
 from gateway.logging import get_logger
 from gateway.tracing import current_trace_proto
 from policy.evaluator import Decision, Request, grounds_of
-from policy.minimise import FactRefusedError, minimise_facts
+from policy.minimise import FactRefusedError, minimise_fact, minimise_facts
 from policy.vocabulary import PROCESREGISSEUR, REGIE, Phase
 
 if TYPE_CHECKING:
@@ -120,16 +130,43 @@ def plan(policy: PolicyStore, case: Case, categories: tuple[str, ...]) -> list[_
     return plans
 
 
+def for_regie(facts: Sequence[common_pb2.Fact], regie: Decision) -> list[common_pb2.Fact]:
+    """``facts`` as the regie may keep them: the categories ``regie`` released, minimised.
+
+    A fact that does not fit its plan is left out (and logged by category),
+    never kept whole.
+    """
+    released = set(regie.released)
+    kept = []
+    for fact in facts:
+        if fact.category not in released:
+            continue
+        try:
+            kept.append(minimise_fact(fact, regie))
+        except FactRefusedError as exc:
+            # The message names a category or field, never a value.
+            log.warning("fact_not_kept", reason=str(exc))
+    return kept
+
+
+def kept_days(regie: Decision, category: str) -> int | None:
+    """How long after closure the regie may keep ``category`` (None: the case's retention)."""
+    result = regie.result(category)
+    return result.retention_days if result is not None else None
+
+
 @dataclass(frozen=True)
 class _Answer:
-    """A provider's answer: what goes into the vault, and the facts per recipient type.
+    """A provider's answer: what the vault keeps, and what each recipient may be given.
 
-    ``by_type`` is None for a provider of this node, whose raw facts this
-    node minimises per recipient; a peer node's provider comes minimised
-    per recipient type by its node.
+    ``kept`` is minimised for the regie (:func:`for_regie`). ``raw`` is a
+    provider of this node's own answer, held only in memory while this node
+    minimises it per recipient; ``by_type`` is set instead for a peer node's
+    provider, whose node minimised it per recipient type.
     """
 
-    vault: list[common_pb2.Fact]
+    kept: list[common_pb2.Fact]
+    raw: list[common_pb2.Fact]
     by_type: dict[str, list[common_pb2.Fact]] | None
 
     def for_recipient(self, recipient: Participant, decision: Decision) -> list[common_pb2.Fact]:
@@ -137,7 +174,7 @@ class _Answer:
         released = set(decision.released)
         if self.by_type is None:
             try:
-                return minimise_facts([f for f in self.vault if f.category in released], decision)
+                return minimise_facts([f for f in self.raw if f.category in released], decision)
             except FactRefusedError as exc:
                 # The message names a category or field, never a value.
                 log.warning("facts_refused", reason=str(exc))
@@ -235,8 +272,16 @@ async def run_uitvraag(
                 _Release(p, recipient, decision, answer.for_recipient(recipient, decision), audited)
             )
     for p, answer in answered:
-        for fact in answer.vault:
-            await asyncio.to_thread(parts.registry.store_fact, case.id, fact, provider=p.provider)
+        for fact in answer.kept:
+            await asyncio.to_thread(
+                functools.partial(
+                    parts.registry.store_fact,
+                    case.id,
+                    fact,
+                    provider=p.provider,
+                    retention_days=kept_days(p.regie, fact.category),
+                )
+            )
     undelivered: dict[Participant, list[Participant]] = {}
     for release in releases:
         if release.facts and not await _deliver(parts, case, release):
@@ -280,7 +325,8 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
         answer = await parts.tasks.wait(pending)
         if not isinstance(answer, partner_pb2.AnswerFactsRequest):
             return None
-        return _Answer(vault=list(answer.facts), by_type=None)
+        raw = list(answer.facts)
+        return _Answer(kept=for_regie(raw, p.regie), raw=raw, by_type=None)
     if parts.peers is None:
         log.warning("uitvraag_no_federation", case_id=case.id, node=p.provider.node_id)
         return None
@@ -309,9 +355,7 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
     if not reply.answered:
         return None
     by_type = {r.recipient_org_type: list(r.facts) for r in reply.releases}
-    regie = set(p.regie.released)
-    vault = [f for f in by_type.get(REGIE, []) if f.category in regie]
-    return _Answer(vault=vault, by_type=by_type)
+    return _Answer(kept=for_regie(by_type.get(REGIE, []), p.regie), raw=[], by_type=by_type)
 
 
 @dataclass(frozen=True)

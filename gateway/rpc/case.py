@@ -55,10 +55,17 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
     def _status(self, case: Case) -> partner_pb2.CaseStatus:
         return case_status(case, self.parts.node_id, for_referrer=False)
 
+    async def StartTriage(  # noqa: N802 - gRPC method name
+        self, request: case_pb2.StartTriageRequest, context: Context
+    ) -> partner_pb2.CaseStatus:
+        """Move a case from aanmelding into triage."""
+        case = await triage.start_triage(self.parts, _call("StartTriage", request))
+        return self._status(case)
+
     async def Triage(  # noqa: N802 - gRPC method name
         self, request: case_pb2.TriageRequest, context: Context
     ) -> partner_pb2.CaseStatus:
-        """Accept (with participants -> casusoverleg) or reject (-> afschaling)."""
+        """Accept (with participants -> casusoverleg) or reject (-> afschaling) a case in triage."""
         case = await triage.triage(
             self.parts,
             _call("Triage", request),

@@ -140,6 +140,7 @@ def _bench(db: str, engine: sa.Engine) -> list[Result]:
             registry.start_triage(case_id)
 
     case_id = registry.refer(referral()).case.id
+    registry.start_triage(case_id)
     registry.accept(case_id, reason_code="ok", participants=[GGZ])
     fact = _fact()
 

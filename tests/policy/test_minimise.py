@@ -232,3 +232,31 @@ def test_baseline_ggz_facts_need_the_recorded_consent(baseline: Evaluator) -> No
 def test_band_labels_of_a_single_edge() -> None:
     band = Transform(TransformKind.BAND, (1,))
     assert [band.band_label(v) for v in (0, 1, 7)] == ["<1", "1+", "1+"]
+
+
+def test_minimising_again_changes_nothing_and_never_makes_a_value_finer() -> None:
+    """What the vault keeps minimised can be released from there under a plan as coarse."""
+    decision = _decision()
+    raw = _fact(
+        status=_text("a"),
+        count=_num(4),
+        flag=common_pb2.FactValue(flag=True),
+        when=_date(2026, 3, 17),
+        contact=_text("regie@zvh-haaglanden.example"),
+    )
+    once = minimise_fact(raw, decision)
+    assert minimise_fact(once, decision) == once
+    coarser = _decision(
+        TRANSFORMS.replace("coarsen-month", "coarsen-year").replace("keep\n", "drop\n", 1)
+    )
+    assert minimise_fact(once, coarser) == minimise_fact(raw, coarser)
+    finer = _decision(TRANSFORMS.replace("{band: [0, 1, 3, 6]}", "keep"))
+    with pytest.raises(FactRefusedError, match=r"'count' .* must carry a number"):
+        minimise_fact(once, finer)
+    other_bands = _decision(TRANSFORMS.replace("[0, 1, 3, 6]", "[0, 10]"))
+    with pytest.raises(FactRefusedError, match=r"'count' .* must carry a number"):
+        minimise_fact(once, other_bands)
+    present = _decision(TRANSFORMS.replace("{band: [0, 1, 3, 6]}", "presence"))
+    reduced = minimise_fact(raw, present)
+    assert reduced.fields["count"] == common_pb2.FactValue(flag=True)
+    assert minimise_fact(reduced, present) == reduced

@@ -105,6 +105,7 @@ def regie(flow: Flow) -> grpc.aio.Channel:
 
 
 async def accept(stub: case_pb2_grpc.CaseServiceAsyncStub, ref: common_pb2.CaseRef) -> None:
+    await stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref))
     await stub.Triage(
         case_pb2.TriageRequest(
             purpose=PURPOSE,

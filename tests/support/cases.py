@@ -92,7 +92,7 @@ def case_version(engine: sa.Engine, case_id: str) -> int:
 def case_in(registry: CaseRegistry, phase: Phase, key: str = "k") -> str:
     """A case brought to ``phase`` along the legal path (afschaling: rejected at triage)."""
     case_id = registry.refer(referral(key)).case.id
-    if phase in (Phase.TRIAGE, Phase.CASUSOVERLEG):
+    if phase is not Phase.AANMELDING:
         registry.start_triage(case_id)
     if phase is Phase.CASUSOVERLEG:
         registry.accept(case_id, reason_code="criteria-ok", participants=[POLITIE, GGZ])

@@ -18,6 +18,7 @@ from adapters.sdk import encrypt_subject
 from gateway.audit.query import Filter, query
 from gateway.cases import Case, Participant, Referral
 from policy.pseudonyms import Ciphertext
+from policy.vocabulary import Phase
 from tests.support.flow import ACTIVITY, Flow, flow
 from tests.support.pki import RR
 
@@ -51,11 +52,27 @@ def open_case(
         )
     ).case
     if accepted:
+        registry.start_triage(case.id)
         case = registry.accept(
             case.id,
             reason_code="ontvankelijk",
             participants=[Participant("politie-rr", "politie", RR)],
         )
+    return case
+
+
+def case_in(running: Flow, phase: Phase, *, key: str) -> Case:
+    """A case at RR about :data:`BSN` brought to ``phase`` along the legal path.
+
+    Afschaling is reached by closing the case in casusoverleg.
+    """
+    registry = running.pair.nodes[RR].parts.registry
+    case = open_case(running, key=key, accepted=phase in (Phase.CASUSOVERLEG, Phase.AFSCHALING))
+    if phase is Phase.TRIAGE:
+        case = registry.start_triage(case.id)
+    if phase is Phase.AFSCHALING:
+        case = registry.close(case.id, outcome="doelen-bereikt", retention_days=30)
+    assert case.phase is phase
     return case
 
 

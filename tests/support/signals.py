@@ -76,6 +76,7 @@ def populate(engine: sa.Engine, plans: list[Plan]) -> list[str]:
                 registry.set_bottlenecks(case.id, plan.tags)
             if plan.accepted is not None:
                 clock.now = plan.accepted
+                registry.start_triage(case.id)
                 registry.accept(case.id, reason_code="ok", participants=[GGZ])
             if plan.closed is not None:
                 clock.now = plan.closed[0]

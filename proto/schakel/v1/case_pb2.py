@@ -26,39 +26,41 @@ from schakel.v1 import common_pb2 as schakel_dot_v1_dot_common__pb2
 from schakel.v1 import partner_pb2 as schakel_dot_v1_dot_partner__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15schakel/v1/case.proto\x12\nschakel.v1\x1a\x17schakel/v1/common.proto\x1a\x18schakel/v1/partner.proto\"\xb0\x01\n\rTriageRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0e\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x08\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12-\n\x0cparticipants\x18\x05 \x03(\x0b\x32\x17.schakel.v1.Participant\"\x92\x01\n\x15\x41\x64\x64ParticipantRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12,\n\x0bparticipant\x18\x03 \x01(\x0b\x32\x17.schakel.v1.Participant\"\xc9\x01\n\x13RecordGroundRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.schakel.v1.GroundKind\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x17\n\x0fprovider_org_id\x18\x05 \x01(\t\x12\x14\n\x0c\x65vidence_ref\x18\x06 \x01(\t\"v\n\x12RunHitNoHitRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\r\"z\n\x0eHitNoHitResult\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x1d\n\x04hits\x18\x02 \x03(\x0b\x32\x0f.schakel.v1.Hit\x12\x0e\n\x06no_hit\x18\x03 \x03(\t\x12\x12\n\nunanswered\x18\x04 \x03(\t\"\x8c\x01\n\x14StartUitvraagRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\r\"g\n\x0eUitvraagResult\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12.\n\tproviders\x18\x02 \x03(\x0b\x32\x1b.schakel.v1.ProviderOutcome\"\xab\x01\n\x0fProviderOutcome\x12)\n\x08provider\x18\x01 \x01(\x0b\x32\x17.schakel.v1.Participant\x12-\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1b.schakel.v1.DecisionSummary\x12\x10\n\x08\x61nswered\x18\x03 \x01(\x08\x12,\n\x0bundelivered\x18\x04 \x03(\x0b\x32\x17.schakel.v1.Participant\"r\n\x15SetBottlenecksRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0c\n\x04tags\x18\x03 \x03(\t\"p\n\x10\x43loseCaseRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0f\n\x07outcome\x18\x03 \x01(\t\"\xa8\x01\n\x13HandOverCaseRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x16\n\x0etarget_node_id\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t\"w\n\x0eHandOverResult\x12,\n\x0fremote_case_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12&\n\x06status\x18\x03 \x01(\x0b\x32\x16.schakel.v1.CaseStatus*\x85\x01\n\nGroundKind\x12\x1b\n\x17GROUND_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13GROUND_KIND_CONSENT\x10\x01\x12\x1a\n\x16GROUND_KIND_LEGAL_DUTY\x10\x02\x12%\n!GROUND_KIND_CONFLICT_VAN_PLICHTEN\x10\x03\x32\xd7\x04\n\x0b\x43\x61seService\x12;\n\x06Triage\x12\x19.schakel.v1.TriageRequest\x1a\x16.schakel.v1.CaseStatus\x12K\n\x0e\x41\x64\x64Participant\x12!.schakel.v1.AddParticipantRequest\x1a\x16.schakel.v1.CaseStatus\x12G\n\x0cRecordGround\x12\x1f.schakel.v1.RecordGroundRequest\x1a\x16.schakel.v1.CaseStatus\x12I\n\x0bRunHitNoHit\x12\x1e.schakel.v1.RunHitNoHitRequest\x1a\x1a.schakel.v1.HitNoHitResult\x12M\n\rStartUitvraag\x12 .schakel.v1.StartUitvraagRequest\x1a\x1a.schakel.v1.UitvraagResult\x12K\n\x0eSetBottlenecks\x12!.schakel.v1.SetBottlenecksRequest\x1a\x16.schakel.v1.CaseStatus\x12\x41\n\tCloseCase\x12\x1c.schakel.v1.CloseCaseRequest\x1a\x16.schakel.v1.CaseStatus\x12K\n\x0cHandOverCase\x12\x1f.schakel.v1.HandOverCaseRequest\x1a\x1a.schakel.v1.HandOverResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15schakel/v1/case.proto\x12\nschakel.v1\x1a\x17schakel/v1/common.proto\x1a\x18schakel/v1/partner.proto\"a\n\x12StartTriageRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\"\xb0\x01\n\rTriageRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0e\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x08\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12-\n\x0cparticipants\x18\x05 \x03(\x0b\x32\x17.schakel.v1.Participant\"\x92\x01\n\x15\x41\x64\x64ParticipantRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12,\n\x0bparticipant\x18\x03 \x01(\x0b\x32\x17.schakel.v1.Participant\"\xc9\x01\n\x13RecordGroundRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.schakel.v1.GroundKind\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x17\n\x0fprovider_org_id\x18\x05 \x01(\t\x12\x14\n\x0c\x65vidence_ref\x18\x06 \x01(\t\"v\n\x12RunHitNoHitRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\r\"z\n\x0eHitNoHitResult\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x1d\n\x04hits\x18\x02 \x03(\x0b\x32\x0f.schakel.v1.Hit\x12\x0e\n\x06no_hit\x18\x03 \x03(\t\x12\x12\n\nunanswered\x18\x04 \x03(\t\"\x8c\x01\n\x14StartUitvraagRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\r\"g\n\x0eUitvraagResult\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12.\n\tproviders\x18\x02 \x03(\x0b\x32\x1b.schakel.v1.ProviderOutcome\"\xab\x01\n\x0fProviderOutcome\x12)\n\x08provider\x18\x01 \x01(\x0b\x32\x17.schakel.v1.Participant\x12-\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1b.schakel.v1.DecisionSummary\x12\x10\n\x08\x61nswered\x18\x03 \x01(\x08\x12,\n\x0bundelivered\x18\x04 \x03(\x0b\x32\x17.schakel.v1.Participant\"r\n\x15SetBottlenecksRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0c\n\x04tags\x18\x03 \x03(\t\"p\n\x10\x43loseCaseRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0f\n\x07outcome\x18\x03 \x01(\t\"\xa8\x01\n\x13HandOverCaseRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x16\n\x0etarget_node_id\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t\"w\n\x0eHandOverResult\x12,\n\x0fremote_case_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12&\n\x06status\x18\x03 \x01(\x0b\x32\x16.schakel.v1.CaseStatus*\x85\x01\n\nGroundKind\x12\x1b\n\x17GROUND_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13GROUND_KIND_CONSENT\x10\x01\x12\x1a\n\x16GROUND_KIND_LEGAL_DUTY\x10\x02\x12%\n!GROUND_KIND_CONFLICT_VAN_PLICHTEN\x10\x03\x32\x9e\x05\n\x0b\x43\x61seService\x12\x45\n\x0bStartTriage\x12\x1e.schakel.v1.StartTriageRequest\x1a\x16.schakel.v1.CaseStatus\x12;\n\x06Triage\x12\x19.schakel.v1.TriageRequest\x1a\x16.schakel.v1.CaseStatus\x12K\n\x0e\x41\x64\x64Participant\x12!.schakel.v1.AddParticipantRequest\x1a\x16.schakel.v1.CaseStatus\x12G\n\x0cRecordGround\x12\x1f.schakel.v1.RecordGroundRequest\x1a\x16.schakel.v1.CaseStatus\x12I\n\x0bRunHitNoHit\x12\x1e.schakel.v1.RunHitNoHitRequest\x1a\x1a.schakel.v1.HitNoHitResult\x12M\n\rStartUitvraag\x12 .schakel.v1.StartUitvraagRequest\x1a\x1a.schakel.v1.UitvraagResult\x12K\n\x0eSetBottlenecks\x12!.schakel.v1.SetBottlenecksRequest\x1a\x16.schakel.v1.CaseStatus\x12\x41\n\tCloseCase\x12\x1c.schakel.v1.CloseCaseRequest\x1a\x16.schakel.v1.CaseStatus\x12K\n\x0cHandOverCase\x12\x1f.schakel.v1.HandOverCaseRequest\x1a\x1a.schakel.v1.HandOverResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'schakel.v1.case_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GROUNDKIND']._serialized_start=1809
-  _globals['_GROUNDKIND']._serialized_end=1942
-  _globals['_TRIAGEREQUEST']._serialized_start=89
-  _globals['_TRIAGEREQUEST']._serialized_end=265
-  _globals['_ADDPARTICIPANTREQUEST']._serialized_start=268
-  _globals['_ADDPARTICIPANTREQUEST']._serialized_end=414
-  _globals['_RECORDGROUNDREQUEST']._serialized_start=417
-  _globals['_RECORDGROUNDREQUEST']._serialized_end=618
-  _globals['_RUNHITNOHITREQUEST']._serialized_start=620
-  _globals['_RUNHITNOHITREQUEST']._serialized_end=738
-  _globals['_HITNOHITRESULT']._serialized_start=740
-  _globals['_HITNOHITRESULT']._serialized_end=862
-  _globals['_STARTUITVRAAGREQUEST']._serialized_start=865
-  _globals['_STARTUITVRAAGREQUEST']._serialized_end=1005
-  _globals['_UITVRAAGRESULT']._serialized_start=1007
-  _globals['_UITVRAAGRESULT']._serialized_end=1110
-  _globals['_PROVIDEROUTCOME']._serialized_start=1113
-  _globals['_PROVIDEROUTCOME']._serialized_end=1284
-  _globals['_SETBOTTLENECKSREQUEST']._serialized_start=1286
-  _globals['_SETBOTTLENECKSREQUEST']._serialized_end=1400
-  _globals['_CLOSECASEREQUEST']._serialized_start=1402
-  _globals['_CLOSECASEREQUEST']._serialized_end=1514
-  _globals['_HANDOVERCASEREQUEST']._serialized_start=1517
-  _globals['_HANDOVERCASEREQUEST']._serialized_end=1685
-  _globals['_HANDOVERRESULT']._serialized_start=1687
-  _globals['_HANDOVERRESULT']._serialized_end=1806
-  _globals['_CASESERVICE']._serialized_start=1945
-  _globals['_CASESERVICE']._serialized_end=2544
+  _globals['_GROUNDKIND']._serialized_start=1908
+  _globals['_GROUNDKIND']._serialized_end=2041
+  _globals['_STARTTRIAGEREQUEST']._serialized_start=88
+  _globals['_STARTTRIAGEREQUEST']._serialized_end=185
+  _globals['_TRIAGEREQUEST']._serialized_start=188
+  _globals['_TRIAGEREQUEST']._serialized_end=364
+  _globals['_ADDPARTICIPANTREQUEST']._serialized_start=367
+  _globals['_ADDPARTICIPANTREQUEST']._serialized_end=513
+  _globals['_RECORDGROUNDREQUEST']._serialized_start=516
+  _globals['_RECORDGROUNDREQUEST']._serialized_end=717
+  _globals['_RUNHITNOHITREQUEST']._serialized_start=719
+  _globals['_RUNHITNOHITREQUEST']._serialized_end=837
+  _globals['_HITNOHITRESULT']._serialized_start=839
+  _globals['_HITNOHITRESULT']._serialized_end=961
+  _globals['_STARTUITVRAAGREQUEST']._serialized_start=964
+  _globals['_STARTUITVRAAGREQUEST']._serialized_end=1104
+  _globals['_UITVRAAGRESULT']._serialized_start=1106
+  _globals['_UITVRAAGRESULT']._serialized_end=1209
+  _globals['_PROVIDEROUTCOME']._serialized_start=1212
+  _globals['_PROVIDEROUTCOME']._serialized_end=1383
+  _globals['_SETBOTTLENECKSREQUEST']._serialized_start=1385
+  _globals['_SETBOTTLENECKSREQUEST']._serialized_end=1499
+  _globals['_CLOSECASEREQUEST']._serialized_start=1501
+  _globals['_CLOSECASEREQUEST']._serialized_end=1613
+  _globals['_HANDOVERCASEREQUEST']._serialized_start=1616
+  _globals['_HANDOVERCASEREQUEST']._serialized_end=1784
+  _globals['_HANDOVERRESULT']._serialized_start=1786
+  _globals['_HANDOVERRESULT']._serialized_end=1905
+  _globals['_CASESERVICE']._serialized_start=2044
+  _globals['_CASESERVICE']._serialized_end=2714
 # @@protoc_insertion_point(module_scope)

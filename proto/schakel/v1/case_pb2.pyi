@@ -51,6 +51,36 @@ GROUND_KIND_CONFLICT_VAN_PLICHTEN: GroundKind.ValueType  # 3
 Global___GroundKind: _TypeAlias = GroundKind  # noqa: Y015
 
 @_typing.final
+class StartTriageRequest(_message.Message):
+    """Starts triage of a case in AANMELDING."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_REF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def purpose(self) -> _common_pb2.Purpose:
+        """Required: the case's own processing activity."""
+
+    @_builtins.property
+    def case_ref(self) -> _common_pb2.CaseRef:
+        """Required: a case of this node."""
+
+    def __init__(
+        self,
+        *,
+        purpose: _common_pb2.Purpose | None = ...,
+        case_ref: _common_pb2.CaseRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "purpose", b"purpose"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartTriageRequest: _TypeAlias = StartTriageRequest  # noqa: Y015
+
+@_typing.final
 class TriageRequest(_message.Message):
     """A triage decision."""
 

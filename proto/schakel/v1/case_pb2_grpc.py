@@ -36,6 +36,11 @@ class CaseServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.StartTriage = channel.unary_unary(
+                '/schakel.v1.CaseService/StartTriage',
+                request_serializer=schakel_dot_v1_dot_case__pb2.StartTriageRequest.SerializeToString,
+                response_deserializer=schakel_dot_v1_dot_partner__pb2.CaseStatus.FromString,
+                _registered_method=True)
         self.Triage = channel.unary_unary(
                 '/schakel.v1.CaseService/Triage',
                 request_serializer=schakel_dot_v1_dot_case__pb2.TriageRequest.SerializeToString,
@@ -82,10 +87,23 @@ class CaseServiceServicer:
     """Served by a node to its procesregisseurs.
     """
 
+    def StartTriage(self, request, context):
+        """Moves a case from AANMELDING into TRIAGE: the procesregisseur takes the
+        referral up and checks it against the criteria. Only legal in
+        AANMELDING; in any other phase the call fails with FAILED_PRECONDITION
+        and the refusal is audited with the subject. The hit/no-hit round may
+        run before and during triage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Triage(self, request, context):
-        """Accepts or rejects a case at triage. Accepting moves it to CASUSOVERLEG
-        and names the participants; rejecting closes it with outcome
-        "niet-ontvankelijk". Only legal from AANMELDING or TRIAGE.
+        """Decides a case in TRIAGE (after StartTriage). Accepting moves it to
+        CASUSOVERLEG and names the participants; rejecting closes it with
+        outcome "niet-ontvankelijk" and starts its retention clock. In any other
+        phase (a case still in AANMELDING too) the call fails with
+        FAILED_PRECONDITION and the refusal is audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +173,11 @@ class CaseServiceServicer:
 
 def add_CaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'StartTriage': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTriage,
+                    request_deserializer=schakel_dot_v1_dot_case__pb2.StartTriageRequest.FromString,
+                    response_serializer=schakel_dot_v1_dot_partner__pb2.CaseStatus.SerializeToString,
+            ),
             'Triage': grpc.unary_unary_rpc_method_handler(
                     servicer.Triage,
                     request_deserializer=schakel_dot_v1_dot_case__pb2.TriageRequest.FromString,
@@ -206,6 +229,33 @@ def add_CaseServiceServicer_to_server(servicer, server):
 class CaseService:
     """Served by a node to its procesregisseurs.
     """
+
+    @staticmethod
+    def StartTriage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schakel.v1.CaseService/StartTriage',
+            schakel_dot_v1_dot_case__pb2.StartTriageRequest.SerializeToString,
+            schakel_dot_v1_dot_partner__pb2.CaseStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Triage(request,

@@ -37,10 +37,19 @@ class CaseServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CaseServiceAsyncStub: ...
+    StartTriage: _grpc.UnaryUnaryMultiCallable[_case_pb2.StartTriageRequest, _partner_pb2.CaseStatus]
+    """Moves a case from AANMELDING into TRIAGE: the procesregisseur takes the
+    referral up and checks it against the criteria. Only legal in
+    AANMELDING; in any other phase the call fails with FAILED_PRECONDITION
+    and the refusal is audited with the subject. The hit/no-hit round may
+    run before and during triage.
+    """
     Triage: _grpc.UnaryUnaryMultiCallable[_case_pb2.TriageRequest, _partner_pb2.CaseStatus]
-    """Accepts or rejects a case at triage. Accepting moves it to CASUSOVERLEG
-    and names the participants; rejecting closes it with outcome
-    "niet-ontvankelijk". Only legal from AANMELDING or TRIAGE.
+    """Decides a case in TRIAGE (after StartTriage). Accepting moves it to
+    CASUSOVERLEG and names the participants; rejecting closes it with
+    outcome "niet-ontvankelijk" and starts its retention clock. In any other
+    phase (a case still in AANMELDING too) the call fails with
+    FAILED_PRECONDITION and the refusal is audited.
     """
     AddParticipant: _grpc.UnaryUnaryMultiCallable[_case_pb2.AddParticipantRequest, _partner_pb2.CaseStatus]
     """Adds a participant to a case in CASUSOVERLEG."""
@@ -78,10 +87,19 @@ class CaseServiceAsyncStub(CaseServiceStub):
     """Served by a node to its procesregisseurs."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    StartTriage: _aio.UnaryUnaryMultiCallable[_case_pb2.StartTriageRequest, _partner_pb2.CaseStatus]  # type: ignore[assignment]
+    """Moves a case from AANMELDING into TRIAGE: the procesregisseur takes the
+    referral up and checks it against the criteria. Only legal in
+    AANMELDING; in any other phase the call fails with FAILED_PRECONDITION
+    and the refusal is audited with the subject. The hit/no-hit round may
+    run before and during triage.
+    """
     Triage: _aio.UnaryUnaryMultiCallable[_case_pb2.TriageRequest, _partner_pb2.CaseStatus]  # type: ignore[assignment]
-    """Accepts or rejects a case at triage. Accepting moves it to CASUSOVERLEG
-    and names the participants; rejecting closes it with outcome
-    "niet-ontvankelijk". Only legal from AANMELDING or TRIAGE.
+    """Decides a case in TRIAGE (after StartTriage). Accepting moves it to
+    CASUSOVERLEG and names the participants; rejecting closes it with
+    outcome "niet-ontvankelijk" and starts its retention clock. In any other
+    phase (a case still in AANMELDING too) the call fails with
+    FAILED_PRECONDITION and the refusal is audited.
     """
     AddParticipant: _aio.UnaryUnaryMultiCallable[_case_pb2.AddParticipantRequest, _partner_pb2.CaseStatus]  # type: ignore[assignment]
     """Adds a participant to a case in CASUSOVERLEG."""
@@ -118,14 +136,29 @@ class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
     """Served by a node to its procesregisseurs."""
 
     @_abc_1.abstractmethod
+    def StartTriage(
+        self,
+        request: _case_pb2.StartTriageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_pb2.CaseStatus, _abc.Awaitable[_partner_pb2.CaseStatus]]:
+        """Moves a case from AANMELDING into TRIAGE: the procesregisseur takes the
+        referral up and checks it against the criteria. Only legal in
+        AANMELDING; in any other phase the call fails with FAILED_PRECONDITION
+        and the refusal is audited with the subject. The hit/no-hit round may
+        run before and during triage.
+        """
+
+    @_abc_1.abstractmethod
     def Triage(
         self,
         request: _case_pb2.TriageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_partner_pb2.CaseStatus, _abc.Awaitable[_partner_pb2.CaseStatus]]:
-        """Accepts or rejects a case at triage. Accepting moves it to CASUSOVERLEG
-        and names the participants; rejecting closes it with outcome
-        "niet-ontvankelijk". Only legal from AANMELDING or TRIAGE.
+        """Decides a case in TRIAGE (after StartTriage). Accepting moves it to
+        CASUSOVERLEG and names the participants; rejecting closes it with
+        outcome "niet-ontvankelijk" and starts its retention clock. In any other
+        phase (a case still in AANMELDING too) the call fails with
+        FAILED_PRECONDITION and the refusal is audited.
         """
 
     @_abc_1.abstractmethod

@@ -171,7 +171,10 @@ Global___GetCaseStatusRequest: _TypeAlias = GetCaseStatusRequest  # noqa: Y015
 
 @_typing.final
 class CaseStatus(_message.Message):
-    """Status of one case. Never carries facts or identities."""
+    """Status of one case. Never carries facts or identities. The procesregisseur
+    (CaseService replies) gets the full view; a partner (GetCaseStatus) gets
+    only its own participation and no hits.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -185,6 +188,7 @@ class CaseStatus(_message.Message):
     CLOSED_AT_FIELD_NUMBER: _builtins.int
     HITS_FIELD_NUMBER: _builtins.int
     EXTERNAL_REF_FIELD_NUMBER: _builtins.int
+    REGIE_CONTACT_FIELD_NUMBER: _builtins.int
     phase: _common_pb2.Phase.ValueType
     """The current phase."""
     theme: _builtins.str
@@ -193,13 +197,19 @@ class CaseStatus(_message.Message):
     """Outcome code once closed (afschaling), empty before."""
     external_ref: _builtins.str
     """The referrer's reference; only shown to the referrer."""
+    regie_contact: _builtins.str
+    """Whom a partner contacts about the case: the regie's (procesregisseur's)
+    function mailbox or phone, from the node's [cases] contact_handle.
+    """
     @_builtins.property
     def case_ref(self) -> _common_pb2.CaseRef:
         """The case."""
 
     @_builtins.property
     def participants(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Participant]:
-        """Participants named at triage."""
+        """Participants named at triage: all of them for the procesregisseur; for a
+        partner only its own participation (empty when it only referred).
+        """
 
     @_builtins.property
     def bottlenecks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -230,10 +240,11 @@ class CaseStatus(_message.Message):
         closed_at: _timestamp_pb2.Timestamp | None = ...,
         hits: _abc.Iterable[Global___Hit] | None = ...,
         external_ref: _builtins.str = ...,
+        regie_contact: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "closed_at", b"closed_at", "opened_at", b"opened_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bottlenecks", b"bottlenecks", "case_ref", b"case_ref", "closed_at", b"closed_at", "external_ref", b"external_ref", "hits", b"hits", "opened_at", b"opened_at", "outcome", b"outcome", "participants", b"participants", "phase", b"phase", "theme", b"theme"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bottlenecks", b"bottlenecks", "case_ref", b"case_ref", "closed_at", b"closed_at", "external_ref", b"external_ref", "hits", b"hits", "opened_at", b"opened_at", "outcome", b"outcome", "participants", b"participants", "phase", b"phase", "regie_contact", b"regie_contact", "theme", b"theme"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -86,7 +86,12 @@ class PartnerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCaseStatus(self, request, context):
-        """The phase, theme and participants of a case the caller takes part in.
+        """The phase of a case the caller referred or takes part in, the regie's
+        contact, and the caller's own participation. A partner never sees the
+        other participating organisations (that GGZ takes part is itself care
+        information), nor the hit/no-hit results; the referrer alone sees its
+        external_ref. A case the caller has no part in is NOT_FOUND, exactly
+        like a missing one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

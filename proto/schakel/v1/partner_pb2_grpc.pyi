@@ -43,7 +43,13 @@ class PartnerServiceStub:
     case of the first call and created = false.
     """
     GetCaseStatus: _grpc.UnaryUnaryMultiCallable[_partner_pb2.GetCaseStatusRequest, _partner_pb2.CaseStatus]
-    """The phase, theme and participants of a case the caller takes part in."""
+    """The phase of a case the caller referred or takes part in, the regie's
+    contact, and the caller's own participation. A partner never sees the
+    other participating organisations (that GGZ takes part is itself care
+    information), nor the hit/no-hit results; the referrer alone sees its
+    external_ref. A case the caller has no part in is NOT_FOUND, exactly
+    like a missing one.
+    """
     ReceiveTasks: _grpc.UnaryStreamMultiCallable[_partner_pb2.ReceiveTasksRequest, _partner_pb2.PartnerTask]
     """A stream of work for the caller: hit/no-hit questions, uitvraag questions
     and fact deliveries, each with the subject in the caller's own domain.
@@ -92,7 +98,13 @@ class PartnerServiceAsyncStub(PartnerServiceStub):
     case of the first call and created = false.
     """
     GetCaseStatus: _aio.UnaryUnaryMultiCallable[_partner_pb2.GetCaseStatusRequest, _partner_pb2.CaseStatus]  # type: ignore[assignment]
-    """The phase, theme and participants of a case the caller takes part in."""
+    """The phase of a case the caller referred or takes part in, the regie's
+    contact, and the caller's own participation. A partner never sees the
+    other participating organisations (that GGZ takes part is itself care
+    information), nor the hit/no-hit results; the referrer alone sees its
+    external_ref. A case the caller has no part in is NOT_FOUND, exactly
+    like a missing one.
+    """
     ReceiveTasks: _aio.UnaryStreamMultiCallable[_partner_pb2.ReceiveTasksRequest, _partner_pb2.PartnerTask]  # type: ignore[assignment]
     """A stream of work for the caller: hit/no-hit questions, uitvraag questions
     and fact deliveries, each with the subject in the caller's own domain.
@@ -150,7 +162,13 @@ class PartnerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _partner_pb2.GetCaseStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_partner_pb2.CaseStatus, _abc.Awaitable[_partner_pb2.CaseStatus]]:
-        """The phase, theme and participants of a case the caller takes part in."""
+        """The phase of a case the caller referred or takes part in, the regie's
+        contact, and the caller's own participation. A partner never sees the
+        other participating organisations (that GGZ takes part is itself care
+        information), nor the hit/no-hit results; the referrer alone sees its
+        external_ref. A case the caller has no part in is NOT_FOUND, exactly
+        like a missing one.
+        """
 
     @_abc_1.abstractmethod
     def ReceiveTasks(

@@ -35,6 +35,7 @@ def test_active_case_lookup(registry: CaseRegistry) -> None:
     # The asking case itself does not count as a hit.
     assert not registry.active_hit(ref.subject, contact_handle=REGIE, exclude_case_id=case_id).hit
 
+    registry.start_triage(case_id)
     registry.accept(case_id, reason_code="ok", participants=[POLITIE])
     assert registry.active_hit(ref.subject, contact_handle=REGIE).hit
     registry.close(case_id, outcome="doelen-bereikt", retention_days=30)
@@ -56,6 +57,7 @@ def test_case_status_carries_no_subject_or_facts(registry: CaseRegistry) -> None
     ref = referral()
     case_id = registry.refer(ref).case.id
     registry.record_hit(case_id, Hit("", "zvh-rotterdam", REGIE))
+    registry.start_triage(case_id)
     registry.accept(case_id, reason_code="ok", participants=[POLITIE])
     registry.set_bottlenecks(case_id, ["huisvesting"])
     case = registry.close(case_id, outcome="doelen-bereikt", retention_days=30)

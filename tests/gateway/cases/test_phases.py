@@ -33,8 +33,9 @@ A, T, C, AF = Phase.AANMELDING, Phase.TRIAGE, Phase.CASUSOVERLEG, Phase.AFSCHALI
 # The rules written out by hand, from the national ZVH process: the table must say the same.
 EXPECTED: dict[Action, tuple[frozenset[Phase], Phase | None]] = {
     Action.START_TRIAGE: (frozenset({A}), T),
-    Action.ACCEPT: (frozenset({A, T}), C),
-    Action.REJECT: (frozenset({A, T}), AF),
+    # Decided only in triage: the procesregisseur moves a referral there first.
+    Action.ACCEPT: (frozenset({T}), C),
+    Action.REJECT: (frozenset({T}), AF),
     Action.CLOSE: (frozenset({C}), AF),
     Action.HAND_OVER: (frozenset({A, T, C}), AF),
     Action.ADD_PARTICIPANT: (frozenset({C}), None),

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import common_pb2
 
-from gateway.cases import CaseRegistry, GroundKind, Hit, IllegalTransitionError
+from gateway.cases import CaseInputError, CaseRegistry, GroundKind, Hit, IllegalTransitionError
 from policy.vocabulary import Phase
 from tests.support.cases import GGZ, POLITIE, SetClock, referral
 
@@ -49,6 +49,7 @@ def test_purge_leaves_no_pseudonym_fact_or_link(
         provider_org_id="ggz-parnassia",
         evidence_ref="TOESTEMMING-2026-9",
     )
+    registry.start_triage(case_id)
     registry.accept(case_id, reason_code="ok", participants=[POLITIE, GGZ])
     fact = common_pb2.Fact(category="sociaal.huisvesting")
     fact.fields["status"].text = "dakloos"
@@ -105,9 +106,56 @@ def test_purge_leaves_no_pseudonym_fact_or_link(
 def test_a_rejected_case_is_purged_too(registry: CaseRegistry, clock: SetClock) -> None:
     ref = referral()
     case_id = registry.refer(ref).case.id
+    registry.start_triage(case_id)
     registry.reject(case_id, reason_code="buiten-doelgroep", retention_days=0)
     assert registry.purge_expired() == [case_id]
     assert registry.get(case_id).subject == ""
     # The key was purged with the rest, so the same referral later opens a new case.
     again = registry.refer(ref)
     assert again.created and again.case.id != case_id
+
+
+def test_a_fact_goes_when_its_own_retention_ends_and_grounds_with_the_case(
+    registry: CaseRegistry, engine: sa.Engine, clock: SetClock
+) -> None:
+    """A fact a rule lets the regie keep for fewer days than the case goes first (set clock)."""
+    case_id = registry.refer(referral("fact-retention")).case.id
+    registry.start_triage(case_id)
+    registry.accept(case_id, reason_code="ok", participants=[POLITIE, GGZ])
+    registry.record_ground(
+        case_id,
+        kind=GroundKind.CONSENT,
+        category="zorg.in_zorg",
+        provider_org_id="ggz-parnassia",
+        evidence_ref="TOESTEMMING-2026-9",
+    )
+    release = common_pb2.Fact(category="detentie")
+    release.fields["status"].text = "gedetineerd"
+    short = registry.store_fact(case_id, release, provider=POLITIE, retention_days=365)
+    housing = common_pb2.Fact(category="sociaal.huisvesting")
+    housing.fields["status"].text = "dakloos"
+    long = registry.store_fact(case_id, housing, provider=POLITIE)
+    with pytest.raises(CaseInputError, match="retention_days"):
+        registry.store_fact(case_id, housing, provider=POLITIE, retention_days=-1)
+
+    clock.advance(days=400)  # an open case keeps its facts, however long it runs
+    assert registry.purge_expired() == []
+    assert {s.id for s in registry.facts(case_id)} == {short, long}
+    closed = registry.close(case_id, outcome="doelen-bereikt", retention_days=730).closed_at
+    assert closed == clock.now
+
+    clock.advance(days=364)
+    assert registry.purge_expired() == []
+    assert {s.id for s in registry.facts(case_id)} == {short, long}
+    clock.advance(days=1)
+    assert registry.purge_expired() == []
+    assert [s.id for s in registry.facts(case_id)] == [long]
+    assert len(registry.get(case_id).grounds) == 1
+
+    clock.advance(days=730 - 365)
+    assert registry.purge_expired() == [case_id]
+    assert registry.facts(case_id) == [] and registry.get(case_id).grounds == ()
+    with engine.connect() as conn:
+        for name in ("case_facts", "case_grounds"):
+            count = conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one()
+            assert count == 0, name

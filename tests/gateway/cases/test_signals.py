@@ -29,6 +29,7 @@ def test_counts_for_a_period(registry: CaseRegistry, engine: sa.Engine, clock: S
 
     # Closed before the period: not counted.
     old = new(CC, datetime(2026, 2, 10, tzinfo=UTC))
+    registry.start_triage(old)
     registry.reject(old, reason_code="nee", retention_days=0)
     # Opened after the period: not counted.
     new(CC, datetime(2026, 4, 2, tzinfo=UTC))
@@ -44,6 +45,7 @@ def test_counts_for_a_period(registry: CaseRegistry, engine: sa.Engine, clock: S
     registry.set_bottlenecks(triaged, ["huisvesting", "schulden"])
     # Opened before the period, closed inside it, then purged: still counted.
     closed = new(NAZORG, datetime(2026, 2, 1, tzinfo=UTC))
+    registry.start_triage(closed)
     registry.accept(closed, reason_code="ok", participants=[POLITIE])
     registry.set_bottlenecks(closed, ["huisvesting"])
     at(clock, datetime(2026, 3, 20, tzinfo=UTC))
@@ -51,12 +53,14 @@ def test_counts_for_a_period(registry: CaseRegistry, engine: sa.Engine, clock: S
     assert set(registry.purge_expired(datetime(2026, 3, 25, tzinfo=UTC))) == {old, closed}
     # In casusoverleg at the end of the period, closed only after it.
     running = new(NAZORG, datetime(2026, 3, 10, tzinfo=UTC))
+    registry.start_triage(running)
     registry.accept(running, reason_code="ok", participants=[POLITIE])
     at(clock, datetime(2026, 4, 5, tzinfo=UTC))
     registry.close(running, outcome="doorverwezen", retention_days=30)
     # Rejected inside the period.
     rejected = new(NAZORG, datetime(2026, 3, 12, tzinfo=UTC))
     at(clock, datetime(2026, 3, 12, 5, tzinfo=UTC))
+    registry.start_triage(rejected)
     registry.reject(rejected, reason_code="buiten-doelgroep", retention_days=30)
 
     assert count_cases(engine, MAR, APR) == [

@@ -38,11 +38,11 @@ ACTIONS: dict[str, tuple[Action, frozenset[Phase]]] = {
     "start triage of": (lambda r, c: r.start_triage(c), frozenset({Phase.AANMELDING})),
     "accept at triage": (
         lambda r, c: r.accept(c, reason_code="criteria-ok", participants=[POLITIE]),
-        frozenset({Phase.AANMELDING, Phase.TRIAGE}),
+        frozenset({Phase.TRIAGE}),
     ),
     "reject at triage": (
         lambda r, c: r.reject(c, reason_code="buiten-doelgroep", retention_days=30),
-        frozenset({Phase.AANMELDING, Phase.TRIAGE}),
+        frozenset({Phase.TRIAGE}),
     ),
     "close": (
         lambda r, c: r.close(c, outcome="doelen-bereikt", retention_days=30),
@@ -125,17 +125,24 @@ def test_the_full_legal_path(registry: CaseRegistry, clock: SetClock) -> None:
     assert registry.get(case.id) == registry.set_bottlenecks(case.id, ["schulden"])
 
 
-def test_accept_directly_from_aanmelding(registry: CaseRegistry) -> None:
-    case_id = case_in(registry, Phase.AANMELDING)
-    case = registry.accept(case_id, reason_code="spoed", participants=[GGZ])
-    assert case.phase is Phase.CASUSOVERLEG and case.triage_at is None
-
-
-@pytest.mark.parametrize("start", [Phase.AANMELDING, Phase.TRIAGE])
-def test_reject_closes_as_niet_ontvankelijk(
-    registry: CaseRegistry, clock: SetClock, start: Phase
+def test_a_case_in_aanmelding_is_decided_only_after_triage_started(
+    registry: CaseRegistry,
 ) -> None:
-    case_id = case_in(registry, start)
+    case_id = case_in(registry, Phase.AANMELDING)
+    for decide in (
+        lambda: registry.accept(case_id, reason_code="spoed", participants=[GGZ]),
+        lambda: registry.reject(case_id, reason_code="buiten-doelgroep", retention_days=7),
+    ):
+        with pytest.raises(IllegalTransitionError, match="allowed only in phase triage"):
+            decide()
+    assert registry.get(case_id).phase is Phase.AANMELDING
+    registry.start_triage(case_id)
+    case = registry.accept(case_id, reason_code="spoed", participants=[GGZ])
+    assert case.phase is Phase.CASUSOVERLEG and case.triage_at is not None
+
+
+def test_reject_closes_as_niet_ontvankelijk(registry: CaseRegistry, clock: SetClock) -> None:
+    case_id = case_in(registry, Phase.TRIAGE)
     case = registry.reject(case_id, reason_code="buiten-doelgroep", retention_days=7)
     assert case.phase is Phase.AFSCHALING and case.outcome == "niet-ontvankelijk"
     assert case.triage_reason == "buiten-doelgroep" and case.participants == ()

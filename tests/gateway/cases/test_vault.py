@@ -16,6 +16,7 @@ from tests.support.cases import GGZ, POLITIE, SetClock, referral
 
 def open_case(registry: CaseRegistry, key: str = "k") -> str:
     case_id = registry.refer(referral(key)).case.id
+    registry.start_triage(case_id)
     registry.accept(case_id, reason_code="ok", participants=[POLITIE, GGZ])
     return case_id
 

@@ -34,6 +34,7 @@ def test_dev_federation_walks_a_case_through_and_reuses_its_state(tmp_path: Path
     for title in WALKTHROUGH:
         assert f"   ok      {title}: " in first, title
     lines = {line.split(": ", 2)[1]: line for line in first.splitlines() if "walkthrough: " in line}
+    assert "was refused" in lines["the procesregisseur moves the case into triage"]
     hits = lines["the procesregisseur runs hit/no-hit"]
     assert "politie-rr -> " in hits
     assert f"{federation.HAAGLANDEN} -> " in hits

@@ -21,7 +21,6 @@ from schakel.v1 import case_pb2, case_pb2_grpc, partner_pb2, partner_pb2_grpc
 from schakel.v1.audit_pb2 import AuditRecord
 from sqlalchemy import Engine
 
-from certs.identity import PeerKind, make_identity
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.flows.crossing import AUDIT_FAILED
@@ -37,7 +36,7 @@ from tests.support.caseflow import (
     start_partners,
 )
 from tests.support.flow import Flow, MemoryPartner
-from tests.support.pki import OIN, RR
+from tests.support.pki import RR
 from tests.support.referrals import PURPOSE
 
 FAULT = "schakel_test_audit_fault"
@@ -202,9 +201,8 @@ async def test_a_facts_answer_without_its_record_is_refused_stored_nowhere_and_d
 async def test_an_uitvraag_without_its_record_is_refused_and_asks_no_partner(flow: Flow) -> None:
     sims = await start_partners(flow)
     ref = await open_case(flow)
-    officer = make_identity(
-        PeerKind.OFFICER, node_id=RR, org_id=RR, org_type="zvh", roles={"procesregisseur"}, oin=OIN
-    )
+    # The procesregisseur as the audit log names it: officer, node and role.
+    officer = f"schakel://officer/{RR}/procesregisseur"
     request = case_pb2.StartUitvraagRequest(
         purpose=PURPOSE, case_ref=ref, categories=[ANTECEDENTEN, HUISVESTING], deadline_ms=2000
     )
@@ -212,7 +210,7 @@ async def test_an_uitvraag_without_its_record_is_refused_and_asks_no_partner(flo
         stub = case_pb2_grpc.CaseServiceStub(channel)
         await accept(stub, ref)
         with (
-            audit_fails_for(node(flow).parts.engine, officer.uri),
+            audit_fails_for(node(flow).parts.engine, officer),
             pytest.raises(grpc.aio.AioRpcError) as err,
         ):
             await stub.StartUitvraag(request)

@@ -25,7 +25,12 @@ from schakel.v1 import (
 
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
-from policy.vocabulary import Phase
+from gateway.cases.tables import case_facts
+from gateway.flows.uitvraag import kept_days
+from policy.compiler import compile_bundle
+from policy.evaluator import Evaluator, Request
+from policy.loader import load_bundle
+from policy.vocabulary import PROCESREGISSEUR, REGIE, Phase
 from tests.support.caseflow import (
     ANTECEDENTEN,
     HUISVESTING,
@@ -43,6 +48,7 @@ from tests.support.caseflow import (
 )
 from tests.support.flow import Flow, MemoryPartner
 from tests.support.pki import RR, LogCapture
+from tests.support.policy import BASELINE
 from tests.support.referrals import BSN, PURPOSE
 
 
@@ -200,6 +206,7 @@ async def test_triage_reject_and_refusals_say_what_is_wrong(flow: Flow) -> None:
     audit = node(flow).parts.audit
     async with regie(flow) as channel:
         stub = case_pb2_grpc.CaseServiceStub(channel)
+        await stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref))
         before = audit.head().size
         bad: list[tuple[Awaitable[object], grpc.StatusCode, str]] = [
             (
@@ -252,9 +259,13 @@ async def test_triage_reject_and_refusals_say_what_is_wrong(flow: Flow) -> None:
         assert status.phase == common_pb2.PHASE_AFSCHALING
         assert status.outcome == "niet-ontvankelijk"
         assert audit.head().size == before + len(bad) + 1
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await accept(stub, ref)
-        assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        for again in (
+            stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref)),
+            stub.Triage(case_pb2.TriageRequest(purpose=PURPOSE, case_ref=ref, accept=False)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await again
+            assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     case = node(flow).parts.registry.get(ref.case_id)
     assert case.phase is Phase.AFSCHALING
     assert case.retain_until is not None
@@ -355,3 +366,56 @@ async def test_answer_facts_refuses_categories_not_asked_and_changes_nothing(flo
         (b, t) for b, t in sims["gemeente-rr"].delivered if t.facts[0].category == ANTECEDENTEN
     ]
     assert delivered.facts[0].fields["aantal"].text == "1-2"
+
+
+async def test_the_vault_keeps_the_regies_minimised_facts_not_the_raw_answer(flow: Flow) -> None:
+    """Nothing at rest that the procesregisseur may not receive."""
+    sims = await start_partners(flow)
+    (raw_police,) = next(iter(sims["politie-rr"].records.values())).facts
+    assert raw_police.fields["aantal"].number == 4  # what politie-rr answers with
+    ref = await open_case(flow)
+    async with regie(flow) as channel:
+        stub = case_pb2_grpc.CaseServiceStub(channel)
+        await accept(stub, ref)
+        await stub.StartUitvraag(
+            case_pb2.StartUitvraagRequest(
+                purpose=PURPOSE, case_ref=ref, categories=[ANTECEDENTEN, HUISVESTING]
+            )
+        )
+    await deliveries(sims["ggz-rr"], 2)
+    stored = {s.category: s.fact for s in node(flow).parts.registry.facts(ref.case_id)}
+    assert set(stored) == {ANTECEDENTEN, HUISVESTING}
+    # Banded, coarsened, and only the fields the regie's rule keeps.
+    assert dict(stored[ANTECEDENTEN].fields) == {
+        "aantal": common_pb2.FactValue(text="3-5"),
+        "zwaarste_soort": common_pb2.FactValue(text="geweld"),
+        "laatste_datum": common_pb2.FactValue(date=common_pb2.Date(year=2025)),
+        "contact": common_pb2.FactValue(text="wijkagent@politie-rr.example"),
+    }
+    # gemeente-rr answered a rent arrear the regie's rule does not keep.
+    assert dict(stored[HUISVESTING].fields) == {"status": common_pb2.FactValue(text="dakloos")}
+    with node(flow).parts.engine.connect() as conn:
+        days = conn.execute(sa.select(case_facts.c.retention_days)).scalars().all()
+    assert days == [None, None], "complexe casuistiek: the activity's retention"
+
+
+def test_a_fact_is_kept_as_long_as_the_rule_that_gave_it_to_the_regie_says() -> None:
+    evaluator = Evaluator(compile_bundle(load_bundle(BASELINE)))
+
+    def days(activity: str) -> int | None:
+        decision = evaluator.decide(
+            Request(
+                activity,
+                "casusoverleg",
+                "dji",
+                REGIE,
+                ("detentie",),
+                roles=frozenset({PROCESREGISSEUR}),
+                case_accepted=True,
+            )
+        )
+        return kept_days(decision, "detentie")
+
+    # Release planning needs the exact date, so the nazorg rule keeps it one year only.
+    assert days("zvh.nazorg-ex-gedetineerden") == 365
+    assert days("zvh.complexe-casuistiek") is None

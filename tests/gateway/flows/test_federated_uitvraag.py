@@ -117,6 +117,7 @@ async def open_accepted_case(
 ) -> common_pb2.CaseRef:
     answer = await refer(flow, RR, "politie-rr", "politie")
     await node(flow).parts.tasks.settle()
+    await stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=answer.case_ref))
     await stub.Triage(
         case_pb2.TriageRequest(
             purpose=PURPOSE,

@@ -14,7 +14,7 @@ from adapters.sdk import decrypt_subject
 from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
-from gateway.cases import Hit
+from gateway.cases import Hit, HitAnswer
 from gateway.flows.hitnohit import ROUND_METHOD, run_round
 from policy import signing
 from tests.support.flow import Flow, MemoryPartner, Record
@@ -96,6 +96,23 @@ async def test_a_partner_or_peer_that_is_down_makes_the_answer_partial_within_th
     assert result.no_hit == []
     proto = result.to_proto(answer.case_ref)
     assert list(proto.unanswered) == sorted(["gemeente-rr", HL])
+
+
+@pytest.mark.parametrize("contact", ["Jan de Vries, wijkagent", BSN, "geboren 12-03-1985"])
+async def test_a_peers_hit_with_free_text_for_a_contact_is_not_passed_on(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch, contact: str
+) -> None:
+    """A peer's contact is checked like a partner's: a name, BSN or date never reaches the case."""
+    lying = node(flow, HL).parts.registry
+    monkeypatch.setattr(lying, "active_hit", lambda *_a, **_k: HitAnswer(True, contact))
+    answer = await refer(flow, RR, "politie-rr", "politie")
+    await node(flow).parts.tasks.settle()
+    case = node(flow).parts.registry.get(answer.case_ref.case_id)
+    caller = flow.pair.fed.officer(RR, "procesregisseur").identity
+    result = await run_round(node(flow).parts, case, caller=caller, method=ROUND_METHOD)
+    assert result.unanswered[HL] == "malformed answer"
+    assert all(h.node_id != HL for h in result.hits)
+    assert all(h.node_id != HL for h in node(flow).parts.registry.get(case.id).hits)
 
 
 async def test_a_partner_without_a_stream_counts_as_unanswered(flow: Flow) -> None:

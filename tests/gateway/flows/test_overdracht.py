@@ -41,6 +41,7 @@ def open_case(pair: Pair, key: str = "ref-1", activity: str = PURPOSE) -> str:
             theme="complexe-casuistiek",
         )
     ).case.id
+    registry.start_triage(case_id)
     registry.accept(
         case_id, reason_code="ontvankelijk", participants=[Participant("politie-rr", "politie", RR)]
     )
@@ -140,7 +141,7 @@ async def test_hand_over_opens_the_case_at_the_peer_and_closes_it_here(pair: Pai
         assert record.status == audit_pb2.SPAN_STATUS_OK
         assert record.data_subject_id == expected_pseudonym(pair, RR)
         assert record.requester == f"schakel://node/{HL}"
-        assert record.provider == officer.identity.uri
+        assert record.provider == f"schakel://officer/{RR}/procesregisseur"
         assert list(record.categories_asked) == ["overdracht"]
         assert list(record.decision.rule_ids) == ["overdracht-zvh"]
     assert release.case_ref == common_pb2.CaseRef(node_id=RR, case_id=case_id)

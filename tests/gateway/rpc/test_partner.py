@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from schakel.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    case_pb2,
+    case_pb2_grpc,
     common_pb2,
     federation_pb2,
     federation_pb2_grpc,
@@ -26,6 +28,7 @@ from schakel.v1 import (
 )
 
 from adapters.sdk import encrypt_subject
+from gateway.cases import Hit
 from gateway.tasks.broker import PendingTask
 from policy import signing
 from policy.pseudonyms import Ciphertext
@@ -351,3 +354,56 @@ async def test_a_partner_whose_org_id_is_a_node_id_is_not_that_node(flow: Flow) 
         if r.name.endswith("/GetCaseStatus") and r.status == audit_pb2.SPAN_STATUS_ERROR
     ]
     assert [r.requester for r in refused] == [f"schakel://partner/{RR}/{HL}"]
+
+
+async def test_a_partner_sees_the_phase_the_regie_and_only_its_own_participation(
+    flow: Flow,
+) -> None:
+    """Not the other organisations (GGZ taking part is care information), hits or tags."""
+    politie = flow.pair.fed.partner(RR, "politie-rr", "politie", force=True)
+    gemeente = flow.pair.fed.partner(RR, "gemeente-rr", "gemeente", force=True)
+    async with flow.pair.channel(RR, politie) as channel:
+        made = await partner_pb2_grpc.PartnerServiceStub(channel).SubmitReferral(
+            referral(flow, "k1")
+        )
+    await flow.pair.nodes[RR].parts.tasks.settle()
+    named = [
+        common_pb2.Participant(org_id=org, org_type=kind, node_id=node)
+        for org, kind, node in (("gemeente-rr", "gemeente", RR), ("ggz-rr", "ggz", RR))
+    ]
+    ref = made.case_ref
+    officer = flow.pair.fed.officer(RR, "procesregisseur")
+    async with flow.pair.channel(RR, officer) as channel:
+        regie = case_pb2_grpc.CaseServiceStub(channel)
+        await regie.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref))
+        await regie.Triage(
+            case_pb2.TriageRequest(
+                purpose=PURPOSE, case_ref=ref, accept=True, reason_code="ok", participants=named
+            )
+        )
+        full = await regie.SetBottlenecks(
+            case_pb2.SetBottlenecksRequest(purpose=PURPOSE, case_ref=ref, tags=["wachtlijst-ggz"])
+        )
+    flow.pair.nodes[RR].parts.registry.record_hit(
+        ref.case_id, Hit("ggz-rr", RR, "crisisdienst@ggz-rr.example")
+    )
+    # The procesregisseur keeps the whole view.
+    assert list(full.participants) == named and list(full.bottlenecks) == ["wachtlijst-ggz"]
+    contact = flow.pair.nodes[RR].parts.config.cases.contact_handle
+    assert contact
+    seen = {}
+    for who in (politie, gemeente):
+        async with flow.pair.channel(RR, who) as channel:
+            seen[who.identity.org_id] = await partner_pb2_grpc.PartnerServiceStub(
+                channel
+            ).GetCaseStatus(partner_pb2.GetCaseStatusRequest(purpose=PURPOSE, case_ref=ref))
+    for org_id, status in seen.items():
+        assert status.phase == common_pb2.PHASE_CASUSOVERLEG, org_id
+        assert status.regie_contact == contact, org_id
+        assert not status.hits and not status.bottlenecks, org_id
+        assert b"ggz" not in status.SerializeToString(), org_id
+    # The referrer takes no part: no participant list; its own reference only for it.
+    assert list(seen["politie-rr"].participants) == []
+    assert seen["politie-rr"].external_ref == "POL-2026-0001"
+    assert list(seen["gemeente-rr"].participants) == [named[0]]
+    assert seen["gemeente-rr"].external_ref == ""
