@@ -103,6 +103,8 @@ async def serve(config: NodeConfig) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Before anything below imports grpc: grpc reads its tracers when first imported.
+    traced = grpc_env.trace_handshakes()
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - keeps `schakel certs` light
 
     from gateway.rpc.core_log import route_grpc_log  # noqa: PLC0415 - only a node routes it
@@ -112,7 +114,6 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    traced = grpc_env.trace_handshakes()
     configure_logging(config.node.log_level, stream=route_grpc_log(traced=traced))
     if not traced:
         get_logger("tls").warning(

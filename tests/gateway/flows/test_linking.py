@@ -52,21 +52,19 @@ def pseudonym(flow: Flow, node_id: str) -> str:
 
 
 def open_case(flow: Flow) -> Case:
-    """A case at RR in aanmelding, as a referral would open it."""
-    return (
-        flow.pair.nodes[RR]
-        .parts.registry.refer(
-            Referral(
-                referrer_org_id="politie-rr",
-                referrer_org_type="politie",
-                idempotency_key="ref-1",
-                subject=pseudonym(flow, RR),
-                activity=ACTIVITY,
-                theme="complexe-casuistiek",
-            )
+    """A case at RR in triage: opened as a referral would open it, then moved into triage."""
+    registry = flow.pair.nodes[RR].parts.registry
+    opened = registry.refer(
+        Referral(
+            referrer_org_id="politie-rr",
+            referrer_org_type="politie",
+            idempotency_key="ref-1",
+            subject=pseudonym(flow, RR),
+            activity=ACTIVITY,
+            theme="complexe-casuistiek",
         )
-        .case
-    )
+    ).case
+    return registry.start_triage(opened.id)
 
 
 def participant(org_id: str, org_type: str, node_id: str) -> common_pb2.Participant:
@@ -159,7 +157,7 @@ async def test_with_the_peer_down_acceptance_is_unavailable_and_changes_nothing(
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "nothing changed here" in (err.value.details() or "")
     after = flow.pair.nodes[RR].parts.registry.get(case.id)
-    assert after.phase is Phase.AANMELDING and after.participants == ()
+    assert after.phase is Phase.TRIAGE and after.participants == ()
     with flow.pair.nodes[RR].parts.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(case_participants)).scalar() == 0
     # The attempt is on record: the link that did not arrive, and the refused triage.
@@ -182,5 +180,5 @@ async def test_a_link_the_peer_refuses_fails_the_acceptance(flow: Flow) -> None:
             await stub.Triage(triage(case, participant("politie-x", "politie", "zvh-elders")))
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "'zvh-elders' is not a peer node" in (err.value.details() or "")
-    assert flow.pair.nodes[RR].parts.registry.get(case.id).phase is Phase.AANMELDING
+    assert flow.pair.nodes[RR].parts.registry.get(case.id).phase is Phase.TRIAGE
     assert flow.pair.nodes[HL].parts.links.get(RR, case.id) is None

@@ -100,6 +100,7 @@ def open_case_at_rr(flow: Flow, bsn: str, key: str) -> str:
         )
     ).case
     politie, ggz = Participant("politie-rr", "politie", RR), Participant("ggz-rr", "ggz", RR)
+    registry.start_triage(case.id)
     registry.accept(case.id, reason_code="ontvankelijk", participants=[politie, ggz])
     registry.store_fact(
         case.id, fact(ANTECEDENTEN, aantal=4, zwaarste_soort="geweld"), provider=politie
