@@ -33,6 +33,8 @@ from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.federation import Peer, PeerClient, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
 from gateway.logging import get_logger
+from gateway.node_admin import AdminPort
+from gateway.observability import metrics, otel
 from gateway.parts import NodeParts
 from gateway.rpc.audit import AuditService
 from gateway.rpc.case import CaseService
@@ -267,6 +269,8 @@ class Node:
 
     parts: NodeParts
     server: NodeServer
+    admin: AdminPort | None = None
+    """``/metrics``, ``/healthz`` and ``/readyz``; None without ``[admin] listen``."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -278,8 +282,12 @@ class Node:
     async def start(self) -> None:
         """Requeue open deliveries, serve, and start checkpointing, witnessing, policy
         reload and purging."""
+        if self.admin is not None:
+            self.admin.start()
         await self.parts.tasks.recover()
         await self.server.start()
+        if self.admin is not None:
+            self.admin.serving.set()
         if self.parts.policy is not None:
             self.parts.policy.start()
         self._tasks = [
@@ -291,6 +299,8 @@ class Node:
     async def stop(self, grace: float | None = 5.0) -> None:
         """Stop serving, finish the loops, and close the audit writer."""
         self._stop.set()
+        if self.admin is not None:
+            self.admin.serving.clear()
         await self.server.stop(grace)
         await self.parts.tasks.close()
         for task in self._tasks:
@@ -301,6 +311,8 @@ class Node:
         if self.parts.peers is not None:
             await self.parts.peers.close()
         self.parts.audit.close()
+        if self.admin is not None:
+            self.admin.stop()
 
     async def wait(self) -> None:
         """Return when the server has stopped."""
@@ -398,6 +410,7 @@ class Node:
                 log.error("witness_cosignature_refused", peer=peer.node_id, reason=str(exc))
                 return
             log.info("checkpoint_cosigned", peer=peer.node_id, size=latest.size, cosignatures=count)
+            metrics.cosigned(peer.node_id)
             return
 
 
@@ -423,7 +436,8 @@ def open_node(config: NodeConfig) -> Node:
     except BaseException:
         engine.dispose()
         raise
-    return Node(parts, server)
+    otel.configure(config.tracing, config.node.id)
+    return Node(parts, server, AdminPort(parts) if config.admin.listen else None)
 
 
 __all__ = ["ConfigError", "Node", "NodeParts", "load_parts", "open_node", "servicers_for"]

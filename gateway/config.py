@@ -10,9 +10,8 @@ Environment overrides: ``SCHAKEL_<SECTION>__<KEY>=value`` sets
 ``SCHAKEL_TLS__CRL_FILE=/etc/schakel/crl.pem``. A value is converted to the
 field's type: integers, ``true``/``false``, comma-separated lists.
 
-Relative paths are resolved against the directory of the config file. A
-later issue adds its section by adding a dataclass field to
-:class:`NodeConfig` (with a default, so older files stay valid).
+Relative paths are resolved against the config file's directory. A new section
+is a dataclass field of :class:`NodeConfig` with a default (older files stay valid).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from typing import Any
 
 from certs.identity import IdentityError, check_slug
 from gateway.logging import LEVELS
+from gateway.observability.settings import AdminSection, TracingSection
 from policy.vocabulary import ORG_TYPES
 
 ENV_PREFIX = "SCHAKEL_"
@@ -180,6 +180,8 @@ class NodeConfig:
     federation: FederationSection = field(default_factory=FederationSection)
     peers: list[PeerSection] = field(default_factory=list)
     partners: list[PartnerOrgSection] = field(default_factory=list)
+    admin: AdminSection = field(default_factory=AdminSection)
+    tracing: TracingSection = field(default_factory=TracingSection)
     source: str = field(default="", metadata={"internal": True})
     """Where the configuration came from, for error messages; not a key."""
 
@@ -374,10 +376,15 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         check_slug(config.node.id, "node id")
     except IdentityError as exc:
         raise fail("node.id", str(exc)) from exc
-    try:
-        split_listen(config.node.listen)
-    except ValueError as exc:
-        raise fail("node.listen", str(exc)) from exc
+    listens = {"node.listen": config.node.listen, "admin.listen": config.admin.listen}
+    for key, listen in listens.items():
+        try:
+            if listen or key == "node.listen":  # an empty admin.listen turns the port off
+                split_listen(listen)
+        except ValueError as exc:
+            raise fail(key, str(exc)) from exc
+    for key, message in config.tracing.problems():
+        raise fail(f"tracing.{key}", message)
     if config.node.log_level not in LEVELS:
         raise fail("node.log_level", f"{config.node.log_level!r} is not one of {sorted(LEVELS)}")
     files = {
@@ -385,8 +392,6 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "tls.cert_file": config.tls.cert_file,
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
-    }
-    files |= {
         "pseudonyms.transcryptor_keys": config.pseudonyms.transcryptor_keys,
         "pseudonyms.domain_key": config.pseudonyms.domain_key,
         "policy.bundle": config.policy.bundle,

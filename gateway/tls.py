@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from certs.ca_store import node_dns_name
 from gateway.logging import get_logger
-from gateway.tracing import TracePropagator
+from gateway.tracing import client_interceptors
 
 log = get_logger("tls")
 
@@ -247,6 +247,5 @@ def node_channel(
         target,
         credentials,
         options=[("grpc.ssl_target_name_override", node_dns_name(node_id))],
-        # grpc-stubs declares the aio interceptor list with a placeholder type.
-        interceptors=[TracePropagator()],  # type: ignore[list-item]
+        interceptors=client_interceptors(),
     )
