@@ -429,6 +429,7 @@ def _held_size(error: grpc.aio.AioRpcError) -> int | None:
 
 def open_node(config: NodeConfig) -> Node:
     """Load the parts and build the server (inside the event loop that will run it)."""
+    otel.configure(config.tracing, config.node.id)  # before any channel to a peer is made
     engine = open_database(config)
     try:
         parts = load_parts(config, engine)
@@ -436,7 +437,6 @@ def open_node(config: NodeConfig) -> Node:
     except BaseException:
         engine.dispose()
         raise
-    otel.configure(config.tracing, config.node.id)
     return Node(parts, server, AdminPort(parts) if config.admin.listen else None)
 
 
