@@ -40,21 +40,47 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
     Returns the area's sub-parsers.
     """
     certs: argparse.ArgumentParser = subparsers.add_parser(
-        "certs", help="federation PKI: CA, issuance, revocation"
+        "certs",
+        help="federation PKI: CA, issuance, revocation",
+        description="Run the federation CA: one per federation, kept in a directory (ca.pem, "
+        "ca.key at 0600, index.json, crl.pem). Keep it offline. Every error is one line on "
+        "stderr and exit code 1.",
     )
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = certs.add_subparsers(
         dest="certs_command", required=True, metavar="COMMAND"
     )
 
-    init = sub.add_parser("init-ca", help="create a federation root CA in a directory")
+    init = sub.add_parser(
+        "init-ca",
+        help="create a federation root CA in a directory",
+        description="Create the federation root CA (an ECDSA P-256 key and a self-signed "
+        "certificate) and an empty index in --ca-dir.",
+        epilog="""examples:
+  schakel certs init-ca --ca-dir ca --name 'Schakel federatie CA'""",
+    )
     _ca_dir(init)
     init.add_argument("--name", default="Schakel federatie root CA", help="CA common name")
-    init.add_argument("--days", type=int, default=3650, help="validity (default 3650)")
+    init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
     init.set_defaults(func=_init_ca)
 
-    issue = sub.add_parser("issue", help="issue a node, partner, officer or collector certificate")
-    issue.add_argument("kind", choices=[k.value for k in PeerKind])
+    issue = sub.add_parser(
+        "issue",
+        help="issue a node, partner, officer or collector certificate",
+        description="Issue a certificate and a fresh key for one identity: writes "
+        "<name>.pem and <name>.key (0600) into --out. The name defaults to the identity "
+        "(node-<id>, <org-id>, <org-id>-<role>, collector-<id>).",
+        epilog="""examples:
+  schakel certs issue node --ca-dir ca --node-id zvh-haaglanden --oin 00000001234567890000 \\
+      --dns schakel.zvh-haaglanden.nl --out etc/
+  schakel certs issue partner --ca-dir ca --node-id zvh-haaglanden --org-id politie-dh \\
+      --org-type politie --oin 00000001234567890001 --out etc/
+  schakel certs issue officer --ca-dir ca --node-id zvh-haaglanden --org-id zvh-haaglanden \\
+      --org-type zvh --role procesregisseur --oin 00000001234567890000 --out etc/""",
+    )
+    issue.add_argument(
+        "kind", choices=[k.value for k in PeerKind], help="what the certificate identifies"
+    )
     _ca_dir(issue)
     issue.add_argument("--node-id", default="", help="the node (ZVH) id, e.g. zvh-haaglanden")
     issue.add_argument(
@@ -68,20 +94,49 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
         help=f"role, repeatable: {', '.join(sorted(ROLES))}",
     )
     issue.add_argument("--oin", required=True, help="the organisation's OIN (20 digits)")
-    issue.add_argument("--days", type=int, default=365, help="validity (default 365)")
-    issue.add_argument("--dns", action="append", default=[], help="DNS name for a node, repeatable")
-    issue.add_argument("--out", type=Path, default=Path("."), help="output directory")
+    issue.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    issue.add_argument(
+        "--dns",
+        action="append",
+        default=[],
+        help="a DNS name for a node, repeatable (partners connecting by IP still check "
+        "the node name <node-id>.node.schakel.invalid, which every node certificate has)",
+    )
+    issue.add_argument(
+        "--out", type=Path, default=Path("."), help="output directory (default: here)"
+    )
     issue.add_argument("--name", help="file stem (default derived from the identity)")
     issue.add_argument("--force", action="store_true", help="replace existing files")
     issue.set_defaults(func=_issue)
 
-    revoke = sub.add_parser("revoke", help="revoke a certificate (file or hex serial)")
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke a certificate (file or hex serial)",
+        description="Mark a certificate this CA issued as revoked in its index; publish a "
+        "new CRL with 'schakel certs crl' and copy it to the nodes.",
+        epilog="""examples:
+  schakel certs revoke etc/politie-dh.pem --ca-dir ca --reason key-compromise
+  schakel certs revoke 5f3a9c... --ca-dir ca""",
+    )
     revoke.add_argument("target", help="certificate file, or serial in hex as `show` prints it")
     _ca_dir(revoke)
-    revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
+    revoke.add_argument(
+        "--reason",
+        default="unspecified",
+        choices=sorted(REVOCATION_REASONS),
+        help="the CRL reason code (default unspecified)",
+    )
     revoke.set_defaults(func=_revoke)
 
-    crl = sub.add_parser("crl", help="publish a CRL of every revoked certificate")
+    crl = sub.add_parser(
+        "crl",
+        help="publish a CRL of every revoked certificate",
+        description="Sign a CRL of every revoked serial. Nodes read it from [tls] crl_file and "
+        "take a new one up without a restart; publish one before a node's first start.",
+        epilog="""examples:
+  schakel certs crl --ca-dir ca
+  schakel certs crl --ca-dir ca --out /srv/crl/crl.pem --next-update-days 3""",
+    )
     _ca_dir(crl)
     crl.add_argument("--out", type=Path, help="where to write it (default <ca-dir>/crl.pem)")
     crl.add_argument(
@@ -89,8 +144,15 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
     )
     crl.set_defaults(func=_crl)
 
-    show = sub.add_parser("show", help="print the identity in a certificate")
-    show.add_argument("cert", type=Path)
+    show = sub.add_parser(
+        "show",
+        help="print the identity in a certificate",
+        description="Print the identity (URI, kind, node, organisation, roles, OIN), DNS "
+        "names, serial, issuer and validity of a certificate.",
+        epilog="""examples:
+  schakel certs show etc/politie-dh.pem""",
+    )
+    show.add_argument("cert", type=Path, help="the certificate file (PEM)")
     show.set_defaults(func=_show)
     pep_cli.register(sub)
     return sub

@@ -34,21 +34,57 @@ OK, FINDING, USAGE = 0, 1, 2
 _OUTCOMES = {"allow": 1, "deny": 2, "partial": 3}
 
 
+_DB = "the node's database URL: sqlite:///path/node.db or postgresql+psycopg://user@host/db"
+
+
 def register(sub: Any) -> None:
     """Add the ``audit`` area to the ``schakel`` command."""
-    parser = sub.add_parser("audit", help="audit log: verify, query, export, erase, inzage")
+    parser = sub.add_parser(
+        "audit",
+        help="audit log: verify, query, export, erase, inzage",
+        description="The privacy officer's tools for a node's audit log. Exit codes: 0 "
+        "success, 1 a finding (verification failed), 2 a usage or --db problem.",
+    )
     cmds = parser.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
 
-    p = cmds.add_parser("keygen", help="create a checkpoint or cosignature key and its vkey")
+    p = cmds.add_parser(
+        "keygen",
+        help="create a checkpoint or cosignature key and its vkey",
+        description="Create an Ed25519 key for signing checkpoints (--kind log) or cosigning "
+        "peers' checkpoints (--kind witness); writes OUT.key (0600) and OUT.vkey, prints "
+        "the vkey. Nodes create their own keys on first start; this is for keys made ahead.",
+        epilog="""examples:
+  schakel audit keygen --name zvh-haaglanden --kind log --out /etc/schakel/audit-log
+  schakel audit keygen --name zvh-haaglanden --kind witness --out /etc/schakel/audit-witness""",
+    )
     p.add_argument("--name", required=True, help="key name: the node id")
-    p.add_argument("--kind", choices=["log", "witness"], required=True)
+    p.add_argument(
+        "--kind",
+        choices=["log", "witness"],
+        required=True,
+        help="log: signs this node's checkpoints; witness: cosigns peers' checkpoints",
+    )
     p.add_argument("--out", type=Path, required=True, help="writes OUT.key (0600) and OUT.vkey")
     p.set_defaults(func=cmd_keygen)
 
-    p = cmds.add_parser("verify", help="verify a database or an export bundle")
+    p = cmds.add_parser(
+        "verify",
+        help="verify a database or an export bundle",
+        description="Recompute the Merkle tree of every record, check every checkpoint "
+        "against the pinned log key and its cosignatures against the witness keys, in "
+        "constant memory. Prints OK or FAILED with the first bad leaf; exit 1 on FAILED.",
+        epilog="""examples:
+  schakel audit verify --db sqlite:////var/lib/schakel/node.db --log-key log.vkey
+  schakel audit verify --bundle export.jsonl --log-key 'zvh-haaglanden+1a2b3c4d+AU...' \\
+      --witness-key rr-witness.vkey --quorum 1
+  schakel audit verify --db postgresql+psycopg://fg@db/schakel --log-key log.vkey \\
+      --checkpoint from-witness.note""",
+    )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--db", help="database URL (sqlite:///file or postgresql+psycopg://...)")
-    source.add_argument("--bundle", type=Path, help="an export bundle (JSON lines)")
+    source.add_argument("--db", help=_DB)
+    source.add_argument(
+        "--bundle", type=Path, help="an export bundle (JSON lines from 'schakel audit export')"
+    )
     _key_args(p)
     p.add_argument(
         "--checkpoint",
@@ -59,29 +95,71 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_verify)
 
-    p = cmds.add_parser("query", help="find records")
-    p.add_argument("--db", required=True)
-    p.add_argument("--subject", help="node-domain pseudonym (64 hex)")
-    p.add_argument("--purpose", help="processing activity id")
-    p.add_argument("--partner", help="peer identity URI")
-    p.add_argument("--since", type=_moment, help="ISO time, inclusive")
-    p.add_argument("--until", type=_moment, help="ISO time, exclusive")
-    p.add_argument("--decision", choices=sorted(_OUTCOMES))
-    p.add_argument("--limit", type=int, default=query.MAX_LIMIT)
+    p = cmds.add_parser(
+        "query",
+        help="find records",
+        description="Print the records that match every filter given, as JSON lines, oldest "
+        "first. Times are ISO 8601 (2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+01:00); "
+        "a time without a zone is UTC.",
+        epilog="""examples:
+  schakel audit query --db sqlite:///state/node.db --subject 3f9a...e1 --limit 50
+  schakel audit query --db sqlite:///state/node.db --decision deny --since 2026-03-01
+  schakel audit query --db sqlite:///state/node.db \\
+      --partner schakel://partner/zvh-haaglanden/politie-dh | head""",
+    )
+    p.add_argument("--db", required=True, help=_DB)
+    p.add_argument("--subject", help="the person's node-domain pseudonym (64 hex characters)")
+    p.add_argument("--purpose", help="processing activity id, e.g. zvh.complexe-casuistiek")
+    p.add_argument(
+        "--partner", help="the caller's identity URI, e.g. schakel://partner/<node>/<org>"
+    )
+    p.add_argument("--since", type=_moment, help="ISO 8601 time, inclusive (UTC if no zone)")
+    p.add_argument("--until", type=_moment, help="ISO 8601 time, exclusive (UTC if no zone)")
+    p.add_argument("--decision", choices=sorted(_OUTCOMES), help="the policy decision's outcome")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=query.MAX_LIMIT,
+        help=f"at most this many records (default and maximum {query.MAX_LIMIT:,})",
+    )
     p.set_defaults(func=cmd_query)
 
-    p = cmds.add_parser("export", help="write the log as JSON lines")
-    p.add_argument("--db", required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p = cmds.add_parser(
+        "export",
+        help="write the log as JSON lines",
+        description="Write every leaf, checkpoint and cosignature to one JSON-lines bundle "
+        "that 'schakel audit verify --bundle' checks offline. Never overwrites a file.",
+        epilog="""examples:
+  schakel audit export --db sqlite:////var/lib/schakel/node.db --out audit-2026-03.jsonl""",
+    )
+    p.add_argument("--db", required=True, help=_DB)
+    p.add_argument("--out", type=Path, required=True, help="the bundle file to create")
     p.set_defaults(func=cmd_export)
 
-    p = cmds.add_parser("erase", help="erase record bodies whose retention ended")
-    p.add_argument("--db", required=True)
+    p = cmds.add_parser(
+        "erase",
+        help="erase record bodies whose retention ended",
+        description="Erase the bodies of the records whose retention deadline passed; their "
+        "leaf hashes stay, so the log still verifies. A running node does this every minute.",
+        epilog="""examples:
+  schakel audit erase --db postgresql+psycopg://schakel@db/schakel""",
+    )
+    p.add_argument("--db", required=True, help=_DB)
     p.set_defaults(func=cmd_erase)
 
-    p = cmds.add_parser("inzage", help="every record about one person, with proofs")
+    p = cmds.add_parser(
+        "inzage",
+        help="every record about one person, with proofs",
+        description="Find every record about one person by their BSN (turned into the "
+        "node's pseudonym with the node's key files, never stored), each with an inclusion "
+        "proof against a verified checkpoint. Give - to read the BSN from stdin.",
+        epilog="""examples:
+  echo 123456782 | schakel audit inzage - --db sqlite:////var/lib/schakel/node.db \\
+      --transcryptor-keys pep/transcryptor.json --domain-key pep/zvh-haaglanden.json \\
+      --log-key log.vkey --html inzage.html""",
+    )
     p.add_argument("bsn", help="the BSN, or - to read it from stdin (keeps it out of ps)")
-    p.add_argument("--db", required=True)
+    p.add_argument("--db", required=True, help=_DB)
     p.add_argument("--transcryptor-keys", type=Path, required=True, help="the node's PS/RS file")
     p.add_argument("--domain-key", type=Path, required=True, help="the node's domain key file")
     _key_args(p)
@@ -90,11 +168,18 @@ def register(sub: Any) -> None:
 
 
 def _key_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-key", required=True, help="the node's checkpoint vkey (text or file)")
     p.add_argument(
-        "--witness-key", action="append", default=[], help="a witness vkey (text or file)"
+        "--log-key", required=True, help="the node's checkpoint vkey (name+id+key, or a file)"
     )
-    p.add_argument("--quorum", type=int, default=0, help="cosignatures a checkpoint needs")
+    p.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a witness's cosignature vkey (text or file; repeatable)",
+    )
+    p.add_argument(
+        "--quorum", type=int, default=0, help="cosignatures a checkpoint needs (default 0)"
+    )
 
 
 def _moment(text: str) -> datetime:
