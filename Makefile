@@ -9,7 +9,7 @@ ARGS ?=
 PROTOC_PLUGINS := --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
   --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc
 
-.PHONY: run test test-all lint proto proto-check bench clean
+.PHONY: run test test-all lint proto proto-check bench dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,13 +32,17 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 
-## lint: ruff, mypy --strict, the import contracts (pyproject: tool.importlinter), module size, generated protobuf code current
+## lint: ruff, mypy --strict, the import contracts (pyproject: tool.importlinter), module size,
+## generated protobuf code current, the Containerfile (hadolint), the Kubernetes manifests and
+## the systemd unit (tests/deploy, which make test runs too)
 lint: $(STAMP) proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m tests.support.module_size
+	$(BIN)/hadolint --failure-threshold style Containerfile
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
 ## proto: regenerate the Python API package from proto/
 proto: $(STAMP)
@@ -59,5 +63,10 @@ proto-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)
 
+## dist: build the wheel into dist/ (LICENSE and the generated API package included)
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+
 clean:
-	rm -rf $(VENV) .state bench-results
+	rm -rf $(VENV) .state bench-results dist build

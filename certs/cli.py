@@ -97,18 +97,27 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
     certs: argparse.ArgumentParser = subparsers.add_parser(
         "certs",
         help="federation PKI: CA, enrolment, revocation",
-        description="The federation PKI. In production the owner of a key runs `request` and "
-        "sends the .csr to the CA operator, who runs `sign`; `issue` (the CA makes the key "
-        "too) is for development federations.",
+        description="The federation PKI: one CA per federation, kept in a directory (ca.pem, "
+        "ca.key, index.json, crl.pem); keep it offline. In production the owner of a key runs "
+        "`request` and sends the .csr to the CA operator, who runs `sign`; `issue` (the CA "
+        "makes the key too) is for development federations. Every error is one line on "
+        "stderr and exit code 1.",
     )
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = certs.add_subparsers(
         dest="certs_command", required=True, metavar="COMMAND"
     )
 
-    init = sub.add_parser("init-ca", help="create a federation root CA in a directory")
+    init = sub.add_parser(
+        "init-ca",
+        help="create a federation root CA in a directory",
+        description="Create the federation root CA (an ECDSA P-256 key and a self-signed "
+        "certificate) and an empty index in --ca-dir.",
+        epilog="""examples:
+  schakel certs init-ca --ca-dir ca --name 'Schakel federatie CA'""",
+    )
     _ca_dir(init)
     init.add_argument("--name", default="Schakel federatie root CA", help="CA common name")
-    init.add_argument("--days", type=int, default=3650, help="validity (default 3650)")
+    init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
     keep = init.add_mutually_exclusive_group()
     keep.add_argument(
@@ -124,13 +133,31 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
     init.set_defaults(func=_init_ca)
 
     request = sub.add_parser(
-        "request", help="make a key and a certificate signing request (run by the key's owner)"
+        "request",
+        help="make a key and a certificate signing request (run by the key's owner)",
+        description="Make a P-256 key (0600, encrypted with --passphrase-file if given) and "
+        "a signing request for one identity; send only the .csr to the CA operator.",
+        epilog="""examples:
+  schakel certs request node --node-id zvh-haaglanden --oin 00000001234567890000 \\
+      --dns schakel.zvh-haaglanden.nl --passphrase-file tls.pass --out etc/
+  schakel certs request partner --node-id zvh-haaglanden --org-id politie-dh \\
+      --org-type politie --oin 00000001234567890001 --out etc/
+  schakel certs request officer --node-id zvh-haaglanden --role fg \\
+      --oin 00000001234567890000 --out etc/""",
     )
     _identity_args(request)
     request.add_argument("--out", type=Path, default=Path("."), help="output directory")
     request.set_defaults(func=_request)
 
-    sign = sub.add_parser("sign", help="issue a certificate from a signing request (at the CA)")
+    sign = sub.add_parser(
+        "sign",
+        help="issue a certificate from a signing request (at the CA)",
+        description="Check a signing request (its signature, a P-256 key, the identity "
+        "profile, no id that collides with another kind) and issue its certificate.",
+        epilog="""examples:
+  schakel certs sign etc/node-zvh-haaglanden.csr --ca-dir ca --ca-passphrase-file ca.pass \\
+      --expect schakel://node/zvh-haaglanden""",
+    )
     sign.add_argument("csr", type=Path, help="the .csr file from `schakel certs request`")
     _ca_dir(sign)
     _ca_passphrase(sign)
@@ -143,7 +170,16 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
     sign.set_defaults(func=_sign)
 
     issue = sub.add_parser(
-        "issue", help="dev PKI: make a key and issue its certificate in one step"
+        "issue",
+        help="dev PKI: make a key and issue its certificate in one step",
+        description="Issue a certificate and a fresh key for one identity (development "
+        "federations: in production the owner makes the key, see `request`). Writes "
+        "<name>.pem and <name>.key (0600) into --out.",
+        epilog="""examples:
+  schakel certs issue node --ca-dir ca --node-id zvh-haaglanden --oin 00000001234567890000 \\
+      --dns schakel.zvh-haaglanden.nl --out etc/
+  schakel certs issue partner --ca-dir ca --node-id zvh-haaglanden --org-id politie-dh \\
+      --org-type politie --oin 00000001234567890001 --out etc/""",
     )
     _identity_args(issue)
     _ca_dir(issue)
@@ -152,15 +188,34 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
     issue.add_argument("--out", type=Path, default=Path("."), help="output directory")
     issue.set_defaults(func=_issue)
 
-    revoke = sub.add_parser("revoke", help="revoke a certificate (file or hex serial)")
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke a certificate (file or hex serial)",
+        description="Mark a certificate this CA issued as revoked in its index; publish a "
+        "new CRL with 'schakel certs crl' and copy it to the nodes.",
+        epilog="""examples:
+  schakel certs revoke etc/politie-dh.pem --ca-dir ca --reason key-compromise
+  schakel certs revoke 5f3a9c... --ca-dir ca""",
+    )
     revoke.add_argument("target", help="certificate file, or serial in hex as `show` prints it")
     _ca_dir(revoke)
     _ca_passphrase(revoke)
-    revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
+    revoke.add_argument(
+        "--reason",
+        default="unspecified",
+        choices=sorted(REVOCATION_REASONS),
+        help="the CRL reason code (default unspecified)",
+    )
     revoke.set_defaults(func=_revoke)
 
     crl = sub.add_parser(
-        "crl", help="publish a CRL of every revoked certificate, with a higher CRL number"
+        "crl",
+        help="publish a CRL of every revoked certificate, with a higher CRL number",
+        description="Sign a CRL of every revoked serial. Nodes read it from [tls] crl_file and "
+        "take a new one up without a restart; publish one before a node's first start.",
+        epilog="""examples:
+  schakel certs crl --ca-dir ca
+  schakel certs crl --ca-dir ca --out /srv/crl/crl.pem --next-update-days 3""",
     )
     _ca_dir(crl)
     _ca_passphrase(crl)
@@ -170,14 +225,27 @@ def register(subparsers: Any) -> argparse._SubParsersAction[argparse.ArgumentPar
     )
     crl.set_defaults(func=_crl)
 
-    show = sub.add_parser("show", help="print the identity in a certificate")
-    show.add_argument("cert", type=Path)
+    show = sub.add_parser(
+        "show",
+        help="print the identity in a certificate",
+        description="Print the identity (URI, kind, node, organisation, roles, OIN), DNS "
+        "names, serial, issuer and validity of a certificate.",
+        epilog="""examples:
+  schakel certs show etc/politie-dh.pem""",
+    )
+    show.add_argument("cert", type=Path, help="the certificate file (PEM)")
     show.set_defaults(func=_show)
 
     encrypt = sub.add_parser(
-        "encrypt-key", help="encrypt an unencrypted PEM private key in place (PKCS#8)"
+        "encrypt-key",
+        help="encrypt an unencrypted PEM private key in place (PKCS#8)",
+        description="Rewrite a PEM private key as PKCS#8 encrypted with the passphrase in a "
+        "file, so that it is not readable at rest; the node reads it with the matching "
+        "*_passphrase_file setting.",
+        epilog="""examples:
+  schakel certs encrypt-key /etc/schakel/node-zvh-haaglanden.key --passphrase-file tls.pass""",
     )
-    encrypt.add_argument("key", type=Path)
+    encrypt.add_argument("key", type=Path, help="the PEM private key file to encrypt")
     encrypt.add_argument(
         "--passphrase-file", type=Path, required=True, help="file holding the new passphrase"
     )

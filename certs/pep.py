@@ -56,10 +56,17 @@ def init_federation(out_dir: Path, *, force: bool = False) -> FederationFiles:
 
 
 def enrol_domain(org: str, keys_file: Path, out_file: Path, *, force: bool = False) -> DomainKey:
-    """Derive ``org``'s domain key from the authority's file and write it to ``out_file``."""
+    """Derive ``org``'s domain key from the authority's file and write it to ``out_file``.
+
+    The folder of ``out_file`` is created (0700) when it does not exist yet.
+    """
     domain = check_domain(org)
     keys = FederationKeys.load(keys_file)
     material = keys.domain_key_material(domain)
+    try:
+        out_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeyFileError(f"cannot create the folder {out_file.parent}: {exc.strerror}") from None
     material.save(out_file, force=force)
     log.info("pep.domain_enrolled", domain=domain, out_file=str(out_file))
     return material

@@ -50,19 +50,41 @@ def _run(handler: Handler) -> Handler:
 def register(certs_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``pep init`` and ``pep domain`` to the ``certs`` sub-parsers."""
     pep = certs_subparsers.add_parser(
-        "pep", help="pseudonym keys: federation key pair, transcryptor secrets, domain keys"
+        "pep",
+        help="pseudonym keys: federation key pair, transcryptor secrets, domain keys",
+        description="The key ceremony of the pseudonym scheme: the federation key pair, the "
+        "transcryptor secrets every node holds, and each organisation's domain key.",
     )
     sub = pep.add_subparsers(dest="pep_command", required=True, metavar="COMMAND")
     init = sub.add_parser(
-        "init", help="create the federation key pair and the transcryptor secrets"
+        "init",
+        help="create the federation key pair and the transcryptor secrets",
+        description="Create the key authority file (the global secret y: keep it offline) "
+        "and the transcryptor file (PS, RS and the public key Y, for every node) in --out, "
+        "which is created (0700) if missing. Nothing is replaced without --force.",
+        epilog="""examples:
+  schakel certs pep init --out /secure/pep""",
     )
-    init.add_argument("--out", required=True, help="directory for the key files")
+    init.add_argument("--out", required=True, help="directory for the key files (created)")
     init.add_argument("--force", action="store_true", help="replace existing key files")
     init.set_defaults(func=_run(_init))
-    domain = sub.add_parser("domain", help="derive an organisation's domain decryption key")
+    domain = sub.add_parser(
+        "domain",
+        help="derive an organisation's domain decryption key",
+        description="Derive the domain decryption key of one organisation (a partner, or a "
+        "node for its own domain) from the key authority file and write it (0600) to --out; "
+        "its folder is created if missing.",
+        epilog="""examples:
+  schakel certs pep domain politie-dh --keys /secure/pep/federation-keys.json \\
+      --out enrol/politie-dh/domain.json
+  schakel certs pep domain zvh-haaglanden --keys /secure/pep/federation-keys.json \\
+      --out /etc/schakel/pep/zvh-haaglanden.json""",
+    )
     domain.add_argument("org", help="organisation id (the pseudonymisation domain)")
     domain.add_argument("--keys", required=True, help="the key authority file from 'pep init'")
-    domain.add_argument("--out", required=True, help="file to write the domain key to")
+    domain.add_argument(
+        "--out", required=True, help="file to write the domain key to (its folder is created)"
+    )
     domain.add_argument("--force", action="store_true", help="replace an existing file")
     domain.set_defaults(func=_run(_domain))
 

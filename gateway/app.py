@@ -37,6 +37,8 @@ from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
 from gateway.logging import get_logger
+from gateway.node_admin import AdminPort
+from gateway.observability import otel
 from gateway.parts import NodeParts
 from gateway.rpc.audit import AuditService
 from gateway.rpc.case import CaseService
@@ -293,6 +295,8 @@ class Node:
 
     parts: NodeParts
     server: NodeServer
+    admin: AdminPort | None = None
+    """``/metrics``, ``/healthz`` and ``/readyz``; None without ``[admin] listen``."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -304,8 +308,12 @@ class Node:
     async def start(self) -> None:
         """Requeue open deliveries, serve, and start checkpointing, witnessing, policy
         reload and purging."""
+        if self.admin is not None:
+            self.admin.start()
         await self.parts.tasks.recover()
         await self.server.start()
+        if self.admin is not None:
+            self.admin.serving.set()
         if self.parts.policy is not None:
             self.parts.policy.start()
         self._tasks = [
@@ -317,6 +325,8 @@ class Node:
     async def stop(self, grace: float | None = 5.0) -> None:
         """Stop serving, finish the loops, and close the audit writer."""
         self._stop.set()
+        if self.admin is not None:
+            self.admin.serving.clear()
         await self.server.stop(grace)
         await self.parts.tasks.close()
         for task in self._tasks:
@@ -327,6 +337,8 @@ class Node:
         if self.parts.peers is not None:
             await self.parts.peers.close()
         self.parts.audit.close()
+        if self.admin is not None:
+            self.admin.stop()
 
     async def wait(self) -> None:
         """Return when the server has stopped."""
@@ -376,6 +388,7 @@ class Node:
 
 def open_node(config: NodeConfig) -> Node:
     """Load the parts and build the server (inside the event loop that will run it)."""
+    otel.configure(config.tracing, config.node.id)  # before any channel to a peer is made
     engine = open_database(config)
     try:
         parts = load_parts(config, engine)
@@ -383,7 +396,7 @@ def open_node(config: NodeConfig) -> Node:
     except BaseException:
         engine.dispose()
         raise
-    return Node(parts, server)
+    return Node(parts, server, AdminPort(parts) if config.admin.listen else None)
 
 
 __all__ = ["ConfigError", "Node", "NodeParts", "load_parts", "open_node", "servicers_for"]

@@ -32,22 +32,43 @@ if TYPE_CHECKING:
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
+_CONFIG = "the node's TOML configuration file, e.g. /etc/schakel/node.toml"
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``node`` area to the ``schakel`` command; returns its parser."""
-    node: argparse.ArgumentParser = subparsers.add_parser("node", help="run a Schakel node")
+    node: argparse.ArgumentParser = subparsers.add_parser(
+        "node",
+        help="run a Schakel node",
+        description="Run a node, or bring its database up to date. Exit codes: 0 a clean "
+        "stop, 2 an unusable configuration (the message names the key), 1 another start-up "
+        "failure (a port in use, a database that does not answer).",
+    )
     sub = node.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
     run = sub.add_parser(
         "run",
         help="serve until SIGINT/SIGTERM",
-        description="Serve until SIGINT/SIGTERM. Exits 2 when the configuration is unusable, "
-        "naming the key (e.g. tls.cert_file when the certificate is not this node's).",
+        description="Load and check node.toml (SCHAKEL_<SECTION>__<KEY> variables override "
+        "it), migrate the database, and serve until SIGINT or SIGTERM; calls in flight get "
+        "five seconds to finish. Exits 2 when the configuration is unusable, naming the key "
+        "(e.g. tls.cert_file when the certificate is not this node's). With [admin] listen "
+        "set, /metrics, /healthz and /readyz answer on that port.",
+        epilog="""examples:
+  schakel node run --config /etc/schakel/node.toml
+  SCHAKEL_NODE__LOG_LEVEL=debug schakel node run --config node.toml""",
     )
-    run.add_argument("--config", type=Path, required=True, help="the node.toml")
+    run.add_argument("--config", type=Path, required=True, help=_CONFIG)
     run.set_defaults(func=_run)
-    mig = sub.add_parser("migrate", help="bring the database schema to the newest revision")
-    mig.add_argument("--config", type=Path, required=True, help="the node.toml")
+    mig = sub.add_parser(
+        "migrate",
+        help="bring the database schema to the newest revision",
+        description="Apply the database migrations up to this version's newest revision and "
+        "exit; 'node run' does the same at start. Run it before starting the new version "
+        "of an upgrade, after a backup.",
+        epilog="""examples:
+  schakel node migrate --config /etc/schakel/node.toml""",
+    )
+    mig.add_argument("--config", type=Path, required=True, help=_CONFIG)
     mig.set_defaults(func=_migrate)
     return node
 
@@ -91,6 +112,7 @@ def _migrate(args: argparse.Namespace) -> int:
 async def serve(config: NodeConfig) -> None:
     """Run a node until SIGINT or SIGTERM, then stop gracefully."""
     from gateway.app import open_node  # noqa: PLC0415 - keeps `schakel certs` light
+    from gateway.observability import otel  # noqa: PLC0415
 
     node = open_node(config)
     await node.start()
@@ -100,6 +122,7 @@ async def serve(config: NodeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await node.stop()
+    otel.shutdown()  # send the spans still queued
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from schakel.v1 import common_pb2
 
+from gateway.observability import metrics
 from policy.pseudonyms import (
     Ciphertext,
     DomainKey,
@@ -48,6 +49,7 @@ class NodeSubjects:
     def node_pseudonym(self, subject: Ciphertext, from_domain: str | None = None) -> str:
         """The subject's pseudonym in the node's own domain, lowercase hex."""
         own = self.transcryptor.transcrypt(subject, self.own.domain, from_domain)
+        metrics.transcrypted("own")
         return pseudonym_hex(decrypt(own, self.own.secret_key))
 
     def reencrypt(self, pseudonym: str) -> Ciphertext:
@@ -73,4 +75,6 @@ class NodeSubjects:
         self, subject: Ciphertext, domain: str, from_domain: str | None = None
     ) -> common_pb2.EncryptedPseudonym:
         """The subject transcrypted (and rerandomised) for ``domain``, ready to send."""
-        return self.transcryptor.transcrypt(subject, domain, from_domain).to_proto()
+        moved = self.transcryptor.transcrypt(subject, domain, from_domain)
+        metrics.transcrypted("recipient")
+        return moved.to_proto()

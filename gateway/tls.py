@@ -33,7 +33,7 @@ from certs.ca_store import node_dns_name
 from certs.identity import IdentityError, PeerKind, identity_from_certificate
 from certs.keys import KeyFileError, load_private_key, private_key_pem
 from gateway.logging import get_logger
-from gateway.tracing import TracePropagator
+from gateway.tracing import client_interceptors
 
 log = get_logger("tls")
 
@@ -440,6 +440,5 @@ def node_channel(
         target,
         credentials,
         options=[("grpc.ssl_target_name_override", node_dns_name(node_id))],
-        # grpc-stubs declares the aio interceptor list with a placeholder type.
-        interceptors=[TracePropagator()],  # type: ignore[list-item]
+        interceptors=client_interceptors(),
     )

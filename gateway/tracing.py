@@ -27,11 +27,13 @@ from adapters.sdk.tracecontext import (
     new_trace_id,
     parse_traceparent,
 )
+from gateway.observability import otel
 
 __all__ = [
     "TraceContext",
     "TracePropagator",
     "child_of",
+    "client_interceptors",
     "current_trace",
     "current_trace_proto",
     "new_span_id",
@@ -69,8 +71,14 @@ def current_trace() -> TraceContext | None:
 
 
 def set_current_trace(trace: TraceContext | None) -> None:
-    """Make ``trace`` the current span for this task (used by the interceptor)."""
+    """Make ``trace`` the current span for this task (the interceptor, once per call).
+
+    While spans are exported (``[tracing] otlp_endpoint``), this also opens
+    the call's exported span with the same ids.
+    """
     _current.set(trace)
+    if trace is not None:
+        otel.start_call(trace)
 
 
 def outgoing_metadata(trace: TraceContext | None = None) -> list[tuple[str, str]]:
@@ -130,6 +138,15 @@ class TracePropagator(
     ) -> Any:
         """Add the trace context to a bidirectional call."""
         return await continuation(_with_trace(client_call_details), request_iterator)
+
+
+def client_interceptors() -> list[Any]:
+    """The interceptors that carry the trace context on node-to-node channels.
+
+    While spans are exported, OpenTelemetry's gRPC client instrumentation
+    does it (and exports a client span per call); otherwise :class:`TracePropagator`.
+    """
+    return otel.client_interceptors() or [TracePropagator()]
 
 
 def current_trace_proto() -> common_pb2.TraceContext:

@@ -30,27 +30,64 @@ from policy.yamlread import PolicyLoadError
 OK, FINDING, USAGE = 0, 1, 2
 
 
+_BASELINE = "policy/bundles/baseline/bundle.yaml"
+
+
 def register(sub: Any) -> None:
     """Add the ``policy`` area to the ``schakel`` command."""
-    parser = sub.add_parser("policy", help="policy bundles: validate, test, explain, diff, sign")
+    parser = sub.add_parser(
+        "policy",
+        help="policy bundles: validate, test, explain, diff, sign",
+        description="Work on signed policy bundles. Exit codes: 0 success, 1 a finding "
+        "(invalid bundle, failing case, changed decisions), 2 a usage problem.",
+    )
     cmds = parser.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
 
-    p = cmds.add_parser("validate", help="check a bundle's schema, references and signature")
-    p.add_argument("bundle", type=Path)
+    p = cmds.add_parser(
+        "validate",
+        help="check a bundle's schema, references and signature",
+        description="Load and compile a bundle: schema, references between activities, "
+        "categories and rules; with --key also check BUNDLE.sig. Warnings go to stderr.",
+        epilog=f"""examples:
+  schakel policy validate {_BASELINE}
+  schakel policy validate /etc/schakel/policy/bundle.yaml --key /etc/schakel/policy/policy.pub""",
+    )
+    p.add_argument("bundle", type=Path, help="the bundle YAML")
     p.add_argument("--key", type=Path, help="public policy key: also verify BUNDLE.sig")
     p.set_defaults(func=cmd_validate)
 
-    p = cmds.add_parser("test", help="run the table-driven cases kept next to a bundle")
-    p.add_argument("bundle", type=Path)
+    p = cmds.add_parser(
+        "test",
+        help="run the table-driven cases kept next to a bundle",
+        description="Run every case of the cases file against the bundle and print PASS or "
+        "FAIL per case; exit 1 when any fails.",
+        epilog=f"""examples:
+  schakel policy test {_BASELINE}
+  schakel policy test bundle.yaml --cases regional-cases.yaml""",
+    )
+    p.add_argument("bundle", type=Path, help="the bundle YAML")
     p.add_argument("--cases", type=Path, help=f"cases file (default: {CASES_FILE} beside BUNDLE)")
     p.set_defaults(func=cmd_test)
 
-    p = cmds.add_parser("explain", help="show which rules decide a request, or why none do")
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--activity", required=True, help="processing activity id")
-    p.add_argument("--phase", required=True)
-    p.add_argument("--provider", required=True, help="provider organisation type")
-    p.add_argument("--recipient", required=True, help="recipient organisation type")
+    p = cmds.add_parser(
+        "explain",
+        help="show which rules decide a request, or why none do",
+        description="Decide one request as a node would and print, per category, the rule "
+        "that releases it with its minimisation plan, or why no rule does.",
+        epilog=f"""examples:
+  schakel policy explain {_BASELINE} --activity zvh.complexe-casuistiek \\
+      --phase casusoverleg --provider ggz --recipient gemeente --category zorg.in_zorg \\
+      --case-accepted --ground zorg.in_zorg=consent""",
+    )
+    p.add_argument("bundle", type=Path, help="the bundle YAML")
+    p.add_argument(
+        "--activity", required=True, help="processing activity id, e.g. zvh.complexe-casuistiek"
+    )
+    p.add_argument("--phase", required=True, help="aanmelding, triage, casusoverleg or afschaling")
+    p.add_argument("--provider", required=True, help="provider organisation type, e.g. politie")
+    p.add_argument(
+        "--recipient", required=True, help="recipient organisation type, or zvh with --role"
+    )
     p.add_argument("--role", action="append", default=[], help="recipient role (repeatable)")
     p.add_argument(
         "--category", action="append", required=True, help="category asked for (repeatable)"
@@ -65,17 +102,39 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_explain)
 
-    p = cmds.add_parser("diff", help="list the decisions that change between two bundles")
-    p.add_argument("old", type=Path)
-    p.add_argument("new", type=Path)
+    p = cmds.add_parser(
+        "diff",
+        help="list the decisions that change between two bundles",
+        description="Decide every request of the grid (activities x phases x providers x "
+        "recipients x categories x conditions) under both bundles and list each decision "
+        "that changes; exit 1 when any does, like diff(1).",
+        epilog="""examples:
+  schakel policy diff /etc/schakel/policy/bundle.yaml new/bundle.yaml""",
+    )
+    p.add_argument("old", type=Path, help="the bundle in force")
+    p.add_argument("new", type=Path, help="the bundle to compare with it")
     p.set_defaults(func=cmd_diff)
 
-    p = cmds.add_parser("keygen", help="create a policy signing key (and KEY.pub)")
-    p.add_argument("key", type=Path)
+    p = cmds.add_parser(
+        "keygen",
+        help="create a policy signing key (and KEY.pub)",
+        description="Create an Ed25519 policy signing key (0600) and its public key KEY.pub, "
+        "which every node pins as [policy] public_key. Keep the private key off the nodes.",
+        epilog="""examples:
+  schakel policy keygen ~/policy-signing/policy.key""",
+    )
+    p.add_argument("key", type=Path, help="the private key file to create")
     p.set_defaults(func=cmd_keygen)
 
-    p = cmds.add_parser("sign", help="sign a bundle: writes BUNDLE.sig")
-    p.add_argument("bundle", type=Path)
+    p = cmds.add_parser(
+        "sign",
+        help="sign a bundle: writes BUNDLE.sig",
+        description="Validate a bundle, then sign it: writes BUNDLE.sig beside it. A node "
+        "takes a newly signed bundle up within [policy] reload_seconds.",
+        epilog="""examples:
+  schakel policy sign bundle.yaml --key ~/policy-signing/policy.key""",
+    )
+    p.add_argument("bundle", type=Path, help="the bundle YAML")
     p.add_argument("--key", type=Path, required=True, help="private policy key")
     p.set_defaults(func=cmd_sign)
 

@@ -94,6 +94,12 @@ def _check_checkpoints(notes_by_row: Iterable[bytes], keys: Keys) -> list[_Check
     for note in notes_by_row:
         try:
             checkpoint, parsed = notes.open_checkpoint(note, keys.log)
+        except notes.KeyMismatchError as exc:
+            raise CheckFailedError(
+                f"the checkpoints are not signed by the pinned log key: {exc}. The likely "
+                "cause is a wrong log key: compare it with the log_key the node logged "
+                "(audit_key_created) or the federation directory lists"
+            ) from exc
         except notes.NoteError as exc:
             raise CheckFailedError(f"a checkpoint is forged or damaged: {exc}") from exc
         size = checkpoint.size

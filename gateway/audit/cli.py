@@ -20,34 +20,71 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.audit import notes, query, verify
+from gateway.audit.cli_io import (
+    FINDING,
+    OK,
+    DatabaseError,
+    ProgressBar,
+    db_failed,
+    fail,
+    open_engine,
+)
 
-OK, FINDING, USAGE = 0, 1, 2
 _OUTCOMES = {"allow": 1, "deny": 2, "partial": 3}
+
+
+_DB = "the node's database URL: sqlite:///path/node.db or postgresql+psycopg://user@host/db"
 
 
 def register(sub: Any) -> None:
     """Add the ``audit`` area to the ``schakel`` command."""
-    parser = sub.add_parser("audit", help="audit log: verify, query, export, erase, inzage")
+    parser = sub.add_parser(
+        "audit",
+        help="audit log: verify, query, export, erase, inzage",
+        description="The privacy officer's tools for a node's audit log. Exit codes: 0 "
+        "success, 1 a finding (verification failed), 2 a usage or --db problem.",
+    )
     cmds = parser.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
 
-    p = cmds.add_parser("keygen", help="create a checkpoint or cosignature key and its vkey")
+    p = cmds.add_parser(
+        "keygen",
+        help="create a checkpoint or cosignature key and its vkey",
+        description="Create an Ed25519 key for signing checkpoints (--kind log) or cosigning "
+        "peers' checkpoints (--kind witness); writes OUT.key (0600) and OUT.vkey, prints "
+        "the vkey. Nodes create their own keys on first start; this is for keys made ahead.",
+        epilog="""examples:
+  schakel audit keygen --name zvh-haaglanden --kind log --out /etc/schakel/audit-log
+  schakel audit keygen --name zvh-haaglanden --kind witness --out /etc/schakel/audit-witness""",
+    )
     p.add_argument("--name", required=True, help="key name: the node id")
-    p.add_argument("--kind", choices=["log", "witness"], required=True)
+    p.add_argument(
+        "--kind",
+        choices=["log", "witness"],
+        required=True,
+        help="log: signs this node's checkpoints; witness: cosigns peers' checkpoints",
+    )
     p.add_argument("--out", type=Path, required=True, help="writes OUT.key (0600) and OUT.vkey")
     p.set_defaults(func=cmd_keygen)
 
-    p = cmds.add_parser("keys", help="print the vkeys of key files, e.g. to recover a lost vkey")
+    p = cmds.add_parser(
+        "keys",
+        help="print the vkeys of key files, e.g. to recover a lost vkey",
+        description="Print the C2SP vkey of each key file (or HSM key): the public key "
+        "officers and witnesses pin. The name is the node id the key signs for.",
+        epilog="""examples:
+  schakel audit keys /var/lib/schakel/audit-log.key --name zvh-haaglanden
+  schakel audit keys audit-witness.key --name zvh-haaglanden --passphrase-file audit.pass
+  schakel audit keys 'pkcs11:token=schakel;object=audit-log' --name zvh-haaglanden --kind log""",
+    )
     p.add_argument(
         "key_files", nargs="+", metavar="KEYFILE", help="a PEM key file, or a pkcs11: URI"
     )
@@ -60,10 +97,24 @@ def register(sub: Any) -> None:
     p.add_argument("--passphrase-file", type=Path, help="passphrase of encrypted key files")
     p.set_defaults(func=cmd_keys)
 
-    p = cmds.add_parser("verify", help="verify a database or an export bundle")
+    p = cmds.add_parser(
+        "verify",
+        help="verify a database or an export bundle",
+        description="Recompute the Merkle tree of every record, check every checkpoint "
+        "against the pinned log key and its cosignatures against the witness keys, in "
+        "constant memory. Prints OK or FAILED with the first bad leaf; exit 1 on FAILED.",
+        epilog="""examples:
+  schakel audit verify --db sqlite:////var/lib/schakel/node.db --log-key log.vkey
+  schakel audit verify --bundle export.jsonl --log-key 'zvh-haaglanden+1a2b3c4d+AU...' \\
+      --witness-key rr-witness.vkey --quorum 1
+  schakel audit verify --db postgresql+psycopg://fg@db/schakel --log-key log.vkey \\
+      --checkpoint from-witness.note""",
+    )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--db", help="database URL (sqlite:///file or postgresql+psycopg://...)")
-    source.add_argument("--bundle", type=Path, help="an export bundle (JSON lines)")
+    source.add_argument("--db", help=_DB)
+    source.add_argument(
+        "--bundle", type=Path, help="an export bundle (JSON lines from 'schakel audit export')"
+    )
     _key_args(p)
     p.add_argument(
         "--checkpoint",
@@ -74,29 +125,71 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_verify)
 
-    p = cmds.add_parser("query", help="find records")
-    p.add_argument("--db", required=True)
-    p.add_argument("--subject", help="node-domain pseudonym (64 hex)")
-    p.add_argument("--purpose", help="processing activity id")
-    p.add_argument("--partner", help="peer identity URI")
-    p.add_argument("--since", type=_moment, help="ISO time, inclusive")
-    p.add_argument("--until", type=_moment, help="ISO time, exclusive")
-    p.add_argument("--decision", choices=sorted(_OUTCOMES))
-    p.add_argument("--limit", type=int, default=query.MAX_LIMIT)
+    p = cmds.add_parser(
+        "query",
+        help="find records",
+        description="Print the records that match every filter given, as JSON lines, oldest "
+        "first. Times are ISO 8601 (2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+01:00); "
+        "a time without a zone is UTC.",
+        epilog="""examples:
+  schakel audit query --db sqlite:///state/node.db --subject 3f9a...e1 --limit 50
+  schakel audit query --db sqlite:///state/node.db --decision deny --since 2026-03-01
+  schakel audit query --db sqlite:///state/node.db \\
+      --partner schakel://partner/zvh-haaglanden/politie-dh | head""",
+    )
+    p.add_argument("--db", required=True, help=_DB)
+    p.add_argument("--subject", help="the person's node-domain pseudonym (64 hex characters)")
+    p.add_argument("--purpose", help="processing activity id, e.g. zvh.complexe-casuistiek")
+    p.add_argument(
+        "--partner", help="the caller's identity URI, e.g. schakel://partner/<node>/<org>"
+    )
+    p.add_argument("--since", type=_moment, help="ISO 8601 time, inclusive (UTC if no zone)")
+    p.add_argument("--until", type=_moment, help="ISO 8601 time, exclusive (UTC if no zone)")
+    p.add_argument("--decision", choices=sorted(_OUTCOMES), help="the policy decision's outcome")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=query.MAX_LIMIT,
+        help=f"at most this many records (default and maximum {query.MAX_LIMIT:,})",
+    )
     p.set_defaults(func=cmd_query)
 
-    p = cmds.add_parser("export", help="write the log as JSON lines")
-    p.add_argument("--db", required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p = cmds.add_parser(
+        "export",
+        help="write the log as JSON lines",
+        description="Write every leaf, checkpoint and cosignature to one JSON-lines bundle "
+        "that 'schakel audit verify --bundle' checks offline. Never overwrites a file.",
+        epilog="""examples:
+  schakel audit export --db sqlite:////var/lib/schakel/node.db --out audit-2026-03.jsonl""",
+    )
+    p.add_argument("--db", required=True, help=_DB)
+    p.add_argument("--out", type=Path, required=True, help="the bundle file to create")
     p.set_defaults(func=cmd_export)
 
-    p = cmds.add_parser("erase", help="erase record bodies whose retention ended")
-    p.add_argument("--db", required=True)
+    p = cmds.add_parser(
+        "erase",
+        help="erase record bodies whose retention ended",
+        description="Erase the bodies of the records whose retention deadline passed; their "
+        "leaf hashes stay, so the log still verifies. A running node does this every minute.",
+        epilog="""examples:
+  schakel audit erase --db postgresql+psycopg://schakel@db/schakel""",
+    )
+    p.add_argument("--db", required=True, help=_DB)
     p.set_defaults(func=cmd_erase)
 
-    p = cmds.add_parser("inzage", help="every record about one person, with proofs")
+    p = cmds.add_parser(
+        "inzage",
+        help="every record about one person, with proofs",
+        description="Find every record about one person by their BSN (turned into the "
+        "node's pseudonym with the node's key files, never stored), each with an inclusion "
+        "proof against a verified checkpoint. Give - to read the BSN from stdin.",
+        epilog="""examples:
+  echo 123456782 | schakel audit inzage - --db sqlite:////var/lib/schakel/node.db \\
+      --transcryptor-keys pep/transcryptor.json --domain-key pep/zvh-haaglanden.json \\
+      --log-key log.vkey --html inzage.html""",
+    )
     p.add_argument("bsn", help="the BSN, or - to read it from stdin (keeps it out of ps)")
-    p.add_argument("--db", required=True)
+    p.add_argument("--db", required=True, help=_DB)
     p.add_argument("--transcryptor-keys", type=Path, required=True, help="the node's PS/RS file")
     p.add_argument("--domain-key", type=Path, required=True, help="the node's domain key file")
     _key_args(p)
@@ -105,11 +198,18 @@ def register(sub: Any) -> None:
 
 
 def _key_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-key", required=True, help="the node's checkpoint vkey (text or file)")
     p.add_argument(
-        "--witness-key", action="append", default=[], help="a witness vkey (text or file)"
+        "--log-key", required=True, help="the node's checkpoint vkey (name+id+key, or a file)"
     )
-    p.add_argument("--quorum", type=int, default=0, help="cosignatures a checkpoint needs")
+    p.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a witness's cosignature vkey (text or file; repeatable)",
+    )
+    p.add_argument(
+        "--quorum", type=int, default=0, help="cosignatures a checkpoint needs (default 0)"
+    )
 
 
 def _moment(text: str) -> datetime:
@@ -133,73 +233,17 @@ def _keys(args: argparse.Namespace) -> verify.Keys:
     return verify.Keys(_vkey(args.log_key), witnesses, args.quorum)
 
 
-def _fail(message: str) -> int:
-    print(f"schakel audit: {message}", file=sys.stderr)
-    return USAGE
-
-
-class _ProgressBar:
-    """A one-line progress bar on stderr, drawn only on a terminal."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.enabled = sys.stderr.isatty()
-        self.start = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        rate = done / max(time.monotonic() - self.start, 1e-9)
-        if total:
-            filled = int(30 * min(done, total) / total)
-            bar = "#" * filled + "-" * (30 - filled)
-            text = f"\r{self.label} [{bar}] {done:,}/{total:,} ({rate:,.0f}/s)"
-        else:
-            text = f"\r{self.label} {done:,} ({rate:,.0f}/s)"
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
-class _DatabaseError(Exception):
-    """``--db`` cannot be used; the message says why in one line."""
-
-
-def _engine(url: str) -> Engine:
-    """An engine on an existing, migrated database; never creates one."""
-    from gateway import storage  # noqa: PLC0415 - keeps `schakel --help` light
-
-    try:
-        engine = storage.make_engine(url, create=False)
-        storage.require_schema(engine)
-    except storage.StorageError as exc:
-        raise _DatabaseError(f"--db {exc}") from None
-    return engine
-
-
-def _db_failed(exc: SQLAlchemyError | _DatabaseError, url: str) -> int:
-    """Report a database problem met while a command ran; exit code 2."""
-    if isinstance(exc, _DatabaseError):
-        return _fail(str(exc))
-    from gateway.storage import describe  # noqa: PLC0415
-
-    return _fail(f"--db {describe(exc, url)}")
-
-
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Write a private key (0600, never overwritten) and its vkey."""
     sig_type = notes.ED25519 if args.kind == "log" else notes.COSIGNATURE_V1
     try:
         signer = notes.Signer.generate(args.name, sig_type)
     except notes.NoteError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     key_path, vkey_path = args.out.with_suffix(".key"), args.out.with_suffix(".vkey")
     for path in (key_path, vkey_path):
         if path.exists():
-            return _fail(f"{path} exists; not overwriting a key")
+            return fail(f"{path} exists; not overwriting a key")
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(signer.pem())
@@ -234,7 +278,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             vkey = notes.Signer(args.name, sig_type, key).verifier().vkey()
             notes.Verifier.from_vkey(vkey)  # refuses a --name a vkey cannot carry
         except ValueError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         print(f"{vkey}  {source}")
     return OK
 
@@ -245,17 +289,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         keys = _keys(args)
         extra = [p.read_bytes() for p in args.checkpoint]
     except (OSError, ValueError) as exc:
-        return _fail(str(exc))
-    bar = _ProgressBar("verify")
+        return fail(str(exc))
+    bar = ProgressBar("verify")
     try:
         if args.db:
-            report = verify.verify_database(_engine(args.db), keys, extra, progress=bar)
+            report = verify.verify_database(open_engine(args.db), keys, extra, progress=bar)
         else:
             report = verify.verify_bundle(args.bundle, keys, extra, progress=bar)
     except (OSError, verify.BundleError) as exc:
-        return _fail(str(exc))
-    except (SQLAlchemyError, _DatabaseError) as exc:
-        return _db_failed(exc, args.db)
+        return fail(str(exc))
+    except (SQLAlchemyError, DatabaseError) as exc:
+        return db_failed(exc, args.db)
     finally:
         bar.close()
     if report.ok:
@@ -282,11 +326,11 @@ def cmd_query(args: argparse.Namespace) -> int:
             outcome=_OUTCOMES[args.decision] if args.decision else None,
             limit=args.limit,
         ).checked()
-        entries = query.query(_engine(args.db), where)
+        entries = query.query(open_engine(args.db), where)
     except ValueError as exc:
-        return _fail(str(exc))
-    except (SQLAlchemyError, _DatabaseError) as exc:
-        return _db_failed(exc, args.db)
+        return fail(str(exc))
+    except (SQLAlchemyError, DatabaseError) as exc:
+        return db_failed(exc, args.db)
     for entry in entries:
         print(json.dumps(json_format.MessageToDict(entry), sort_keys=True))
     return OK
@@ -297,19 +341,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gateway.audit.export import export  # noqa: PLC0415 - only this command needs it
 
     try:
-        engine = _engine(args.db)
+        engine = open_engine(args.db)
         out = args.out.open("x", encoding="utf-8")
     except FileExistsError:
-        return _fail(f"{args.out} exists; not overwriting")
-    except _DatabaseError as exc:
-        return _db_failed(exc, args.db)
-    bar = _ProgressBar("export")
+        return fail(f"{args.out} exists; not overwriting")
+    except DatabaseError as exc:
+        return db_failed(exc, args.db)
+    bar = ProgressBar("export")
     try:
         with out:
             count = export(engine, out, progress=bar)
     except SQLAlchemyError as exc:
         args.out.unlink()  # a partial bundle would only fail verification later
-        return _db_failed(exc, args.db)
+        return db_failed(exc, args.db)
     finally:
         bar.close()
     print(f"exported {count} leaves to {args.out}")
@@ -321,9 +365,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
     from gateway.audit.store import AuditLog  # noqa: PLC0415 - only this command needs it
 
     try:
-        count = AuditLog(_engine(args.db)).erase_expired()
-    except (SQLAlchemyError, _DatabaseError) as exc:
-        return _db_failed(exc, args.db)
+        count = AuditLog(open_engine(args.db)).erase_expired()
+    except (SQLAlchemyError, DatabaseError) as exc:
+        return db_failed(exc, args.db)
     print(f"erased {count} record bodies; their leaf hashes stay")
     return OK
 
@@ -349,17 +393,17 @@ def cmd_inzage(args: argparse.Namespace) -> int:
         pseudonym = inzage.node_resolver(transcryptor, domain_key)(ciphertext)
     except (OSError, ValueError, KeyFileError, PseudonymError) as exc:
         # PseudonymError messages name the problem, never the value.
-        return _fail(str(exc))
+        return fail(str(exc))
     del bsn
     try:
-        log = AuditLog(_engine(args.db))
+        log = AuditLog(open_engine(args.db))
         checkpointer = Checkpoints(log, witnesses=keys.witnesses, quorum=keys.quorum)
         report = inzage.build_report(checkpointer, pseudonym)
         inzage.check_report(report.response, keys)
     except inzage.InzageError as exc:
-        return _fail(str(exc))
-    except (SQLAlchemyError, _DatabaseError) as exc:
-        return _db_failed(exc, args.db)
+        return fail(str(exc))
+    except (SQLAlchemyError, DatabaseError) as exc:
+        return db_failed(exc, args.db)
     sys.stdout.write(inzage.render_text(report))
     if args.html:
         args.html.write_text(inzage.render_html(report), encoding="utf-8")

@@ -37,6 +37,10 @@ class NoteError(ValueError):
     """A note, checkpoint, signature or key is malformed or does not verify."""
 
 
+class KeyMismatchError(NoteError):
+    """The note is signed, but not by the pinned key: most likely the wrong key was pinned."""
+
+
 def key_id(name: str, sig_type: int, public_key: bytes) -> bytes:
     """The 4-byte signed-note key id."""
     return hashlib.sha256(name.encode() + b"\n" + bytes([sig_type]) + public_key).digest()[:4]
@@ -197,7 +201,13 @@ def verify_note(note: Note, verifier: Verifier) -> None:
             return
     if found:
         raise NoteError(f"the signature by {verifier.name} does not verify")
-    raise NoteError(f"the note carries no signature by the pinned key {verifier.name}")
+    # Other keys of the same name: a rotated or copied key (witnesses' cosignatures aside).
+    same_name = sorted({s.key_id.hex() for s in note.signatures if s.name == verifier.name})
+    by = f", only by {', '.join(f'{verifier.name}+{k}' for k in same_name)}" if same_name else ""
+    raise KeyMismatchError(
+        f"the note carries no signature by the pinned key "
+        f"{verifier.name}+{verifier.key_id.hex()}{by}"
+    )
 
 
 @dataclass(frozen=True)
@@ -245,7 +255,10 @@ def open_checkpoint(note: bytes, verifier: Verifier) -> tuple[Checkpoint, Note]:
     parsed = parse_note(note)
     checkpoint = Checkpoint.parse(parsed.text)
     if checkpoint.origin != verifier.name:
-        raise NoteError(f"checkpoint origin {checkpoint.origin!r} is not {verifier.name!r}")
+        raise KeyMismatchError(
+            f"checkpoint origin {checkpoint.origin!r} is not {verifier.name!r}, "
+            "the name of the pinned key"
+        )
     verify_note(parsed, verifier)
     return checkpoint, parsed
 

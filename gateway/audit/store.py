@@ -26,6 +26,7 @@ import contextlib
 import functools
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from gateway.audit.tree import (
     read_head,
 )
 from gateway.logging import get_logger
+from gateway.observability import metrics
 
 __all__ = ["AuditLog", "AuditUnavailable", "Clock", "Head", "iter_leaves", "to_us"]
 
@@ -232,7 +234,10 @@ class AuditLog:
                 batch.append(item)
             live = [i for i in batch if i.future is None or i.future.set_running_or_notify_cancel()]
             if live:
-                self._resolve(live, self._commit(live))
+                started = time.perf_counter()
+                outcomes = self._commit(live)
+                metrics.audit_batch(len(live), time.perf_counter() - started)
+                self._resolve(live, outcomes)
 
     def _commit(self, items: list[_Item]) -> list[Outcome]:
         """Write a batch; when a record's data failed it, write its records one by one."""

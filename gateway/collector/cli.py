@@ -46,14 +46,32 @@ def _timeout(text: str) -> float:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``signals`` area to the ``schakel`` command; returns its parser."""
     signals: argparse.ArgumentParser = subparsers.add_parser(
-        "signals", help="national aggregate signalling (collector)"
+        "signals",
+        help="national aggregate signalling (collector)",
+        description="The national collector's commands: aggregate counts, never personal data.",
     )
     sub = signals.add_subparsers(dest="signals_command", required=True, metavar="COMMAND")
     run = sub.add_parser(
         "collect",
         help="ask every node for its signals and write signals.csv and signals.html",
+        description="Ask every node of a directory for its aggregate signals (cases per "
+        "theme, phase, outcome and bottleneck, small cells suppressed) over a period, then "
+        "write signals.csv and signals.html into --out. Dates are YYYY-MM-DD (UTC days); "
+        "the period runs from --from up to, not including, --to. Exit codes: 0 a report was "
+        "written, 1 no node answered, 2 unusable arguments or files.",
+        epilog="""examples:
+  schakel signals collect --directory nodes.toml --cert collector.pem --key collector.key \\
+      --ca ca.pem --from 2026-01-01 --to 2026-04-01 --periods monthly --out report/
+  schakel signals collect --directory directory.yaml --directory-key directory.pub \\
+      --cert collector.pem --key collector.key --ca ca.pem \\
+      --from 2026-01-01 --to 2027-01-01 --out report-2026/""",
     )
-    run.add_argument("--directory", type=Path, required=True, help="nodes file (.toml/.yaml)")
+    run.add_argument(
+        "--directory",
+        type=Path,
+        required=True,
+        help="nodes file (.toml/.yaml: id, address, region per node)",
+    )
     run.add_argument(
         "--directory-key",
         type=Path,
@@ -63,13 +81,25 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("--key", type=Path, required=True, help="its private key")
     run.add_argument("--ca", type=Path, required=True, help="the federation CA certificate")
     run.add_argument(
-        "--from", dest="start", type=_date, required=True, metavar="DATE", help="first day"
+        "--from",
+        dest="start",
+        type=_date,
+        required=True,
+        metavar="DATE",
+        help="first day, YYYY-MM-DD (inclusive)",
     )
     run.add_argument(
-        "--to", dest="end", type=_date, required=True, metavar="DATE", help="day after the last"
+        "--to",
+        dest="end",
+        type=_date,
+        required=True,
+        metavar="DATE",
+        help="the day after the last, YYYY-MM-DD (exclusive)",
     )
     run.add_argument("--out", type=Path, required=True, help="directory for the report")
-    run.add_argument("--timeout", type=_timeout, default=10.0, help="seconds per call")
+    run.add_argument(
+        "--timeout", type=_timeout, default=10.0, help="seconds per call (default 10, max 600)"
+    )
     run.add_argument(
         "--periods",
         choices=("whole", "monthly"),

@@ -23,15 +23,37 @@ OK, FINDING, USAGE = 0, 1, 2
 
 def register(sub: Any) -> None:
     """Add the ``federation`` area to the ``schakel`` command."""
-    parser = sub.add_parser("federation", help="the signed directory of federation nodes")
+    parser = sub.add_parser(
+        "federation",
+        help="the signed directory of federation nodes",
+        description="Create, sign and validate the federation directory: the nodes, their "
+        "addresses and their log and witness keys. Exit codes: 0 success, 1 a finding, "
+        "2 a usage problem.",
+    )
     cmds = parser.add_subparsers(dest="federation_command", required=True, metavar="COMMAND")
 
-    p = cmds.add_parser("keygen", help="create a directory signing key (and KEY.pub)")
-    p.add_argument("key", type=Path)
+    p = cmds.add_parser(
+        "keygen",
+        help="create a directory signing key (and KEY.pub)",
+        description="Create an Ed25519 directory signing key (0600) and KEY.pub, which every "
+        "node pins as [federation] public_key. Keep the private key off the nodes.",
+        epilog="""examples:
+  schakel federation keygen ~/federation/directory.key""",
+    )
+    p.add_argument("key", type=Path, help="the private key file to create")
     p.set_defaults(func=cmd_keygen)
 
-    p = cmds.add_parser("create", help="write a new, unsigned directory file")
-    p.add_argument("directory", type=Path)
+    p = cmds.add_parser(
+        "create",
+        help="write a new, unsigned directory file",
+        description="Write a new directory YAML listing the nodes; add each node's log_key "
+        "and witness_key (from its audit_key_created log lines) before signing it.",
+        epilog="""examples:
+  schakel federation create directory.yaml --name zvh-nl \\
+      --node zvh-haaglanden=schakel.zvh-haaglanden.nl:7443 \\
+      --node zvh-rotterdam-rijnmond=schakel.zvh-rr.nl:7443""",
+    )
+    p.add_argument("directory", type=Path, help="the directory YAML to create")
     p.add_argument(
         "--node",
         action="append",
@@ -42,13 +64,28 @@ def register(sub: Any) -> None:
     p.add_argument("--name", default="", help="the federation's name")
     p.set_defaults(func=cmd_create)
 
-    p = cmds.add_parser("sign", help="validate, then sign a directory: writes DIRECTORY.sig")
-    p.add_argument("directory", type=Path)
+    p = cmds.add_parser(
+        "sign",
+        help="validate, then sign a directory: writes DIRECTORY.sig",
+        description="Validate a directory, then sign it: writes DIRECTORY.sig beside it. "
+        "Nodes take a newly signed directory up within [federation] reload_seconds.",
+        epilog="""examples:
+  schakel federation sign directory.yaml --key ~/federation/directory.key""",
+    )
+    p.add_argument("directory", type=Path, help="the directory YAML")
     p.add_argument("--key", type=Path, required=True, help="private directory key")
     p.set_defaults(func=cmd_sign)
 
-    p = cmds.add_parser("validate", help="check a directory's entries and its signature")
-    p.add_argument("directory", type=Path)
+    p = cmds.add_parser(
+        "validate",
+        help="check a directory's entries and its signature",
+        description="Check every entry of a directory and its signature DIRECTORY.sig "
+        "against the pinned directory key, as a node does when it loads it.",
+        epilog="""examples:
+  schakel federation validate /etc/schakel/federation/directory.yaml \\
+      --public-key /etc/schakel/federation/directory.pub""",
+    )
+    p.add_argument("directory", type=Path, help="the directory YAML")
     p.add_argument("--public-key", type=Path, required=True, help="pinned directory key (.pub)")
     p.set_defaults(func=cmd_validate)
 

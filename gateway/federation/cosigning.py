@@ -23,6 +23,7 @@ from gateway.federation.client import PeerClient
 from gateway.federation.directory import Peer
 from gateway.federation.witnesses import WitnessRoster
 from gateway.logging import get_logger
+from gateway.observability import metrics
 
 if TYPE_CHECKING:
     from schakel.v1.federation_pb2_grpc import FederationServiceAsyncStub
@@ -90,6 +91,7 @@ async def ask_witness(
         except notes.NoteError as exc:
             log.error("witness_cosignature_refused", peer=peer.node_id, reason=str(exc))
             return
+        metrics.cosigned(peer.node_id)
         log.info("checkpoint_cosigned", peer=peer.node_id, size=latest.size, cosignatures=count)
         return
 

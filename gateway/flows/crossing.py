@@ -32,6 +32,7 @@ from gateway.audit.store import AuditLog
 from gateway.audit.store import AuditUnavailable as _StoreUnavailable
 from gateway.errors import AuditUnavailableError, SchakelError
 from gateway.logging import get_logger
+from gateway.observability import metrics
 from gateway.tracing import TraceContext, current_trace, new_span_id, new_trace_id
 from policy.vocabulary import OFFICER_ROLES
 
@@ -167,6 +168,7 @@ async def append(audit: AuditLog, crossing: Crossing, *, ok: bool = True) -> int
         # The reason names a field or a database error class, never a value.
         log.error("audit_write_failed", method=crossing.name, reason=str(exc))
         return None
+    metrics.decision(crossing.decision)
     call = _call.get()
     if not ok and call is not None:
         call.refusal_recorded = True

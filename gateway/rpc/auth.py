@@ -48,6 +48,7 @@ from gateway.audit.store import AuditLog
 from gateway.errors import DeniedError, NotAuthenticatedError, SchakelError
 from gateway.flows.crossing import begin_call
 from gateway.logging import get_logger
+from gateway.observability import calls
 from gateway.rpc.status import answer_fault, answer_refusal
 from gateway.tls import TLS_VERSION, RevocationList
 
@@ -282,6 +283,7 @@ class AuthInterceptor(_ServerInterceptor):
             # The type only: an exception message may quote request content.
             fields["error_type"] = type(error).__name__
         log.info("rpc", **fields)
+        calls.finished(method, fields["status"], time.perf_counter() - start)
 
     async def _answer(
         self, method: str, context: grpc.aio.ServicerContext[Any, Any], error: Exception

@@ -11,7 +11,7 @@ URL shown without its password, so a command can print it and exit cleanly.
 """
 
 from gateway.storage.clock import Clock, utc_now
-from gateway.storage.engine import make_engine
+from gateway.storage.engine import make_engine, ping
 from gateway.storage.errors import StorageError, describe, shown
 from gateway.storage.schema import alembic_config, metadata, migrate, require_schema
 from gateway.storage.types import UTCDateTime
@@ -25,6 +25,7 @@ __all__ = [
     "make_engine",
     "metadata",
     "migrate",
+    "ping",
     "require_schema",
     "shown",
     "utc_now",

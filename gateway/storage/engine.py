@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -83,3 +83,9 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
         # leaves even a file that is not (yet) a database unchanged.
         event.listen(engine, "connect", _sqlite_pragmas if create else _sqlite_session_pragmas)
     return engine
+
+
+def ping(engine: Engine) -> None:
+    """Run a trivial query; SQLAlchemyError when the database does not answer."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -53,6 +53,7 @@ from gateway.errors import (
     quote,
 )
 from gateway.logging import get_logger
+from gateway.observability import metrics
 from gateway.tasks.store import ANSWERED_KINDS, SENT, TaskStore
 
 log = get_logger("tasks")
@@ -219,6 +220,10 @@ class TaskBroker:
             queue = self._orgs[org_id] = _OrgQueue()
         return queue
 
+    def open_counts(self) -> dict[tuple[str, str], int]:
+        """Open tasks by (organisation, queued or sent) as the table holds them (blocking)."""
+        return self._store.open_counts()
+
     def streams(self, org_id: str) -> int:
         """How many ReceiveTasks streams ``org_id`` has open now."""
         queue = self._orgs.get(org_id)
@@ -266,6 +271,7 @@ class TaskBroker:
             self._drop(queue.tasks[0], "queue_full")
         queue.tasks.append(pending)
         self._live[task.task_id] = pending
+        metrics.task_queued(org_id, partner_pb2.TaskKind.Name(task.kind))
         async with queue.changed:
             queue.changed.notify_all()
         return pending

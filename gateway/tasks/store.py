@@ -175,6 +175,18 @@ class TaskStore:
             result = conn.execute(sa.delete(partner_tasks).where(partner_tasks.c.expires_at <= at))
         return result.rowcount
 
+    def open_counts(self, now: datetime | None = None) -> dict[tuple[str, str], int]:
+        """Open tasks within their deadline by (organisation, state), for the metrics."""
+        at = now if now is not None else self.now()
+        t = partner_tasks
+        query = (
+            sa.select(t.c.org_id, t.c.state, sa.func.count())
+            .where(t.c.state != DONE, t.c.expires_at > at)
+            .group_by(t.c.org_id, t.c.state)
+        )
+        with self._engine.connect() as conn:
+            return {(org, state): int(n) for org, state, n in conn.execute(query)}
+
     def recover(self, now: datetime | None = None) -> Recovered:
         """At start-up: delete expired rows, lapse open questions, read open deliveries."""
         at = now if now is not None else self.now()

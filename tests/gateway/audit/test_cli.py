@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gateway.audit import tables
+from gateway.audit import notes, tables
 from gateway.cli import main
 from tests.support import audit_workload as workload
 from tests.support.audit import Node, node
@@ -137,4 +137,18 @@ def test_erase_keeps_verification(logged, capsys: pytest.CaptureFixture[str]) ->
             == 10
         )
     assert main(["audit", "verify", "--db", url, *key_args]) == 0
+    n.log.close()
+
+
+def test_verify_with_another_log_key_names_the_key_not_a_forgery(
+    logged, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    url, n, _, _ = logged
+    same_name = notes.Signer.generate(n.signer.name).verifier().vkey()  # a rotated or copied key
+    other_node = notes.Signer.generate("zvh-elders").verifier().vkey()
+    for wrong in (same_name, other_node):
+        assert main(["audit", "verify", "--db", url, "--log-key", wrong]) == 1
+        out = capsys.readouterr().out
+        assert "The likely cause is a wrong log key" in out
+        assert "forged" not in out
     n.log.close()

@@ -22,6 +22,7 @@ from tests.support.caseflow import (
     accept,
     deliveries,
     fact,
+    node,
     open_case,
     partners,
     regie,
@@ -29,13 +30,10 @@ from tests.support.caseflow import (
 from tests.support.flow import Flow, MemoryPartner
 from tests.support.pki import RR
 from tests.support.referrals import BSN, PURPOSE
+from tests.support.streams import until_streams
 
 DELIVERY = partner_pb2.TASK_KIND_FACT_DELIVERY
 SECRET = "Zebrapad-Kwetsbaar-7781"
-
-
-def node(flow: Flow) -> Node:
-    return flow.pair.nodes[RR]
 
 
 async def restart(flow: Flow) -> Node:
@@ -58,15 +56,6 @@ def task_rows(flow: Flow) -> list[sa.Row[tuple[object, ...]]]:
 def raw(row: sa.Row[tuple[object, ...]]) -> bytes:
     """Every column of ``row`` as the bytes the database gave back."""
     return b"|".join(v if isinstance(v, bytes) else str(v).encode() for v in row._mapping.values())
-
-
-async def until_streams(flow: Flow, org_id: str, count: int) -> None:
-    broker = node(flow).parts.tasks
-    for _ in range(300):
-        if broker.streams(org_id) == count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{org_id} has {broker.streams(org_id)} streams, not {count}")
 
 
 async def until_done(flow: Flow, task_id: str) -> sa.Row[tuple[object, ...]]:

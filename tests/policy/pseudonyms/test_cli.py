@@ -99,3 +99,13 @@ def test_missing_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) 
         main(["pep", "domain", "om"])
     assert info.value.code == 2
     assert "--keys" in capsys.readouterr().err
+
+
+def test_domain_creates_the_folder_of_its_out_file(tmp_path: Path) -> None:
+    assert main(["pep", "init", "--out", str(tmp_path / "pep")]) == 0
+    target = tmp_path / "enrol" / "politie-dh" / "domain.json"
+    keys = str(tmp_path / "pep" / "federation-keys.json")
+    assert main(["pep", "domain", "politie-dh", "--keys", keys, "--out", str(target)]) == 0
+    assert DomainKey.load(target).domain == "politie-dh"
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
