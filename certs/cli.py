@@ -63,7 +63,9 @@ def _ca_passphrase(parser: argparse.ArgumentParser) -> None:
 
 
 def _identity_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=[k.value for k in PeerKind])
+    parser.add_argument(
+        "kind", choices=[k.value for k in PeerKind], help="what the certificate identifies"
+    )
     parser.add_argument("--node-id", default="", help="the node (ZVH) id, e.g. zvh-haaglanden")
     parser.add_argument(
         "--org-id",

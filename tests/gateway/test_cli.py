@@ -31,7 +31,7 @@ def leaves(
 
 def test_every_command_has_a_description_examples_and_help_on_every_option() -> None:
     found = dict(leaves(build_parser()))
-    assert len(found) == 26, sorted(found)
+    assert len(found) == 30, sorted(found)
     for name, parser in found.items():
         assert parser.description, f"schakel {name}: no description"
         assert parser.epilog and parser.epilog.startswith("examples:\n  "), name
@@ -54,7 +54,10 @@ def test_options_say_their_format() -> None:
 
 @pytest.mark.parametrize(
     ("argv", "shows"),
-    [([], "usage: schakel [-h] AREA"), (["audit"], "usage: schakel audit [-h] COMMAND")],
+    [
+        ([], "usage: schakel [-h] [--version] AREA"),
+        (["audit"], "usage: schakel audit [-h] COMMAND"),
+    ],
 )
 def test_a_command_line_without_a_command_prints_help_and_exits_2(
     argv: list[str], shows: str, capsys: pytest.CaptureFixture[str]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from schakel.v1 import case_pb2, case_pb2_grpc
 
-from tests.ports import free_port
 from tests.support.caseflow import ANTECEDENTEN, PARTICIPANTS, accept, open_case, partners, regie
 from tests.support.flow import partner_sections, running_flow
 from tests.support.pki import HL, RR
+from tests.support.ports import free_port
 from tests.support.referrals import PURPOSE
 from tests.support.scrape import get, samples, total
 from tests.support.streams import until_streams
