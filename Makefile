@@ -14,7 +14,7 @@ PROTOC_PLUGINS := --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[node,dev]'
+	$(BIN)/pip install --quiet -e '.[adapters,node,dev]'
 	touch $(STAMP)
 
 ## run: start the dev federation (two nodes on SQLite with a generated dev PKI)
