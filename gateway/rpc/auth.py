@@ -11,7 +11,8 @@ validity period at handshake. Per call, the interceptor then:
    (UNAUTHENTICATED otherwise);
 3. checks the access rules below (PERMISSION_DENIED with the reason);
 4. exposes identity and trace through :func:`current_identity` and
-   :func:`gateway.tracing.current_trace`, and logs one line per call.
+   :func:`gateway.tracing.current_trace`, hands the call's gRPC deadline to
+   :func:`gateway.flows.deadline.start_call`, and logs one line per call.
 
 grpc.aio's ``intercept_service`` sees no peer, so the check wraps the
 handler's behaviour, which receives the ServicerContext. Servicer methods
@@ -37,6 +38,7 @@ from gateway import tracing
 from gateway.audit.store import AuditLog
 from gateway.errors import DeniedError, NotAuthenticatedError, SchakelError
 from gateway.flows.crossing import begin_call
+from gateway.flows.deadline import start_call
 from gateway.logging import get_logger
 from gateway.rpc.status import answer_fault, answer_refusal
 from gateway.tls import RevocationList
@@ -216,6 +218,7 @@ class AuthInterceptor(_ServerInterceptor):
             raise DeniedError(f"{method}: {reason}")
         _identity.set(identity)
         begin_call()
+        start_call(context.time_remaining())
         return identity
 
     def _finish(

@@ -16,6 +16,7 @@ from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2
 
 from gateway.cases import Case, Participant, case_status
 from gateway.flows import afschaling, bottlenecks, hitnohit, overdracht, triage, uitvraag
+from gateway.flows.delivery import participant_proto
 from gateway.flows.regie import CaseCall
 from gateway.rpc.auth import current_identity
 
@@ -52,8 +53,12 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
     def __init__(self, parts: NodeParts) -> None:
         self.parts = parts
 
-    def _status(self, case: Case) -> partner_pb2.CaseStatus:
-        return case_status(case, self.parts.node_id, for_referrer=False)
+    def _status(
+        self, case: Case, undelivered: tuple[Participant, ...] = ()
+    ) -> partner_pb2.CaseStatus:
+        status = case_status(case, self.parts.node_id, for_referrer=False)
+        status.undelivered.extend(participant_proto(p) for p in undelivered)
+        return status
 
     async def Triage(  # noqa: N802 - gRPC method name
         self, request: case_pb2.TriageRequest, context: Context
@@ -130,8 +135,10 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         self, request: case_pb2.CloseCaseRequest, context: Context
     ) -> partner_pb2.CaseStatus:
         """Close (afschaling) with an outcome, then tell every participant the outcome only."""
-        case = await afschaling.close_case(self.parts, _call("CloseCase", request), request.outcome)
-        return self._status(case)
+        closed = await afschaling.close_case(
+            self.parts, _call("CloseCase", request), request.outcome
+        )
+        return self._status(closed.case, closed.undelivered)
 
     async def HandOverCase(  # noqa: N802 - gRPC method name
         self, request: case_pb2.HandOverCaseRequest, context: Context
@@ -147,5 +154,5 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         return case_pb2.HandOverResult(
             remote_case_ref=done.remote_case_ref,
             created=done.created,
-            status=self._status(done.case),
+            status=self._status(done.case, done.undelivered),
         )

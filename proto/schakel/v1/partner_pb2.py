@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from schakel.v1 import common_pb2 as schakel_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18schakel/v1/partner.proto\x12\nschakel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schakel/v1/common.proto\"\xd4\x01\n\x15SubmitReferralRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12/\n\x07subject\x18\x03 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\x12\r\n\x05theme\x18\x04 \x01(\t\x12\x10\n\x08\x63riteria\x18\x05 \x03(\t\x12\x14\n\x0creason_codes\x18\x06 \x03(\t\x12\x14\n\x0c\x65xternal_ref\x18\x07 \x01(\t\"y\n\x16SubmitReferralResponse\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\'\n\x05trace\x18\x03 \x01(\x0b\x32\x18.schakel.v1.TraceContext\"c\n\x14GetCaseStatusRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\"\xcc\x02\n\nCaseStatus\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12 \n\x05phase\x18\x02 \x01(\x0e\x32\x11.schakel.v1.Phase\x12\r\n\x05theme\x18\x03 \x01(\t\x12-\n\x0cparticipants\x18\x04 \x03(\x0b\x32\x17.schakel.v1.Participant\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x13\n\x0b\x62ottlenecks\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x04hits\x18\t \x03(\x0b\x32\x0f.schakel.v1.Hit\x12\x14\n\x0c\x65xternal_ref\x18\n \x01(\t\">\n\x03Hit\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontact_handle\x18\x03 \x01(\t\":\n\x13ReceiveTasksRequest\x12#\n\x05kinds\x18\x01 \x03(\x0e\x32\x14.schakel.v1.TaskKind\"\x9d\x03\n\x0bPartnerTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.schakel.v1.TaskKind\x12$\n\x07purpose\x18\x03 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x04 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12 \n\x05phase\x18\x05 \x01(\x0e\x32\x11.schakel.v1.Phase\x12/\n\x07subject\x18\x06 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x1f\n\x05\x66\x61\x63ts\x18\x08 \x03(\x0b\x32\x10.schakel.v1.Fact\x12-\n\x08\x64\x65\x63ision\x18\t \x01(\x0b\x32\x1b.schakel.v1.DecisionSummary\x12,\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05trace\x18\x0b \x01(\x0b\x32\x18.schakel.v1.TraceContext\"\x97\x01\n\x10\x41nswerHitRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x03 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\r\n\x05known\x18\x04 \x01(\x08\x12\x16\n\x0e\x63ontact_handle\x18\x05 \x01(\t\"\x93\x01\n\x12\x41nswerFactsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x03 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x1f\n\x05\x66\x61\x63ts\x18\x04 \x03(\x0b\x32\x10.schakel.v1.Fact\")\n\x16\x41\x63knowledgeTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"E\n\tAnswerAck\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x05trace\x18\x02 \x01(\x0b\x32\x18.schakel.v1.TraceContext\"m\n\x13PseudonymiseRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12\x30\n\x08subjects\x18\x02 \x03(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\"H\n\x14PseudonymiseResponse\x12\x30\n\x08subjects\x18\x01 \x03(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym*u\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_KIND_HIT_QUERY\x10\x01\x12\x18\n\x14TASK_KIND_FACT_QUERY\x10\x02\x12\x1b\n\x17TASK_KIND_FACT_DELIVERY\x10\x03\x32\xa9\x04\n\x0ePartnerService\x12W\n\x0eSubmitReferral\x12!.schakel.v1.SubmitReferralRequest\x1a\".schakel.v1.SubmitReferralResponse\x12I\n\rGetCaseStatus\x12 .schakel.v1.GetCaseStatusRequest\x1a\x16.schakel.v1.CaseStatus\x12J\n\x0cReceiveTasks\x12\x1f.schakel.v1.ReceiveTasksRequest\x1a\x17.schakel.v1.PartnerTask0\x01\x12@\n\tAnswerHit\x12\x1c.schakel.v1.AnswerHitRequest\x1a\x15.schakel.v1.AnswerAck\x12\x44\n\x0b\x41nswerFacts\x12\x1e.schakel.v1.AnswerFactsRequest\x1a\x15.schakel.v1.AnswerAck\x12L\n\x0f\x41\x63knowledgeTask\x12\".schakel.v1.AcknowledgeTaskRequest\x1a\x15.schakel.v1.AnswerAck\x12Q\n\x0cPseudonymise\x12\x1f.schakel.v1.PseudonymiseRequest\x1a .schakel.v1.PseudonymiseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18schakel/v1/partner.proto\x12\nschakel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schakel/v1/common.proto\"\xd4\x01\n\x15SubmitReferralRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12/\n\x07subject\x18\x03 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\x12\r\n\x05theme\x18\x04 \x01(\t\x12\x10\n\x08\x63riteria\x18\x05 \x03(\t\x12\x14\n\x0creason_codes\x18\x06 \x03(\t\x12\x14\n\x0c\x65xternal_ref\x18\x07 \x01(\t\"y\n\x16SubmitReferralResponse\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\'\n\x05trace\x18\x03 \x01(\x0b\x32\x18.schakel.v1.TraceContext\"c\n\x14GetCaseStatusRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\"\xfa\x02\n\nCaseStatus\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12 \n\x05phase\x18\x02 \x01(\x0e\x32\x11.schakel.v1.Phase\x12\r\n\x05theme\x18\x03 \x01(\t\x12-\n\x0cparticipants\x18\x04 \x03(\x0b\x32\x17.schakel.v1.Participant\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x13\n\x0b\x62ottlenecks\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x04hits\x18\t \x03(\x0b\x32\x0f.schakel.v1.Hit\x12\x14\n\x0c\x65xternal_ref\x18\n \x01(\t\x12,\n\x0bundelivered\x18\x0b \x03(\x0b\x32\x17.schakel.v1.Participant\">\n\x03Hit\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontact_handle\x18\x03 \x01(\t\":\n\x13ReceiveTasksRequest\x12#\n\x05kinds\x18\x01 \x03(\x0e\x32\x14.schakel.v1.TaskKind\"\x9d\x03\n\x0bPartnerTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.schakel.v1.TaskKind\x12$\n\x07purpose\x18\x03 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x04 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12 \n\x05phase\x18\x05 \x01(\x0e\x32\x11.schakel.v1.Phase\x12/\n\x07subject\x18\x06 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x1f\n\x05\x66\x61\x63ts\x18\x08 \x03(\x0b\x32\x10.schakel.v1.Fact\x12-\n\x08\x64\x65\x63ision\x18\t \x01(\x0b\x32\x1b.schakel.v1.DecisionSummary\x12,\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05trace\x18\x0b \x01(\x0b\x32\x18.schakel.v1.TraceContext\"\x97\x01\n\x10\x41nswerHitRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x03 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\r\n\x05known\x18\x04 \x01(\x08\x12\x16\n\x0e\x63ontact_handle\x18\x05 \x01(\t\"\x93\x01\n\x12\x41nswerFactsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x03 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x1f\n\x05\x66\x61\x63ts\x18\x04 \x03(\x0b\x32\x10.schakel.v1.Fact\")\n\x16\x41\x63knowledgeTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"E\n\tAnswerAck\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x05trace\x18\x02 \x01(\x0b\x32\x18.schakel.v1.TraceContext\"m\n\x13PseudonymiseRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12\x30\n\x08subjects\x18\x02 \x03(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\"H\n\x14PseudonymiseResponse\x12\x30\n\x08subjects\x18\x01 \x03(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym*u\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_KIND_HIT_QUERY\x10\x01\x12\x18\n\x14TASK_KIND_FACT_QUERY\x10\x02\x12\x1b\n\x17TASK_KIND_FACT_DELIVERY\x10\x03\x32\xa9\x04\n\x0ePartnerService\x12W\n\x0eSubmitReferral\x12!.schakel.v1.SubmitReferralRequest\x1a\".schakel.v1.SubmitReferralResponse\x12I\n\rGetCaseStatus\x12 .schakel.v1.GetCaseStatusRequest\x1a\x16.schakel.v1.CaseStatus\x12J\n\x0cReceiveTasks\x12\x1f.schakel.v1.ReceiveTasksRequest\x1a\x17.schakel.v1.PartnerTask0\x01\x12@\n\tAnswerHit\x12\x1c.schakel.v1.AnswerHitRequest\x1a\x15.schakel.v1.AnswerAck\x12\x44\n\x0b\x41nswerFacts\x12\x1e.schakel.v1.AnswerFactsRequest\x1a\x15.schakel.v1.AnswerAck\x12L\n\x0f\x41\x63knowledgeTask\x12\".schakel.v1.AcknowledgeTaskRequest\x1a\x15.schakel.v1.AnswerAck\x12Q\n\x0cPseudonymise\x12\x1f.schakel.v1.PseudonymiseRequest\x1a .schakel.v1.PseudonymiseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'schakel.v1.partner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKKIND']._serialized_start=2015
-  _globals['_TASKKIND']._serialized_end=2132
+  _globals['_TASKKIND']._serialized_start=2061
+  _globals['_TASKKIND']._serialized_end=2178
   _globals['_SUBMITREFERRALREQUEST']._serialized_start=99
   _globals['_SUBMITREFERRALREQUEST']._serialized_end=311
   _globals['_SUBMITREFERRALRESPONSE']._serialized_start=313
@@ -42,25 +42,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCASESTATUSREQUEST']._serialized_start=436
   _globals['_GETCASESTATUSREQUEST']._serialized_end=535
   _globals['_CASESTATUS']._serialized_start=538
-  _globals['_CASESTATUS']._serialized_end=870
-  _globals['_HIT']._serialized_start=872
-  _globals['_HIT']._serialized_end=934
-  _globals['_RECEIVETASKSREQUEST']._serialized_start=936
-  _globals['_RECEIVETASKSREQUEST']._serialized_end=994
-  _globals['_PARTNERTASK']._serialized_start=997
-  _globals['_PARTNERTASK']._serialized_end=1410
-  _globals['_ANSWERHITREQUEST']._serialized_start=1413
-  _globals['_ANSWERHITREQUEST']._serialized_end=1564
-  _globals['_ANSWERFACTSREQUEST']._serialized_start=1567
-  _globals['_ANSWERFACTSREQUEST']._serialized_end=1714
-  _globals['_ACKNOWLEDGETASKREQUEST']._serialized_start=1716
-  _globals['_ACKNOWLEDGETASKREQUEST']._serialized_end=1757
-  _globals['_ANSWERACK']._serialized_start=1759
-  _globals['_ANSWERACK']._serialized_end=1828
-  _globals['_PSEUDONYMISEREQUEST']._serialized_start=1830
-  _globals['_PSEUDONYMISEREQUEST']._serialized_end=1939
-  _globals['_PSEUDONYMISERESPONSE']._serialized_start=1941
-  _globals['_PSEUDONYMISERESPONSE']._serialized_end=2013
-  _globals['_PARTNERSERVICE']._serialized_start=2135
-  _globals['_PARTNERSERVICE']._serialized_end=2688
+  _globals['_CASESTATUS']._serialized_end=916
+  _globals['_HIT']._serialized_start=918
+  _globals['_HIT']._serialized_end=980
+  _globals['_RECEIVETASKSREQUEST']._serialized_start=982
+  _globals['_RECEIVETASKSREQUEST']._serialized_end=1040
+  _globals['_PARTNERTASK']._serialized_start=1043
+  _globals['_PARTNERTASK']._serialized_end=1456
+  _globals['_ANSWERHITREQUEST']._serialized_start=1459
+  _globals['_ANSWERHITREQUEST']._serialized_end=1610
+  _globals['_ANSWERFACTSREQUEST']._serialized_start=1613
+  _globals['_ANSWERFACTSREQUEST']._serialized_end=1760
+  _globals['_ACKNOWLEDGETASKREQUEST']._serialized_start=1762
+  _globals['_ACKNOWLEDGETASKREQUEST']._serialized_end=1803
+  _globals['_ANSWERACK']._serialized_start=1805
+  _globals['_ANSWERACK']._serialized_end=1874
+  _globals['_PSEUDONYMISEREQUEST']._serialized_start=1876
+  _globals['_PSEUDONYMISEREQUEST']._serialized_end=1985
+  _globals['_PSEUDONYMISERESPONSE']._serialized_start=1987
+  _globals['_PSEUDONYMISERESPONSE']._serialized_end=2059
+  _globals['_PARTNERSERVICE']._serialized_start=2181
+  _globals['_PARTNERSERVICE']._serialized_end=2734
 # @@protoc_insertion_point(module_scope)
