@@ -34,7 +34,12 @@ from schakel.v1 import case_pb2, common_pb2, federation_pb2, partner_pb2
 from certs.identity import Identity
 from gateway.cases import Case, Participant
 from gateway.cases.steps import Step, check_step
-from gateway.errors import AuditUnavailableError, InvalidInputError, NotConfiguredError
+from gateway.errors import (
+    AuditUnavailableError,
+    InvalidInputError,
+    NotConfiguredError,
+    WrongStateError,
+)
 from gateway.federation.client import PeerCallError
 from gateway.flows.crossing import Crossing, record
 from gateway.flows.deadline import Deadline
@@ -221,6 +226,10 @@ async def run_uitvraag(
     questions = deadline.for_questions()
     answers = await asyncio.gather(*(_ask(parts, case, p, questions) for p in asking))
     answered = [(p, a) for p, a in zip(asking, answers, strict=True) if a is not None]
+    # The case may have moved on while the questions were out (a change from
+    # outside this node's case lock): release nothing from a case that left
+    # casusoverleg.
+    check_step(await asyncio.to_thread(parts.registry.get, case.id), Step.UITVRAAG)
     # Every release is on record before any is stored or delivered, so a
     # failed audit write leaves no partial release behind the error.
     releases = [
@@ -241,9 +250,20 @@ async def run_uitvraag(
             "the audit record of a release could not be written, so nothing was "
             "stored or delivered; try again later"
         ) from exc
-    for p, answer in answered:
-        for fact in answer.vault:
-            await asyncio.to_thread(parts.registry.store_fact, case.id, fact, provider=p.provider)
+    try:
+        for p, answer in answered:
+            for fact in answer.vault:
+                await asyncio.to_thread(
+                    parts.registry.store_fact, case.id, fact, provider=p.provider
+                )
+    except WrongStateError as exc:
+        # Left casusoverleg between the check and the store: the releases
+        # are on record but go nowhere, and the log says so.
+        await asyncio.gather(*(not_arrived(parts.audit, r.record) for r in releases))
+        raise WrongStateError(
+            f"case {case.id} left casusoverleg while the uitvraag ran; nothing was "
+            "delivered, and the audit log records each release as not arrived"
+        ) from exc
     sending = [r for r in releases if r.facts]
     arrived = await asyncio.gather(*(_deliver(parts, case, r, deadline) for r in sending))
     undelivered: dict[Participant, list[Participant]] = {}
