@@ -31,6 +31,7 @@ from gateway.cases import CaseRegistry, FactVault
 from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.federation import Peer, PeerClient, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
+from gateway.flows.reconcile import reconcile_referrals
 from gateway.logging import get_logger
 from gateway.parts import NodeParts
 from gateway.rpc.audit import AuditService
@@ -275,9 +276,10 @@ class Node:
         return self.server.address
 
     async def start(self) -> None:
-        """Requeue open deliveries, serve, and start checkpointing, witnessing, policy
-        reload and purging."""
+        """Requeue open deliveries, withdraw cases the audit log does not show, serve, and
+        start checkpointing, witnessing, policy reload and purging."""
         await self.parts.tasks.recover()
+        await reconcile_referrals(self.parts)
         await self.server.start()
         if self.parts.policy is not None:
             self.parts.policy.start()
