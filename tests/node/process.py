@@ -147,18 +147,23 @@ async def referral_load(
     *,
     workers: int,
     acked: dict[str, str],
+    interval: float = 0.0,
     latencies: list[tuple[float, float]] | None = None,
     on_error: Callable[[grpc.StatusCode], None] = lambda _code: None,
 ) -> None:
-    """Referrals from ``workers`` concurrent loops until ``stop``; each OK answer goes into
-    ``acked`` (idempotency key -> case id) and, with ``latencies``, (time, seconds)."""
+    """Referrals from ``workers`` concurrent loops until ``stop``, each loop one per
+    ``interval`` seconds at most; each OK answer goes into ``acked`` (idempotency key ->
+    case id) and, with ``latencies``, (time, seconds)."""
     cred = fed.partner(node.node_id, *REFERRER, force=True)
     creds = channel_credentials(fed.ca_file, cred.cert_file, cred.key_file)
     bsns = fake_bsns(20_000, seed=14)
 
     async def loop(n: int, stub: partner_pb2_grpc.PartnerServiceStub) -> None:
         i = 0
+        due = time.monotonic()
         while not stop.is_set():
+            due += interval
+            await asyncio.sleep(max(due - time.monotonic(), 0))
             key = f"w{n}-{i}"
             started = time.monotonic()
             try:
