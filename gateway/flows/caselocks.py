@@ -44,10 +44,6 @@ class CaseLocks:
     def __init__(self) -> None:
         self._held: dict[str, _Held] = {}
 
-    def __len__(self) -> int:
-        """Cases with an action under way or waiting."""
-        return len(self._held)
-
     @contextlib.asynccontextmanager
     async def hold(self, case_id: str) -> AsyncIterator[None]:
         """Hold case ``case_id`` for the body, after the actions before it.

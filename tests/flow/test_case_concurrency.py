@@ -30,6 +30,9 @@ from schakel.v1 import (
 
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
+from gateway.errors import TimedOutError
+from gateway.flows.caselocks import CaseLocks
+from gateway.flows.deadline import start_call
 from tests.flow.conftest import Flow, MemoryPartner
 from tests.flow.test_case_flow import (
     ANTECEDENTEN,
@@ -333,3 +336,28 @@ async def test_answers_about_a_closed_case_are_refused_and_its_uitvraag_releases
         written = [decode(d) for _, _, d in iter_leaves(conn, start=before) if d is not None]
     releases = [r for r in written if r.trace_id == trace_id and r.HasField("decision")]
     assert releases == []
+
+
+async def test_case_locks_let_one_action_at_a_time_and_a_waiter_give_up_at_its_deadline() -> None:
+    locks = CaseLocks()
+    order: list[str] = []
+
+    async def step(name: str, busy: float) -> None:
+        async with locks.hold("c" * 32):
+            order.append(f"{name} in")
+            await asyncio.sleep(busy)
+            order.append(f"{name} out")
+
+    async def impatient() -> None:
+        start_call(0.3)  # the caller's gRPC deadline
+        async with locks.hold("c" * 32):
+            raise AssertionError("the lock was held by another action")
+
+    await asyncio.gather(step("uitvraag", 0.2), step("close", 0.0))
+    assert order == ["uitvraag in", "uitvraag out", "close in", "close out"]
+    async with locks.hold("c" * 32):
+        started = time.monotonic()
+        with pytest.raises(TimedOutError):
+            await asyncio.create_task(impatient())
+        assert time.monotonic() - started < 0.3
+    assert locks._held == {}  # nothing is kept for cases no action is on
