@@ -28,7 +28,10 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
-## test-all: the fast suite plus the slow soak, load and crash tests (serial: they measure load)
+## test-all: the fast suite plus the slow tests, serially (they measure load)
+# The slow tests: kill -9 under load on SQLite and PostgreSQL (tests/gateway/flows/test_crash.py),
+# the long fuzz run of every RPC (tests/gateway/rpc/test_fuzz.py), the 10-minute soak
+# (tests/gateway/flows/test_soak.py) and the signals load test.
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 

@@ -36,6 +36,7 @@ from gateway.cases.links import LinkStore
 from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
+from gateway.flows.reconcile import reconcile_referrals
 from gateway.logging import get_logger
 from gateway.node_admin import AdminPort
 from gateway.observability import otel
@@ -306,11 +307,12 @@ class Node:
         return self.server.address
 
     async def start(self) -> None:
-        """Requeue open deliveries, serve, and start checkpointing, witnessing, policy
-        reload and purging."""
+        """Requeue open deliveries, withdraw cases the audit log does not show, serve, and
+        start checkpointing, witnessing, policy reload and purging."""
         if self.admin is not None:
             self.admin.start()
         await self.parts.tasks.recover()
+        await reconcile_referrals(self.parts)
         await self.server.start()
         if self.admin is not None:
             self.admin.serving.set()

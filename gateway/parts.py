@@ -7,7 +7,7 @@ modules never import the code that imports them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -20,6 +20,7 @@ from gateway.cases.links import LinkStore
 from gateway.config import NodeConfig
 from gateway.federation import PeerClient
 from gateway.federation.witnesses import WitnessRoster
+from gateway.flows.caselocks import CaseLocks
 from gateway.subjects import NodeSubjects
 from gateway.tasks.broker import TaskBroker
 from policy.store import PolicyStore
@@ -50,6 +51,8 @@ class NodeParts:
     """Calls peer nodes (hit/no-hit, uitvraag, transfer); None without peers."""
     roster: WitnessRoster | None = None
     """Keeps the witness and log keys equal to the peer list; None without peers."""
+    case_locks: CaseLocks = field(default_factory=CaseLocks)
+    """Lets one action at a time work on a case."""
 
     @property
     def node_id(self) -> str:

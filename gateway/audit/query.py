@@ -14,6 +14,8 @@ from gateway.audit import records, tables
 from gateway.audit.store import to_us
 
 MAX_LIMIT = 10_000
+MAX_TEXT = 255
+"""The length of the text columns a query filters on."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ class Filter:
         """Self, after checking the values; raises ValueError naming the bad one."""
         if self.data_subject_id is not None and not records.is_pseudonym(self.data_subject_id):
             raise ValueError("data_subject_id must be 64 lowercase hex characters")
+        for name in ("processing_activity_id", "peer"):
+            value = getattr(self, name)
+            # The columns hold at most this much, and PostgreSQL refuses NUL in any text.
+            if value is not None and (len(value) > MAX_TEXT or "\x00" in value):
+                raise ValueError(f"{name} must be at most {MAX_TEXT} characters, without NUL")
         if self.outcome is not None and self.outcome not in common_pb2.DecisionOutcome.values():
             raise ValueError(f"unknown decision outcome {self.outcome}")
         if not 1 <= self.limit <= MAX_LIMIT:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -45,7 +46,7 @@ from gateway.cases.tables import (
 from gateway.storage.clock import utc_now
 
 # utc_now stays importable from here: the task broker and store import it so.
-__all__ = ["CaseRegistry", "ReferralResult", "utc_now"]
+__all__ = ["CaseRegistry", "OpenReferral", "ReferralResult", "utc_now"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,15 @@ class ReferralResult:
     case: Case
     created: bool
     """False when the referral was a retry of an earlier one."""
+
+
+@dataclass(frozen=True)
+class OpenReferral:
+    """A case still in the opening phase, as start-up looks for its referral's audit record."""
+
+    case_id: str
+    subject: str
+    opened_at: datetime
 
 
 class CaseRegistry(
@@ -146,6 +156,16 @@ class CaseRegistry(
                 )
             ).scalar_one_or_none()
             return None if case_id is None else self._load(conn, case_id)
+
+    def open_referrals(self) -> list[OpenReferral]:
+        """Every unpurged case still in the opening phase (aanmelding), oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(cases.c.id, cases.c.subject_pseudonym, cases.c.opened_at)
+                .where(cases.c.phase == OPENING_PHASE.value, cases.c.purged_at.is_(None))
+                .order_by(cases.c.opened_at, cases.c.id)
+            ).all()
+        return [OpenReferral(r.id, r.subject_pseudonym or "", r.opened_at) for r in rows]
 
     def withdraw(self, case_id: str) -> None:
         """Delete a case that was just opened, because its referral could not be audited.

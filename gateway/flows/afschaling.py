@@ -8,10 +8,14 @@ organisation type, minimised, audited before it leaves. A participant of a
 peer node is told through that node, after the node was told the case's
 link is closed; if it cannot be reached a second
 record (status ERROR) says the outcome did not arrive, and the closure stands.
+All participants are told at once, under the call's deadline; those the
+outcome did not reach are named in the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from schakel.v1 import common_pb2
@@ -20,7 +24,8 @@ from certs.identity import Identity
 from gateway.cases import Case, Participant
 from gateway.errors import InvalidInputError, NotConfiguredError, quote
 from gateway.flows.crossing import Crossing, actor_uri, record
-from gateway.flows.delivery import as_recipient, deliver, not_arrived
+from gateway.flows.deadline import Deadline
+from gateway.flows.delivery import PEER_DEADLINE_SECONDS, as_recipient, deliver, not_arrived
 from gateway.flows.linking import tell_links
 from gateway.flows.regie import SERVICE, CaseCall, apply, begin
 from gateway.logging import get_logger
@@ -35,10 +40,23 @@ log = get_logger("afschaling")
 
 METHOD = f"{SERVICE}/CloseCase"
 """The audit name of an outcome told, whether a closure or a hand-over closed the case."""
+DEADLINE_SECONDS = PEER_DEADLINE_SECONDS
+"""How long a closure tells the participants its outcome when the caller sets no deadline."""
 
 
-async def close_case(parts: NodeParts, call: CaseCall, outcome: str) -> Case:
+@dataclass(frozen=True)
+class Closed:
+    """A closed case, and the participants its outcome did not reach in time."""
+
+    case: Case
+    undelivered: tuple[Participant, ...]
+    """Participants at peer nodes whose node did not take the outcome before the deadline;
+    the audit log holds a second record (status ERROR) for each."""
+
+
+async def close_case(parts: NodeParts, call: CaseCall, outcome: str) -> Closed:
     """Close the case with ``outcome`` (a code of the policy bundle), then tell the participants."""
+    deadline = Deadline.of_call(DEADLINE_SECONDS)
     action = await begin(parts, call)
     if outcome not in action.bundle.outcomes:
         raise InvalidInputError(
@@ -51,25 +69,34 @@ async def close_case(parts: NodeParts, call: CaseCall, outcome: str) -> Case:
             action.case.id, outcome=outcome, retention_days=action.retention_days
         ),
     )
-    await tell_outcome(parts, call.caller, case, action.activity.uri)
-    return case
+    undelivered = await tell_outcome(parts, call.caller, case, action.activity.uri, deadline)
+    return Closed(case, undelivered)
 
 
-async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_uri: str) -> None:
+async def tell_outcome(
+    parts: NodeParts, caller: Identity, case: Case, activity_uri: str, deadline: Deadline
+) -> tuple[Participant, ...]:
     """Tell every participant of the closed ``case`` its outcome, as policy allows, audited first.
 
     ``caller`` is the procesregisseur who closed it, the provider of the outcome.
     Every peer node with a participant is first told its link is closed, so
     that it takes the outcome and gives nothing more within the link.
+
+    Returns the participants the outcome did not reach by ``deadline``.
     """
-    await tell_links(parts, caller, case, activity_uri=activity_uri)
+    # The links get a share of the call's time, so the outcome still has the rest.
+    await tell_links(
+        parts, caller, case, activity_uri=activity_uri, deadline=deadline.for_questions()
+    )
     policy = parts.policy
     if policy is None:
         raise NotConfiguredError("this node has no policy bundle configured (policy.bundle)")
     fact = common_pb2.Fact(category=OUTCOME)
     fact.fields[OUTCOME].text = case.outcome
     regie = Participant(org_id=parts.node_id, org_type=REGIE, node_id=parts.node_id)
-    for participant in case.participants:
+
+    async def tell(participant: Participant) -> bool:
+        """False when the outcome was released to ``participant`` but did not reach it."""
         decision = policy.decide(
             Request(
                 activity=case.activity,
@@ -94,13 +121,13 @@ async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_
         )
         await record(parts.audit, release)
         if decision.outcome is not Outcome.ALLOW:
-            continue
+            return True
         try:
             facts = minimise_facts([fact], decision)
         except FactRefusedError as exc:
             # The message names a category or field, never a value.
             log.warning("outcome_refused", case_id=case.id, reason=str(exc))
-            continue
+            return True
         delivered = await deliver(
             parts,
             case,
@@ -109,9 +136,14 @@ async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_
             facts=facts,
             decision=decision,
             phase=common_pb2.PHASE_AFSCHALING,
+            deadline=deadline,
         )
         if not delivered:
             await not_arrived(parts.audit, release)
+        return delivered
+
+    told = await asyncio.gather(*(tell(p) for p in case.participants))
+    return tuple(p for p, ok in zip(case.participants, told, strict=True) if not ok)
 
 
-__all__ = ["METHOD", "close_case", "tell_outcome"]
+__all__ = ["DEADLINE_SECONDS", "METHOD", "Closed", "close_case", "tell_outcome"]

@@ -15,6 +15,7 @@ open task of the caller is about no one and is refused without a record.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -22,8 +23,9 @@ from typing import TYPE_CHECKING
 from schakel.v1 import common_pb2, partner_pb2
 
 from certs.identity import Identity
+from gateway.cases import CaseNotFoundError
 from gateway.cases.model import check_code, check_contact
-from gateway.errors import InvalidInputError, quote
+from gateway.errors import InvalidInputError, WrongStateError, quote
 from gateway.flows.crossing import Crossing, record
 from gateway.tasks.broker import PendingTask, TaskKindError, Withheld
 from policy.evaluator import Outcome, Request
@@ -104,6 +106,7 @@ async def answer_hit(
         )
         crossing.decision = decision.to_proto()
         released = decision.outcome is Outcome.ALLOW
+    await _check_case_open(parts, pending.task)
     await record(parts.audit, crossing)
     parts.tasks.resolve(pending, request if released else Withheld())
 
@@ -126,6 +129,7 @@ async def answer_facts(
             f"this task asked for {', '.join(sorted(asked))}"
         )
     crossing.categories = tuple(sorted({f.category for f in request.facts}))
+    await _check_case_open(parts, pending.task)
     await record(parts.audit, crossing)
     parts.tasks.resolve(pending, request)
 
@@ -184,6 +188,21 @@ def _check_task(
         )
     if request.case_ref != task.case_ref:
         raise InvalidInputError(f"case_ref must equal the task's case ({task.case_ref.case_id!r})")
+
+
+async def _check_case_open(parts: NodeParts, task: partner_pb2.PartnerTask) -> None:
+    """Refuse an answer about a case of this node that closed after the question left."""
+    if task.case_ref.node_id != parts.node_id:
+        return  # a peer node's case: that node judges the answer it gets
+    try:
+        case = await asyncio.to_thread(parts.registry.get, task.case_ref.case_id)
+    except CaseNotFoundError:
+        return  # no case here to protect; the asker decides what the answer is for
+    if not case.is_open:
+        raise WrongStateError(
+            f"case {case.id} was closed (outcome {case.outcome}) after the question was "
+            "asked; answers about it are refused"
+        )
 
 
 def _check_facts(facts: Iterable[common_pb2.Fact]) -> None:

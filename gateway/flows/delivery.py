@@ -6,6 +6,11 @@ its own domain. A participant of a peer node is reached through that node's
 categories under its own policy, audits, and queues the task. The caller
 has audited the release before it calls :func:`deliver`, and when the
 release did not arrive, :func:`not_arrived` adds a second record that says so.
+
+Every delivery runs under the deadline of the step that makes it: a peer
+node that does not take a delivery before then counts as not arrived, and
+the step delivers to all its recipients at once, so one peer that hangs
+costs the step its deadline once, not once per recipient.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from gateway.cases import Case, Participant
 from gateway.errors import AuditUnavailableError, NotConfiguredError
 from gateway.federation.client import PeerCallError
 from gateway.flows.crossing import Crossing, record
+from gateway.flows.deadline import Deadline
 from gateway.flows.participants import to_federated
 from gateway.logging import get_logger
 from gateway.tracing import current_trace_proto
@@ -36,7 +42,7 @@ log = get_logger("delivery")
 DELIVERY_TTL_SECONDS = 24 * 3600.0
 """How long a FACT_DELIVERY waits for its recipient's task stream."""
 PEER_DEADLINE_SECONDS = 5.0
-"""How long a peer node has to take a delivery for one of its partners."""
+"""How long a peer node has to take a delivery when the step sets no shorter deadline."""
 
 
 def participant_proto(p: Participant) -> common_pb2.Participant:
@@ -65,9 +71,10 @@ async def deliver(
     facts: list[common_pb2.Fact],
     decision: Decision,
     phase: common_pb2.Phase.ValueType,
+    deadline: Deadline,
     grounds: frozenset[tuple[str, str]] = frozenset(),
 ) -> bool:
-    """Queue ``facts`` for ``recipient``; False when its peer node did not take them."""
+    """Queue ``facts`` for ``recipient``; False when its peer node did not take them in time."""
     subjects = parts.subjects
     if subjects is None:
         raise NotConfiguredError(
@@ -109,8 +116,12 @@ async def deliver(
         facts=facts,
         grounds=to_federated(grounds),
     )
+    left = deadline.left()
+    if left <= 0:
+        log.warning("delivery_failed", case_id=case.id, node=recipient.node_id, reason="deadline")
+        return False
     try:
-        await parts.peers.deliver_facts(recipient.node_id, request, deadline=PEER_DEADLINE_SECONDS)
+        await parts.peers.deliver_facts(recipient.node_id, request, deadline=left)
     except PeerCallError as exc:
         log.warning("delivery_failed", case_id=case.id, node=recipient.node_id, reason=exc.reason)
         return False

@@ -26,6 +26,7 @@ from gateway.config import PartnerOrgSection
 from gateway.errors import NotConfiguredError
 from gateway.federation.client import FanOut, PeerHit
 from gateway.flows.crossing import Crossing, record
+from gateway.flows.deadline import Deadline
 from gateway.flows.regie import CaseCall, begin, deadline_seconds
 from gateway.logging import get_logger
 from gateway.tasks.broker import Withheld
@@ -76,11 +77,11 @@ class RoundResult:
 async def ask_again(parts: NodeParts, call: CaseCall, deadline_ms: int) -> RoundResult:
     """The procesregisseur's round for the case ``call`` names, before the case meeting.
 
-    ``deadline_ms`` bounds the whole round (0 for the default); the case must
-    be in aanmelding or triage.
+    ``deadline_ms`` bounds the whole round (0 for the default), as does the
+    call's own gRPC deadline; the case must be in aanmelding or triage.
     """
     action = await begin(parts, call)
-    deadline = deadline_seconds(deadline_ms, DEFAULT_DEADLINE_MS)
+    deadline = Deadline.of_call(deadline_seconds(deadline_ms, DEFAULT_DEADLINE_MS))
     check_step(action.case, Step.HIT_NO_HIT)
     return await run_round(
         parts, action.case, caller=call.caller, method=call.name, deadline=deadline
@@ -93,20 +94,21 @@ async def run_round(
     *,
     caller: Identity,
     method: str,
-    deadline: float = DEFAULT_DEADLINE_SECONDS,
+    deadline: Deadline | None = None,
 ) -> RoundResult:
-    """Ask local partners and peer nodes about the subject of ``case``; record the hits.
+    """Ask local partners and peer nodes about the subject of ``case`` by ``deadline``
+    (:data:`DEFAULT_DEADLINE_SECONDS` from now when None); record the hits.
 
     The round's own audit record (the subject leaving to partners and peers)
     is written before any question goes out; AuditUnavailableError when it
     cannot be, NotConfiguredError without pseudonym keys.
     """
+    deadline = deadline or Deadline.after(DEFAULT_DEADLINE_SECONDS)
     subjects = parts.subjects
     if subjects is None:
         raise NotConfiguredError(
             "this node has no pseudonym keys configured (pseudonyms.transcryptor_keys)"
         )
-    started = asyncio.get_running_loop().time()
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     activity = None
     if parts.policy is not None:
@@ -123,8 +125,7 @@ async def run_round(
     )
     await record(parts.audit, crossing)
     partners = [p for p in parts.config.partners if p.id != case.referrer_org_id]
-    elapsed = asyncio.get_running_loop().time() - started
-    remaining = max(deadline - elapsed, LEAST_SECONDS_TO_ASK)
+    remaining = max(deadline.left(), LEAST_SECONDS_TO_ASK)
     local = _ask_partners(parts, case, case_ref, partners, remaining)
     peers = _ask_peers(parts, case, case_ref, remaining)
     result = RoundResult()

@@ -45,6 +45,7 @@ from gateway.errors import (
 )
 from gateway.federation.client import DEADLINE, DOWN, PeerCallError
 from gateway.flows.crossing import Crossing, record
+from gateway.flows.deadline import Deadline
 from gateway.flows.delivery import not_arrived, participant_proto
 from gateway.flows.regie import CaseAction
 from gateway.logging import get_logger
@@ -81,8 +82,12 @@ async def tell_links(
     *,
     activity_uri: str,
     required: Iterable[str] = (),
+    deadline: Deadline | None = None,
 ) -> None:
     """Tell every peer node with participants in ``case`` its link as ``case`` says it.
+
+    Each node gets at most :data:`DEADLINE_SECONDS`, and no longer than
+    ``deadline`` (the call's own) leaves: a frozen peer cannot hold the call.
 
     ``case`` is the case as it is (closure) or is about to be (acceptance,
     a new participant); ``caller`` is the procesregisseur. Raises
@@ -109,6 +114,7 @@ async def tell_links(
             f"participant node {quote(unknown[0])} is not a peer node of this node"
         )
     types = sorted({p.org_type for p in case.participants})
+    limit = DEADLINE_SECONDS if deadline is None else min(DEADLINE_SECONDS, deadline.left())
     results = await asyncio.gather(
         *(
             _tell(
@@ -119,6 +125,7 @@ async def tell_links(
                 there=there,
                 types=types,
                 activity_uri=activity_uri,
+                limit=limit,
             )
             for node_id, there in sorted(nodes.items())
         )
@@ -147,6 +154,7 @@ async def _tell(
     there: list[Participant],
     types: list[str],
     activity_uri: str,
+    limit: float,
 ) -> tuple[str, str]:
     """Audit, then send one node its link; (node id, "" or the reason it did not arrive)."""
     subjects, peers = parts.subjects, parts.peers
@@ -172,7 +180,7 @@ async def _tell(
         participant_org_types=types,
     )
     try:
-        await peers.link_case(node_id, request, deadline=DEADLINE_SECONDS)
+        await peers.link_case(node_id, request, deadline=limit)
     except PeerCallError as exc:
         log.warning("link_not_taken", case_id=case.id, node=node_id, reason=exc.reason)
         await not_arrived(parts.audit, told)

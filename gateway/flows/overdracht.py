@@ -18,6 +18,10 @@ recipient the regie, in the case's phase). Then:
 5. the local case's participants are told its outcome
    (:func:`gateway.flows.afschaling.tell_outcome`).
 
+One deadline bounds the whole hand-over (the call's gRPC deadline, else
+:data:`DEADLINE_SECONDS`): the transfer gets most of it, telling the
+outcome the rest; participants it did not reach are named in the answer.
+
 A call that fails after step 1 appends the release record again with status
 ERROR, so the log shows the attempt was not completed; the case stays open.
 A peer's failure comes back from the federation client as a
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING
 from schakel.v1 import common_pb2
 
 from certs.identity import Identity, PeerKind
-from gateway.cases import Case, CaseError, CaseInputError, Transfer
+from gateway.cases import Case, CaseError, CaseInputError, Participant, Transfer
 from gateway.cases.model import check_code, check_id
 from gateway.errors import (
     AuditUnavailableError,
@@ -51,6 +55,7 @@ from gateway.errors import (
 from gateway.federation.client import DEADLINE, DOWN, PeerCallError
 from gateway.flows.afschaling import tell_outcome
 from gateway.flows.crossing import Crossing, actor_uri, record, refused
+from gateway.flows.deadline import Deadline
 from gateway.flows.regie import CaseCall, begin
 from gateway.logging import get_logger
 from policy.evaluator import Request
@@ -67,8 +72,10 @@ CATEGORY = TRANSFER
 """The policy category of a hand-over: theme and bottleneck tags, the subject beside them."""
 OUTCOME = "overgedragen-andere-zvh"
 """The outcome the local case closes with."""
-DEADLINE_SECONDS = 5.0
-"""How long the target node has to take the case over, retries included."""
+DEADLINE_SECONDS = 6.0
+"""How long a hand-over may take when the caller sets no deadline: the target node
+gets all but a share of it (:meth:`Deadline.for_questions`) to take the case over,
+retries included, and the participants are told the outcome in the rest."""
 MAX_KEY_LENGTH = 64
 
 
@@ -82,6 +89,8 @@ class HandOver:
     """The case at the target node."""
     created: bool
     """True when this call handed the case over; False for a retry of an earlier one."""
+    undelivered: tuple[Participant, ...] = ()
+    """Participants at peer nodes the outcome did not reach before the deadline."""
 
 
 def _check_input(parts: NodeParts, target: str, key: str, reason_code: str) -> None:
@@ -125,7 +134,6 @@ async def hand_over(
     target: str,
     idempotency_key: str,
     reason_code: str,
-    deadline: float = DEADLINE_SECONDS,
 ) -> HandOver:
     """Hand the case ``call`` names over to node ``target``; a SchakelError when it is not done.
 
@@ -133,6 +141,7 @@ async def hand_over(
     the retention of the case's activity starts on the local case when it
     closes, and its participants are told the outcome.
     """
+    deadline = Deadline.of_call(DEADLINE_SECONDS)
     action = await begin(parts, call)
     case, caller = action.case, call.caller
     _check_input(parts, target, idempotency_key, reason_code)
@@ -178,7 +187,10 @@ async def hand_over(
     assert peers is not None
     subject = await asyncio.to_thread(subjects.for_domain_from_pseudonym, case.subject, target)
     await record(parts.audit, release)
+    transfer_left = deadline.for_questions().left()
     try:
+        if transfer_left <= 0:
+            raise PeerCallError(target, DEADLINE, None)
         reply = await peers.transfer_case(
             to=target,
             purpose=case.activity,
@@ -189,7 +201,7 @@ async def hand_over(
             bottlenecks=case.bottlenecks,
             # Scoped to the case: the same key on two cases must not meet at the peer.
             idempotency_key=f"{case.id}:{idempotency_key}",
-            deadline=deadline,
+            deadline=transfer_left,
         )
     except PeerCallError as exc:
         if exc.reason in (DOWN, DEADLINE):
@@ -253,8 +265,8 @@ async def hand_over(
             "written; retry with the same idempotency_key to write it"
         ) from exc
     log.info("case_handed_over", case_id=case.id, node=target, remote_case_id=remote.case_id)
-    await tell_outcome(parts, caller, closed, action.activity.uri)
-    return HandOver(closed, remote, created=True)
+    undelivered = await tell_outcome(parts, caller, closed, action.activity.uri, deadline)
+    return HandOver(closed, remote, created=True, undelivered=undelivered)
 
 
 async def _retried(

@@ -24,7 +24,11 @@ this node's policy lets the regie have. Later releases from the vault
 have more is served by asking again.
 
 The procesregisseur starts it (:func:`start_uitvraag`) for categories of the
-policy bundle, each once, while the case is in casusoverleg.
+policy bundle, each once, while the case is in casusoverleg. One deadline
+bounds the whole step: the questions get most of it
+(:meth:`~gateway.flows.deadline.Deadline.for_questions`), the deliveries
+the rest, all sent at once; a provider that has not answered and a recipient
+whose node has not taken its facts by then are named in the answer.
 """
 
 from __future__ import annotations
@@ -40,11 +44,16 @@ from schakel.v1 import case_pb2, common_pb2, federation_pb2, partner_pb2
 from certs.identity import Identity
 from gateway.cases import Case, Participant
 from gateway.cases.steps import Step, check_step
-from gateway.errors import AuditUnavailableError, InvalidInputError, NotConfiguredError
+from gateway.errors import (
+    AuditUnavailableError,
+    InvalidInputError,
+    NotConfiguredError,
+    WrongStateError,
+)
 from gateway.federation.client import PeerCallError
 from gateway.flows.crossing import Crossing, record
+from gateway.flows.deadline import Deadline
 from gateway.flows.delivery import (
-    PEER_DEADLINE_SECONDS,
     as_recipient,
     deliver,
     not_arrived,
@@ -70,6 +79,9 @@ DEFAULT_DEADLINE_MS = 5000
 DEFAULT_DEADLINE_SECONDS = DEFAULT_DEADLINE_MS / 1000
 MAX_CATEGORIES = 64
 """The most categories one uitvraag may name."""
+PEER_REPLY_SHARE = 0.2
+"""Of the time a peer node's provider gets, the part kept for its node's answer to travel back."""
+MAX_PEER_REPLY_SECONDS = 0.25
 REGIE_RECIPIENT = Participant(org_id="", org_type=REGIE, node_id="")
 """The procesregisseur as recipient: what the node keeps in its vault for the case."""
 
@@ -188,7 +200,8 @@ async def start_uitvraag(
     """The procesregisseur's uitvraag for the case ``call`` names; see :func:`run_uitvraag`.
 
     ``categories`` are categories of the policy bundle, each once;
-    ``deadline_ms`` bounds the wait for the answers (0 for the default).
+    ``deadline_ms`` bounds the whole step (0 for the default), as does the
+    call's own gRPC deadline.
     """
     action = await begin(parts, call)
     check_count(categories, MAX_CATEGORIES, "categories")
@@ -203,7 +216,7 @@ async def start_uitvraag(
     if len(set(asked)) != len(asked):
         raise InvalidInputError("categories: each once, from the policy bundle; one is repeated")
     action.crossing.categories = asked
-    deadline = deadline_seconds(deadline_ms, DEFAULT_DEADLINE_MS)
+    deadline = Deadline.of_call(deadline_seconds(deadline_ms, DEFAULT_DEADLINE_MS))
     check_step(action.case, Step.UITVRAAG)
     return await run_uitvraag(
         parts,
@@ -222,13 +235,14 @@ async def run_uitvraag(
     *,
     caller: Identity,
     activity_uri: str,
-    deadline: float = DEFAULT_DEADLINE_SECONDS,
+    deadline: Deadline | None = None,
 ) -> case_pb2.UitvraagResult:
-    """Ask, judge, minimise, audit and deliver; the per-provider outcome.
+    """Ask, judge, minimise, audit and deliver by ``deadline``; the per-provider outcome.
 
     Raises AuditUnavailableError when an audit record cannot be written
     (then what it would have covered has not left).
     """
+    deadline = deadline or Deadline.after(DEFAULT_DEADLINE_SECONDS)
     policy, subjects = parts.policy, parts.subjects
     if policy is None or subjects is None:
         raise NotConfiguredError("this node has no policy bundle or no pseudonym keys configured")
@@ -250,41 +264,60 @@ async def run_uitvraag(
         )
 
     asking = [p for p in plans if p.asked]
-    for p in asking:
-        # The question itself tells the provider the subject is in this case.
-        await record(parts.audit, crossing(caller, p))
-    answers = await asyncio.gather(*(_ask(parts, case, p, deadline) for p in asking))
+    # The question itself tells the provider the subject is in this case.
+    await asyncio.gather(*(record(parts.audit, crossing(caller, p)) for p in asking))
+    questions = deadline.for_questions()
+    answers = await asyncio.gather(*(_ask(parts, case, p, questions) for p in asking))
     answered = [(p, a) for p, a in zip(asking, answers, strict=True) if a is not None]
+    # The case may have moved on while the questions were out (a change from
+    # outside this node's case lock): release nothing from a case that left
+    # casusoverleg.
+    check_step(await asyncio.to_thread(parts.registry.get, case.id), Step.UITVRAAG)
     # Every release is on record before any is stored or delivered, so a
     # failed audit write leaves no partial release behind the error.
-    releases: list[_Release] = []
-    for p, answer in answered:
-        for recipient, decision in p.decisions.items():
-            audited = crossing(as_recipient(caller, recipient), p, decision)
-            try:
-                await record(parts.audit, audited)
-            except AuditUnavailableError as exc:
-                raise AuditUnavailableError(
-                    "the audit record of a release could not be written, so nothing was "
-                    "stored or delivered; try again later"
-                ) from exc
-            releases.append(
-                _Release(p, recipient, decision, answer.for_recipient(recipient, decision), audited)
-            )
-    for p, answer in answered:
-        for fact in answer.kept:
-            await asyncio.to_thread(
-                functools.partial(
-                    parts.registry.store_fact,
-                    case.id,
-                    fact,
-                    provider=p.provider,
-                    retention_days=kept_days(p.regie, fact.category),
+    releases = [
+        _Release(
+            p,
+            recipient,
+            decision,
+            answer.for_recipient(recipient, decision),
+            crossing(as_recipient(caller, recipient), p, decision),
+        )
+        for p, answer in answered
+        for recipient, decision in p.decisions.items()
+    ]
+    try:
+        await asyncio.gather(*(record(parts.audit, r.record) for r in releases))
+    except AuditUnavailableError as exc:
+        raise AuditUnavailableError(
+            "the audit record of a release could not be written, so nothing was "
+            "stored or delivered; try again later"
+        ) from exc
+    try:
+        for p, answer in answered:
+            for fact in answer.kept:
+                await asyncio.to_thread(
+                    functools.partial(
+                        parts.registry.store_fact,
+                        case.id,
+                        fact,
+                        provider=p.provider,
+                        retention_days=kept_days(p.regie, fact.category),
+                    )
                 )
-            )
+    except WrongStateError as exc:
+        # Left casusoverleg between the check and the store: the releases
+        # are on record but go nowhere, and the log says so.
+        await asyncio.gather(*(not_arrived(parts.audit, r.record) for r in releases))
+        raise WrongStateError(
+            f"case {case.id} left casusoverleg while the uitvraag ran; nothing was "
+            "delivered, and the audit log records each release as not arrived"
+        ) from exc
+    sending = [r for r in releases if r.facts]
+    arrived = await asyncio.gather(*(_deliver(parts, case, r, deadline) for r in sending))
     undelivered: dict[Participant, list[Participant]] = {}
-    for release in releases:
-        if release.facts and not await _deliver(parts, case, release):
+    for release, ok in zip(sending, arrived, strict=True):
+        if not ok:
             undelivered.setdefault(release.plan.provider, []).append(release.recipient)
     answering = {p.provider for p, _ in answered}
     result = case_pb2.UitvraagResult(case_ref=case_ref)
@@ -298,10 +331,13 @@ async def run_uitvraag(
     return result
 
 
-async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answer | None:
-    """Put the question to the provider, here or at its node; None when it did not answer."""
+async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: Deadline) -> _Answer | None:
+    """Put the question to the provider, here or at its node; None when it did not answer
+    by ``deadline``."""
     subjects = parts.subjects
     assert subjects is not None
+    if deadline.passed:
+        return None
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     purpose = common_pb2.Purpose(processing_activity_id=case.activity)
     if p.provider.node_id == parts.node_id:
@@ -320,7 +356,7 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
             asserted_grounds=shown(provider_grounds(case, p.provider.org_id), parts.node_id),
         )
         pending = await parts.tasks.send(
-            p.provider.org_id, task, subject=case.subject, timeout=deadline
+            p.provider.org_id, task, subject=case.subject, timeout=deadline.left()
         )
         answer = await parts.tasks.wait(pending)
         if not isinstance(answer, partner_pb2.AnswerFactsRequest):
@@ -331,22 +367,28 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
         log.warning("uitvraag_no_federation", case_id=case.id, node=p.provider.node_id)
         return None
     types = dict.fromkeys([REGIE, *(r.org_type for r in p.decisions)])
+    subject = await asyncio.to_thread(
+        subjects.for_domain_from_pseudonym, case.subject, p.provider.node_id
+    )
+    left = deadline.left()
+    if left <= 0:
+        return None
+    # The provider's node must answer before our deadline, so its partner gets
+    # less time than the call: the rest carries the answer back.
+    ask_ms = int((left - min(left * PEER_REPLY_SHARE, MAX_PEER_REPLY_SECONDS)) * 1000)
     request = federation_pb2.AskParticipantRequest(
         purpose=purpose,
         case_ref=case_ref,
-        subject=await asyncio.to_thread(
-            subjects.for_domain_from_pseudonym, case.subject, p.provider.node_id
-        ),
+        subject=subject,
         provider=participant_proto(p.provider),
         categories=list(p.asked),
         recipient_org_types=list(types),
         grounds=to_federated(provider_grounds(case, p.provider.org_id)),
-        deadline_ms=int(deadline * 1000),
+        # 0 would mean the peer's default; never ask for less than a millisecond.
+        deadline_ms=max(ask_ms, 1),
     )
     try:
-        reply = await parts.peers.ask_participant(
-            p.provider.node_id, request, deadline=deadline + PEER_DEADLINE_SECONDS
-        )
+        reply = await parts.peers.ask_participant(p.provider.node_id, request, deadline=left)
     except PeerCallError as exc:
         log.warning(
             "uitvraag_peer_unanswered", case_id=case.id, node=exc.node_id, reason=exc.reason
@@ -369,7 +411,7 @@ class _Release:
     record: Crossing
 
 
-async def _deliver(parts: NodeParts, case: Case, release: _Release) -> bool:
+async def _deliver(parts: NodeParts, case: Case, release: _Release, deadline: Deadline) -> bool:
     """Deliver one audited release; on failure a second record says it did not arrive."""
     delivered = await deliver(
         parts,
@@ -379,6 +421,7 @@ async def _deliver(parts: NodeParts, case: Case, release: _Release) -> bool:
         facts=release.facts,
         decision=release.decision,
         phase=common_pb2.PHASE_CASUSOVERLEG,
+        deadline=deadline,
         grounds=provider_grounds(case, release.plan.provider.org_id),
     )
     if not delivered:

@@ -4,18 +4,23 @@ The interceptor lets only this node's procesregisseur in. Each method reads
 its request, hands it to the flow of its process step and answers with what
 the flow returns; the flows check the case, its purpose and phase, audit,
 and raise a :class:`~gateway.errors.SchakelError` for a refusal, which the
-interceptor answers (:mod:`gateway.rpc.status`).
+interceptor answers (:mod:`gateway.rpc.status`). Every method runs holding
+its case (:mod:`gateway.flows.caselocks`), so actions on one case follow
+each other.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2
 
 from gateway.cases import Case, Participant, case_status
 from gateway.flows import afschaling, bottlenecks, hitnohit, overdracht, triage, uitvraag
+from gateway.flows.delivery import participant_proto
 from gateway.flows.regie import CaseCall
 from gateway.rpc.auth import current_identity
 
@@ -30,6 +35,23 @@ class _CaseRequest(Protocol):
     def purpose(self) -> common_pb2.Purpose: ...
     @property
     def case_ref(self) -> common_pb2.CaseRef: ...
+
+
+Request = TypeVar("Request", bound=_CaseRequest)
+Reply = TypeVar("Reply")
+
+
+def _one_step(
+    method: Callable[[CaseService, Request, Context], Awaitable[Reply]],
+) -> Callable[[CaseService, Request, Context], Awaitable[Reply]]:
+    """Run ``method`` holding the case its request names, after the actions before it."""
+
+    @functools.wraps(method)
+    async def run(self: CaseService, request: Request, context: Context) -> Reply:
+        async with self.parts.case_locks.hold(request.case_ref.case_id):
+            return await method(self, request, context)
+
+    return run
 
 
 def _call(method: str, request: _CaseRequest) -> CaseCall:
@@ -52,9 +74,14 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
     def __init__(self, parts: NodeParts) -> None:
         self.parts = parts
 
-    def _status(self, case: Case) -> partner_pb2.CaseStatus:
-        return case_status(case, self.parts.node_id, for_referrer=False)
+    def _status(
+        self, case: Case, undelivered: tuple[Participant, ...] = ()
+    ) -> partner_pb2.CaseStatus:
+        status = case_status(case, self.parts.node_id, for_referrer=False)
+        status.undelivered.extend(participant_proto(p) for p in undelivered)
+        return status
 
+    @_one_step
     async def StartTriage(  # noqa: N802 - gRPC method name
         self, request: case_pb2.StartTriageRequest, context: Context
     ) -> partner_pb2.CaseStatus:
@@ -62,6 +89,7 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         case = await triage.start_triage(self.parts, _call("StartTriage", request))
         return self._status(case)
 
+    @_one_step
     async def Triage(  # noqa: N802 - gRPC method name
         self, request: case_pb2.TriageRequest, context: Context
     ) -> partner_pb2.CaseStatus:
@@ -75,6 +103,7 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         )
         return self._status(case)
 
+    @_one_step
     async def AddParticipant(  # noqa: N802 - gRPC method name
         self, request: case_pb2.AddParticipantRequest, context: Context
     ) -> partner_pb2.CaseStatus:
@@ -84,6 +113,7 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         )
         return self._status(case)
 
+    @_one_step
     async def RecordGround(  # noqa: N802 - gRPC method name
         self, request: case_pb2.RecordGroundRequest, context: Context
     ) -> partner_pb2.CaseStatus:
@@ -98,6 +128,7 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         )
         return self._status(case)
 
+    @_one_step
     async def RunHitNoHit(  # noqa: N802 - gRPC method name
         self, request: case_pb2.RunHitNoHitRequest, context: Context
     ) -> case_pb2.HitNoHitResult:
@@ -110,6 +141,7 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         )
         return result.to_proto(request.case_ref)
 
+    @_one_step
     async def StartUitvraag(  # noqa: N802 - gRPC method name
         self, request: case_pb2.StartUitvraagRequest, context: Context
     ) -> case_pb2.UitvraagResult:
@@ -124,6 +156,7 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
             request.deadline_ms,
         )
 
+    @_one_step
     async def SetBottlenecks(  # noqa: N802 - gRPC method name
         self, request: case_pb2.SetBottlenecksRequest, context: Context
     ) -> partner_pb2.CaseStatus:
@@ -133,13 +166,17 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         )
         return self._status(case)
 
+    @_one_step
     async def CloseCase(  # noqa: N802 - gRPC method name
         self, request: case_pb2.CloseCaseRequest, context: Context
     ) -> partner_pb2.CaseStatus:
         """Close (afschaling) with an outcome, then tell every participant the outcome only."""
-        case = await afschaling.close_case(self.parts, _call("CloseCase", request), request.outcome)
-        return self._status(case)
+        closed = await afschaling.close_case(
+            self.parts, _call("CloseCase", request), request.outcome
+        )
+        return self._status(closed.case, closed.undelivered)
 
+    @_one_step
     async def HandOverCase(  # noqa: N802 - gRPC method name
         self, request: case_pb2.HandOverCaseRequest, context: Context
     ) -> case_pb2.HandOverResult:
@@ -154,5 +191,5 @@ class CaseService(case_pb2_grpc.CaseServiceServicer):
         return case_pb2.HandOverResult(
             remote_case_ref=done.remote_case_ref,
             created=done.created,
-            status=self._status(done.case),
+            status=self._status(done.case, done.undelivered),
         )

@@ -14,7 +14,8 @@ its acknowledgement before that is confirmed. A question's row and the other
 changes of state are written in batches just after: a question cannot
 outlive the process anyway, and a lost state change costs at most one more
 send. A task a stream takes is *sent*; it is *done* once answered,
-acknowledged (``AcknowledgeTask``, for FACT_DELIVERY) or lapsed. When an organisation
+acknowledged (``AcknowledgeTask``, for FACT_DELIVERY) or lapsed, and its row
+is purged with the expired ones soon after (:meth:`TaskBroker.purge_expired`). When an organisation
 opens a new stream, its sent-but-not-done tasks of the kinds asked go out
 again, at most :data:`MAX_DELIVERY_ATTEMPTS` times in all. After a restart
 :meth:`TaskBroker.recover` queues the open deliveries again; open questions
@@ -54,7 +55,7 @@ from gateway.errors import (
 )
 from gateway.logging import get_logger
 from gateway.observability import metrics
-from gateway.tasks.store import ANSWERED_KINDS, SENT, TaskStore
+from gateway.tasks.store import ANSWERED_KINDS, PURGE_BATCH, SENT, TaskStore
 
 log = get_logger("tasks")
 
@@ -206,8 +207,18 @@ class TaskBroker:
         )
 
     async def purge_expired(self, now: datetime | None = None) -> int:
-        """Delete the tasks past their deadline (the node's retention loop); returns how many."""
-        purged = await asyncio.to_thread(self._store.purge_expired, now)
+        """Delete the tasks past their deadline (the node's retention loop); returns how many.
+
+        A done task's deadline is :data:`~gateway.tasks.store.DONE_KEPT` after it
+        was settled. Rows go :data:`~gateway.tasks.store.PURGE_BATCH` per
+        transaction, each in its own thread hop, so writers wait for one short
+        batch at most, never for the whole purge.
+        """
+        purged = 0
+        while (batch := await asyncio.to_thread(self._store.purge_expired, now)) > 0:
+            purged += batch
+            if batch < PURGE_BATCH:
+                break
         mono = time.monotonic()
         for pending in list(self._live.values()):
             if pending.answer is None and mono > pending.expires:

@@ -10,14 +10,16 @@ subject encrypted to the partner's domain, the case) is AES-256-GCM
 ciphertext under the case vault's key, with the organisation and task id
 bound as associated data, so a row moved to another organisation or swapped
 with another row fails authentication instead of being delivered. A task
-that is done keeps neither its content nor its subject.
+that is done keeps neither its content nor its subject, and its deadline
+moves to :data:`DONE_KEPT` from then, so the purge, which deletes rows
+past their deadline :data:`PURGE_BATCH` at a time, takes it soon after.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +39,11 @@ DONE = "done"
 
 ANSWERED_KINDS = frozenset({partner_pb2.TASK_KIND_HIT_QUERY, partner_pb2.TASK_KIND_FACT_QUERY})
 """Kinds an asker in this process awaits; they cannot outlive the process."""
+
+DONE_KEPT = timedelta(minutes=1)
+"""How long a done task's row (without content or subject) stays before the purge takes it."""
+PURGE_BATCH = 500
+"""Rows one purge transaction deletes at most, so a purge never holds the write lock for long."""
 
 _SCOPE = "schakel/v1/partner-task"
 """Stands where the vault binds a case id: no case id looks like it, so a case
@@ -88,12 +95,20 @@ class Recovered:
     """(task id, org id) of rows that failed authentication, now done."""
 
 
-def _settle(task_ids: list[str]) -> sa.Update:
+def _settle(which: sa.ColumnElement[bool], now: datetime) -> sa.Update:
+    """Mark the tasks ``which`` selects done: content and subject go, and each row
+    expires :data:`DONE_KEPT` after ``now`` (or at its deadline, if sooner)."""
     t = partner_tasks
+    kept_until = sa.literal(now + DONE_KEPT, UTCDateTime())
     return (
         sa.update(t)
-        .where(t.c.id.in_(task_ids), t.c.state != DONE)
-        .values(state=DONE, sealed=None, subject_pseudonym=None)
+        .where(which, t.c.state != DONE)
+        .values(
+            state=DONE,
+            sealed=None,
+            subject_pseudonym=None,
+            expires_at=sa.case((t.c.expires_at > kept_until, kept_until), else_=t.c.expires_at),
+        )
     )
 
 
@@ -159,21 +174,28 @@ class TaskStore:
                     .values(state=SENT, attempts=t.c.attempts + count)
                 )
             if done:
-                conn.execute(_settle(list(done)))
+                conn.execute(_settle(t.c.id.in_(list(done)), self.now()))
 
     def mark_done(self, task_ids: Collection[str]) -> int:
         """Mark tasks done and drop their content and subject; returns how many changed."""
         if not task_ids:
             return 0
         with self._engine.begin() as conn:
-            return conn.execute(_settle(list(task_ids))).rowcount
+            which = partner_tasks.c.id.in_(list(task_ids))
+            return conn.execute(_settle(which, self.now())).rowcount
 
-    def purge_expired(self, now: datetime | None = None) -> int:
-        """Delete every task past its deadline at ``now``, whatever its state."""
+    def purge_expired(self, now: datetime | None = None, limit: int = PURGE_BATCH) -> int:
+        """Delete at most ``limit`` tasks past their deadline at ``now``, whatever their state,
+        in one short transaction; returns how many (fewer than ``limit``: none are left)."""
         at = now if now is not None else self.now()
+        t = partner_tasks
         with self._engine.begin() as conn:
-            result = conn.execute(sa.delete(partner_tasks).where(partner_tasks.c.expires_at <= at))
-        return result.rowcount
+            ids = list(
+                conn.execute(sa.select(t.c.id).where(t.c.expires_at <= at).limit(limit)).scalars()
+            )
+            if not ids:
+                return 0
+            return conn.execute(sa.delete(t).where(t.c.id.in_(ids))).rowcount
 
     def open_counts(self, now: datetime | None = None) -> dict[tuple[str, str], int]:
         """Open tasks within their deadline by (organisation, state), for the metrics."""
@@ -191,12 +213,12 @@ class TaskStore:
         """At start-up: delete expired rows, lapse open questions, read open deliveries."""
         at = now if now is not None else self.now()
         t = partner_tasks
+        expired = 0
+        while (purged := self.purge_expired(at)) > 0:
+            expired += purged
         with self._engine.begin() as conn:
-            expired = conn.execute(sa.delete(t).where(t.c.expires_at <= at)).rowcount
             lapsed = conn.execute(
-                sa.update(t)
-                .where(t.c.kind.in_([int(k) for k in ANSWERED_KINDS]), t.c.state != DONE)
-                .values(state=DONE, sealed=None, subject_pseudonym=None)
+                _settle(t.c.kind.in_([int(k) for k in ANSWERED_KINDS]), at)
             ).rowcount
             rows = conn.execute(
                 sa.select(t).where(t.c.state != DONE).order_by(t.c.created_at, t.c.id)
@@ -239,6 +261,8 @@ class TaskStore:
 __all__ = [
     "ANSWERED_KINDS",
     "DONE",
+    "DONE_KEPT",
+    "PURGE_BATCH",
     "QUEUED",
     "SENT",
     "Recovered",

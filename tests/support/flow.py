@@ -189,10 +189,14 @@ def partner_sections(node_id: str) -> str:
 
 @contextlib.asynccontextmanager
 async def running_flow(
-    root: Path, db_url: str, sections: Callable[[str], str] = partner_sections
+    root: Path,
+    db_url: str,
+    sections: Callable[[str], str] = partner_sections,
+    **start: Callable[[str, str, str], str],
 ) -> AsyncIterator[Flow]:
-    """RR (on ``db_url``) and HL (SQLite) with ``sections(node_id)`` as their partners."""
-    pair = await start_pair(root, db_url, sections)
+    """RR (on ``db_url``) and HL (SQLite) with ``sections(node_id)`` as their partners;
+    ``start`` goes to :func:`tests.support.pair.start_pair` (``dial``)."""
+    pair = await start_pair(root, db_url, sections, **start)
     try:
         async with contextlib.AsyncExitStack() as stack:
             yield Flow(pair, stack)

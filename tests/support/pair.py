@@ -31,12 +31,21 @@ class Pair:
         return node_channel(self.nodes[node_id].address, node_id, creds)
 
 
+def _direct(_node_id: str, _peer_id: str, address: str) -> str:
+    return address
+
+
 async def start_pair(
-    root: Path, db_url: str, extra: Callable[[str], str] = lambda _node_id: ""
+    root: Path,
+    db_url: str,
+    extra: Callable[[str], str] = lambda _node_id: "",
+    dial: Callable[[str, str, str], str] = _direct,
 ) -> Pair:
     """Start RR (on ``db_url``) and HL (SQLite); each witnesses the other.
 
-    ``extra(node_id)`` adds config sections for one node (e.g. its partners).
+    ``extra(node_id)`` adds config sections for one node (e.g. its partners);
+    ``dial(node_id, peer_id, address)`` is the address ``node_id`` dials to
+    reach its peer listening on ``address`` (e.g. a relay in front of it).
     """
     fed = Federation(root / "pki")
     keys = DevKeys(root / "keys")
@@ -47,7 +56,7 @@ async def start_pair(
             other = HL if node_id == RR else RR
             sections = keys.node_sections(
                 node_id,
-                [(other, f"127.0.0.1:{ports[other]}")],
+                [(other, dial(node_id, other, f"127.0.0.1:{ports[other]}"))],
                 checkpoint_every_records=1,
                 checkpoint_every_seconds=1,
             )

@@ -216,7 +216,9 @@ class RunHitNoHitRequest(_message.Message):
     CASE_REF_FIELD_NUMBER: _builtins.int
     DEADLINE_MS_FIELD_NUMBER: _builtins.int
     deadline_ms: _builtins.int
-    """Deadline for the whole round, in milliseconds (default 2000)."""
+    """Deadline for the whole round, in milliseconds (default 2000). The
+    call's own gRPC deadline bounds it as well.
+    """
     @_builtins.property
     def purpose(self) -> _common_pb2.Purpose:
         """Required."""
@@ -295,7 +297,10 @@ class StartUitvraagRequest(_message.Message):
     CATEGORIES_FIELD_NUMBER: _builtins.int
     DEADLINE_MS_FIELD_NUMBER: _builtins.int
     deadline_ms: _builtins.int
-    """Deadline for the answers, in milliseconds (default 5000)."""
+    """Deadline for the whole uitvraag, in milliseconds (default 5000): the
+    questions get most of it, the deliveries of what they brought the rest
+    (at most one second). The call's own gRPC deadline bounds it as well.
+    """
     @_builtins.property
     def purpose(self) -> _common_pb2.Purpose:
         """Required."""
@@ -535,7 +540,9 @@ class HandOverResult(_message.Message):
 
     @_builtins.property
     def status(self) -> _partner_pb2.CaseStatus:
-        """This node's case, closed with outcome "overgedragen-andere-zvh"."""
+        """This node's case, closed with outcome "overgedragen-andere-zvh"; its
+        undelivered names the participants the outcome did not reach in time.
+        """
 
     def __init__(
         self,

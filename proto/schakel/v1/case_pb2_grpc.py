@@ -148,7 +148,10 @@ class CaseServiceServicer:
 
     def CloseCase(self, request, context):
         """Closes a case (afschaling) with an outcome code and starts its
-        retention clock.
+        retention clock, then tells every participant the outcome, all at once,
+        within the call's gRPC deadline (5 s when the caller sets none).
+        Participants at peer nodes the outcome did not reach in time are named
+        in the answer's undelivered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +168,9 @@ class CaseServiceServicer:
         Safe to retry with the same idempotency key: the same remote case comes
         back (created false) and the case is not closed twice. When the target
         cannot be reached the call fails with UNAVAILABLE and the case stays open.
+        The whole hand-over keeps the call's gRPC deadline (6 s when the caller
+        sets none): the target gets most of it, telling the participants the
+        outcome the rest; those not reached are named in status.undelivered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

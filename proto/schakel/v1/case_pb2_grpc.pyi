@@ -67,7 +67,10 @@ class CaseServiceStub:
     """Sets the bottleneck tags of a case (e.g. "huisvesting") for signalling."""
     CloseCase: _grpc.UnaryUnaryMultiCallable[_case_pb2.CloseCaseRequest, _partner_pb2.CaseStatus]
     """Closes a case (afschaling) with an outcome code and starts its
-    retention clock.
+    retention clock, then tells every participant the outcome, all at once,
+    within the call's gRPC deadline (5 s when the caller sets none).
+    Participants at peer nodes the outcome did not reach in time are named
+    in the answer's undelivered.
     """
     HandOverCase: _grpc.UnaryUnaryMultiCallable[_case_pb2.HandOverCaseRequest, _case_pb2.HandOverResult]
     """Hands an open case over to the ZVH node of the region the person moved
@@ -80,6 +83,9 @@ class CaseServiceStub:
     Safe to retry with the same idempotency key: the same remote case comes
     back (created false) and the case is not closed twice. When the target
     cannot be reached the call fails with UNAVAILABLE and the case stays open.
+    The whole hand-over keeps the call's gRPC deadline (6 s when the caller
+    sets none): the target gets most of it, telling the participants the
+    outcome the rest; those not reached are named in status.undelivered.
     """
 
 @_typing.type_check_only
@@ -117,7 +123,10 @@ class CaseServiceAsyncStub(CaseServiceStub):
     """Sets the bottleneck tags of a case (e.g. "huisvesting") for signalling."""
     CloseCase: _aio.UnaryUnaryMultiCallable[_case_pb2.CloseCaseRequest, _partner_pb2.CaseStatus]  # type: ignore[assignment]
     """Closes a case (afschaling) with an outcome code and starts its
-    retention clock.
+    retention clock, then tells every participant the outcome, all at once,
+    within the call's gRPC deadline (5 s when the caller sets none).
+    Participants at peer nodes the outcome did not reach in time are named
+    in the answer's undelivered.
     """
     HandOverCase: _aio.UnaryUnaryMultiCallable[_case_pb2.HandOverCaseRequest, _case_pb2.HandOverResult]  # type: ignore[assignment]
     """Hands an open case over to the ZVH node of the region the person moved
@@ -130,6 +139,9 @@ class CaseServiceAsyncStub(CaseServiceStub):
     Safe to retry with the same idempotency key: the same remote case comes
     back (created false) and the case is not closed twice. When the target
     cannot be reached the call fails with UNAVAILABLE and the case stays open.
+    The whole hand-over keeps the call's gRPC deadline (6 s when the caller
+    sets none): the target gets most of it, telling the participants the
+    outcome the rest; those not reached are named in status.undelivered.
     """
 
 class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -212,7 +224,10 @@ class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_partner_pb2.CaseStatus, _abc.Awaitable[_partner_pb2.CaseStatus]]:
         """Closes a case (afschaling) with an outcome code and starts its
-        retention clock.
+        retention clock, then tells every participant the outcome, all at once,
+        within the call's gRPC deadline (5 s when the caller sets none).
+        Participants at peer nodes the outcome did not reach in time are named
+        in the answer's undelivered.
         """
 
     @_abc_1.abstractmethod
@@ -231,6 +246,9 @@ class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
         Safe to retry with the same idempotency key: the same remote case comes
         back (created false) and the case is not closed twice. When the target
         cannot be reached the call fails with UNAVAILABLE and the case stays open.
+        The whole hand-over keeps the call's gRPC deadline (6 s when the caller
+        sets none): the target gets most of it, telling the participants the
+        outcome the rest; those not reached are named in status.undelivered.
         """
 
 def add_CaseServiceServicer_to_server(servicer: CaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from schakel.v1 import common_pb2 as schakel_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18schakel/v1/partner.proto\x12\nschakel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schakel/v1/common.proto\"\xd4\x01\n\x15SubmitReferralRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12/\n\x07subject\x18\x03 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\x12\r\n\x05theme\x18\x04 \x01(\t\x12\x10\n\x08\x63riteria\x18\x05 \x03(\t\x12\x14\n\x0creason_codes\x18\x06 \x03(\t\x12\x14\n\x0c\x65xternal_ref\x18\x07 \x01(\t\"y\n\x16SubmitReferralResponse\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\'\n\x05trace\x18\x03 \x01(\x0b\x32\x18.schakel.v1.TraceContext\"c\n\x14GetCaseStatusRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\"\xe3\x02\n\nCaseStatus\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12 \n\x05phase\x18\x02 \x01(\x0e\x32\x11.schakel.v1.Phase\x12\r\n\x05theme\x18\x03 \x01(\t\x12-\n\x0cparticipants\x18\x04 \x03(\x0b\x32\x17.schakel.v1.Participant\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x13\n\x0b\x62ottlenecks\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x04hits\x18\t \x03(\x0b\x32\x0f.schakel.v1.Hit\x12\x14\n\x0c\x65xternal_ref\x18\n \x01(\t\x12\x15\n\rregie_contact\x18\x0b \x01(\t\">\n\x03Hit\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontact_handle\x18\x03 \x01(\t\":\n\x13ReceiveTasksRequest\x12#\n\x05kinds\x18\x01 \x03(\x0e\x32\x14.schakel.v1.TaskKind\"\xd3\x03\n\x0bPartnerTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.schakel.v1.TaskKind\x12$\n\x07purpose\x18\x03 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x04 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12 \n\x05phase\x18\x05 \x01(\x0e\x32\x11.schakel.v1.Phase\x12/\n\x07subject\x18\x06 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x1f\n\x05\x66\x61\x63ts\x18\x08 \x03(\x0b\x32\x10.schakel.v1.Fact\x12-\n\x08\x64\x65\x63ision\x18\t \x01(\x0b\x32\x1b.schakel.v1.DecisionSummary\x12,\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05trace\x18\x0b \x01(\x0b\x32\x18.schakel.v1.TraceContext\x12\x34\n\x10\x61sserted_grounds\x18\x0c \x03(\x0b\x32\x1a.schakel.v1.AssertedGround\"A\n\x0e\x41ssertedGround\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\"\x97\x01\n\x10\x41nswerHitRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x03 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\r\n\x05known\x18\x04 \x01(\x08\x12\x16\n\x0e\x63ontact_handle\x18\x05 \x01(\t\"\x93\x01\n\x12\x41nswerFactsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x03 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x1f\n\x05\x66\x61\x63ts\x18\x04 \x03(\x0b\x32\x10.schakel.v1.Fact\")\n\x16\x41\x63knowledgeTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"E\n\tAnswerAck\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x05trace\x18\x02 \x01(\x0b\x32\x18.schakel.v1.TraceContext\"m\n\x13PseudonymiseRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12\x30\n\x08subjects\x18\x02 \x03(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\"H\n\x14PseudonymiseResponse\x12\x30\n\x08subjects\x18\x01 \x03(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym*u\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_KIND_HIT_QUERY\x10\x01\x12\x18\n\x14TASK_KIND_FACT_QUERY\x10\x02\x12\x1b\n\x17TASK_KIND_FACT_DELIVERY\x10\x03\x32\xa9\x04\n\x0ePartnerService\x12W\n\x0eSubmitReferral\x12!.schakel.v1.SubmitReferralRequest\x1a\".schakel.v1.SubmitReferralResponse\x12I\n\rGetCaseStatus\x12 .schakel.v1.GetCaseStatusRequest\x1a\x16.schakel.v1.CaseStatus\x12J\n\x0cReceiveTasks\x12\x1f.schakel.v1.ReceiveTasksRequest\x1a\x17.schakel.v1.PartnerTask0\x01\x12@\n\tAnswerHit\x12\x1c.schakel.v1.AnswerHitRequest\x1a\x15.schakel.v1.AnswerAck\x12\x44\n\x0b\x41nswerFacts\x12\x1e.schakel.v1.AnswerFactsRequest\x1a\x15.schakel.v1.AnswerAck\x12L\n\x0f\x41\x63knowledgeTask\x12\".schakel.v1.AcknowledgeTaskRequest\x1a\x15.schakel.v1.AnswerAck\x12Q\n\x0cPseudonymise\x12\x1f.schakel.v1.PseudonymiseRequest\x1a .schakel.v1.PseudonymiseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18schakel/v1/partner.proto\x12\nschakel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17schakel/v1/common.proto\"\xd4\x01\n\x15SubmitReferralRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12/\n\x07subject\x18\x03 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\x12\r\n\x05theme\x18\x04 \x01(\t\x12\x10\n\x08\x63riteria\x18\x05 \x03(\t\x12\x14\n\x0creason_codes\x18\x06 \x03(\t\x12\x14\n\x0c\x65xternal_ref\x18\x07 \x01(\t\"y\n\x16SubmitReferralResponse\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\'\n\x05trace\x18\x03 \x01(\x0b\x32\x18.schakel.v1.TraceContext\"c\n\x14GetCaseStatusRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x02 \x01(\x0b\x32\x13.schakel.v1.CaseRef\"\x91\x03\n\nCaseStatus\x12%\n\x08\x63\x61se_ref\x18\x01 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12 \n\x05phase\x18\x02 \x01(\x0e\x32\x11.schakel.v1.Phase\x12\r\n\x05theme\x18\x03 \x01(\t\x12-\n\x0cparticipants\x18\x04 \x03(\x0b\x32\x17.schakel.v1.Participant\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x13\n\x0b\x62ottlenecks\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x04hits\x18\t \x03(\x0b\x32\x0f.schakel.v1.Hit\x12\x14\n\x0c\x65xternal_ref\x18\n \x01(\t\x12\x15\n\rregie_contact\x18\x0b \x01(\t\x12,\n\x0bundelivered\x18\x0c \x03(\x0b\x32\x17.schakel.v1.Participant\">\n\x03Hit\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontact_handle\x18\x03 \x01(\t\":\n\x13ReceiveTasksRequest\x12#\n\x05kinds\x18\x01 \x03(\x0e\x32\x14.schakel.v1.TaskKind\"\xd3\x03\n\x0bPartnerTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.schakel.v1.TaskKind\x12$\n\x07purpose\x18\x03 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x04 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12 \n\x05phase\x18\x05 \x01(\x0e\x32\x11.schakel.v1.Phase\x12/\n\x07subject\x18\x06 \x01(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x1f\n\x05\x66\x61\x63ts\x18\x08 \x03(\x0b\x32\x10.schakel.v1.Fact\x12-\n\x08\x64\x65\x63ision\x18\t \x01(\x0b\x32\x1b.schakel.v1.DecisionSummary\x12,\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05trace\x18\x0b \x01(\x0b\x32\x18.schakel.v1.TraceContext\x12\x34\n\x10\x61sserted_grounds\x18\x0c \x03(\x0b\x32\x1a.schakel.v1.AssertedGround\"A\n\x0e\x41ssertedGround\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\"\x97\x01\n\x10\x41nswerHitRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x03 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\r\n\x05known\x18\x04 \x01(\x08\x12\x16\n\x0e\x63ontact_handle\x18\x05 \x01(\t\"\x93\x01\n\x12\x41nswerFactsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x07purpose\x18\x02 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12%\n\x08\x63\x61se_ref\x18\x03 \x01(\x0b\x32\x13.schakel.v1.CaseRef\x12\x1f\n\x05\x66\x61\x63ts\x18\x04 \x03(\x0b\x32\x10.schakel.v1.Fact\")\n\x16\x41\x63knowledgeTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"E\n\tAnswerAck\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x05trace\x18\x02 \x01(\x0b\x32\x18.schakel.v1.TraceContext\"m\n\x13PseudonymiseRequest\x12$\n\x07purpose\x18\x01 \x01(\x0b\x32\x13.schakel.v1.Purpose\x12\x30\n\x08subjects\x18\x02 \x03(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym\"H\n\x14PseudonymiseResponse\x12\x30\n\x08subjects\x18\x01 \x03(\x0b\x32\x1e.schakel.v1.EncryptedPseudonym*u\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_KIND_HIT_QUERY\x10\x01\x12\x18\n\x14TASK_KIND_FACT_QUERY\x10\x02\x12\x1b\n\x17TASK_KIND_FACT_DELIVERY\x10\x03\x32\xa9\x04\n\x0ePartnerService\x12W\n\x0eSubmitReferral\x12!.schakel.v1.SubmitReferralRequest\x1a\".schakel.v1.SubmitReferralResponse\x12I\n\rGetCaseStatus\x12 .schakel.v1.GetCaseStatusRequest\x1a\x16.schakel.v1.CaseStatus\x12J\n\x0cReceiveTasks\x12\x1f.schakel.v1.ReceiveTasksRequest\x1a\x17.schakel.v1.PartnerTask0\x01\x12@\n\tAnswerHit\x12\x1c.schakel.v1.AnswerHitRequest\x1a\x15.schakel.v1.AnswerAck\x12\x44\n\x0b\x41nswerFacts\x12\x1e.schakel.v1.AnswerFactsRequest\x1a\x15.schakel.v1.AnswerAck\x12L\n\x0f\x41\x63knowledgeTask\x12\".schakel.v1.AcknowledgeTaskRequest\x1a\x15.schakel.v1.AnswerAck\x12Q\n\x0cPseudonymise\x12\x1f.schakel.v1.PseudonymiseRequest\x1a .schakel.v1.PseudonymiseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'schakel.v1.partner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKKIND']._serialized_start=2159
-  _globals['_TASKKIND']._serialized_end=2276
+  _globals['_TASKKIND']._serialized_start=2205
+  _globals['_TASKKIND']._serialized_end=2322
   _globals['_SUBMITREFERRALREQUEST']._serialized_start=99
   _globals['_SUBMITREFERRALREQUEST']._serialized_end=311
   _globals['_SUBMITREFERRALRESPONSE']._serialized_start=313
@@ -42,27 +42,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCASESTATUSREQUEST']._serialized_start=436
   _globals['_GETCASESTATUSREQUEST']._serialized_end=535
   _globals['_CASESTATUS']._serialized_start=538
-  _globals['_CASESTATUS']._serialized_end=893
-  _globals['_HIT']._serialized_start=895
-  _globals['_HIT']._serialized_end=957
-  _globals['_RECEIVETASKSREQUEST']._serialized_start=959
-  _globals['_RECEIVETASKSREQUEST']._serialized_end=1017
-  _globals['_PARTNERTASK']._serialized_start=1020
-  _globals['_PARTNERTASK']._serialized_end=1487
-  _globals['_ASSERTEDGROUND']._serialized_start=1489
-  _globals['_ASSERTEDGROUND']._serialized_end=1554
-  _globals['_ANSWERHITREQUEST']._serialized_start=1557
-  _globals['_ANSWERHITREQUEST']._serialized_end=1708
-  _globals['_ANSWERFACTSREQUEST']._serialized_start=1711
-  _globals['_ANSWERFACTSREQUEST']._serialized_end=1858
-  _globals['_ACKNOWLEDGETASKREQUEST']._serialized_start=1860
-  _globals['_ACKNOWLEDGETASKREQUEST']._serialized_end=1901
-  _globals['_ANSWERACK']._serialized_start=1903
-  _globals['_ANSWERACK']._serialized_end=1972
-  _globals['_PSEUDONYMISEREQUEST']._serialized_start=1974
-  _globals['_PSEUDONYMISEREQUEST']._serialized_end=2083
-  _globals['_PSEUDONYMISERESPONSE']._serialized_start=2085
-  _globals['_PSEUDONYMISERESPONSE']._serialized_end=2157
-  _globals['_PARTNERSERVICE']._serialized_start=2279
-  _globals['_PARTNERSERVICE']._serialized_end=2832
+  _globals['_CASESTATUS']._serialized_end=939
+  _globals['_HIT']._serialized_start=941
+  _globals['_HIT']._serialized_end=1003
+  _globals['_RECEIVETASKSREQUEST']._serialized_start=1005
+  _globals['_RECEIVETASKSREQUEST']._serialized_end=1063
+  _globals['_PARTNERTASK']._serialized_start=1066
+  _globals['_PARTNERTASK']._serialized_end=1533
+  _globals['_ASSERTEDGROUND']._serialized_start=1535
+  _globals['_ASSERTEDGROUND']._serialized_end=1600
+  _globals['_ANSWERHITREQUEST']._serialized_start=1603
+  _globals['_ANSWERHITREQUEST']._serialized_end=1754
+  _globals['_ANSWERFACTSREQUEST']._serialized_start=1757
+  _globals['_ANSWERFACTSREQUEST']._serialized_end=1904
+  _globals['_ACKNOWLEDGETASKREQUEST']._serialized_start=1906
+  _globals['_ACKNOWLEDGETASKREQUEST']._serialized_end=1947
+  _globals['_ANSWERACK']._serialized_start=1949
+  _globals['_ANSWERACK']._serialized_end=2018
+  _globals['_PSEUDONYMISEREQUEST']._serialized_start=2020
+  _globals['_PSEUDONYMISEREQUEST']._serialized_end=2129
+  _globals['_PSEUDONYMISERESPONSE']._serialized_start=2131
+  _globals['_PSEUDONYMISERESPONSE']._serialized_end=2203
+  _globals['_PARTNERSERVICE']._serialized_start=2325
+  _globals['_PARTNERSERVICE']._serialized_end=2878
 # @@protoc_insertion_point(module_scope)

@@ -189,6 +189,7 @@ class CaseStatus(_message.Message):
     HITS_FIELD_NUMBER: _builtins.int
     EXTERNAL_REF_FIELD_NUMBER: _builtins.int
     REGIE_CONTACT_FIELD_NUMBER: _builtins.int
+    UNDELIVERED_FIELD_NUMBER: _builtins.int
     phase: _common_pb2.Phase.ValueType
     """The current phase."""
     theme: _builtins.str
@@ -227,6 +228,14 @@ class CaseStatus(_message.Message):
     def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___Hit]:
         """Hit/no-hit results: which organisations and nodes know the subject."""
 
+    @_builtins.property
+    def undelivered(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Participant]:
+        """Only in the answer to CloseCase and HandOverCase: participants at peer
+        nodes whose node did not take the outcome before the call's deadline.
+        The audit log holds the release and a second record (status ERROR)
+        saying it did not arrive. Empty in every other answer.
+        """
+
     def __init__(
         self,
         *,
@@ -241,10 +250,11 @@ class CaseStatus(_message.Message):
         hits: _abc.Iterable[Global___Hit] | None = ...,
         external_ref: _builtins.str = ...,
         regie_contact: _builtins.str = ...,
+        undelivered: _abc.Iterable[_common_pb2.Participant] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["case_ref", b"case_ref", "closed_at", b"closed_at", "opened_at", b"opened_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bottlenecks", b"bottlenecks", "case_ref", b"case_ref", "closed_at", b"closed_at", "external_ref", b"external_ref", "hits", b"hits", "opened_at", b"opened_at", "outcome", b"outcome", "participants", b"participants", "phase", b"phase", "regie_contact", b"regie_contact", "theme", b"theme"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bottlenecks", b"bottlenecks", "case_ref", b"case_ref", "closed_at", b"closed_at", "external_ref", b"external_ref", "hits", b"hits", "opened_at", b"opened_at", "outcome", b"outcome", "participants", b"participants", "phase", b"phase", "regie_contact", b"regie_contact", "theme", b"theme", "undelivered", b"undelivered"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,8 +8,6 @@ fact arrives with the subject in the recipient's own domain.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -23,77 +21,20 @@ from schakel.v1 import (
 )
 
 from adapters.sdk import encrypt_subject
-from gateway.app import Node
-from gateway.audit.records import decode
-from gateway.audit.store import iter_leaves
 from gateway.flows.delivery import PEER_DEADLINE_SECONDS
 from tests.support.caseflow import ANTECEDENTEN, HUISVESTING, categories_of, deliveries, fact
-from tests.support.flow import Flow, MemoryPartner, Record, running_flow
+from tests.support.flow import Flow, MemoryPartner
+from tests.support.peerflow import (
+    PARTICIPANTS,
+    PARTNERS,
+    node,
+    open_accepted_case,
+    records,
+    regie,
+    sims,
+)
 from tests.support.pki import HL, RR, LogCapture
-from tests.support.referrals import BSN, PURPOSE, refer
-
-PARTNERS = {
-    RR: [("politie-rr", "politie"), ("gemeente-rr", "gemeente")],
-    HL: [("politie-hl", "politie"), ("gemeente-hl", "gemeente"), ("ggz-hl", "ggz")],
-}
-PARTICIPANTS = [
-    ("politie-rr", "politie", RR),
-    ("gemeente-rr", "gemeente", RR),
-    ("politie-hl", "politie", HL),
-    ("gemeente-hl", "gemeente", HL),
-]
-
-
-def sections(node_id: str) -> str:
-    return "".join(
-        f'\n[[partners]]\nid = "{org}"\norg_type = "{kind}"\n' for org, kind in PARTNERS[node_id]
-    )
-
-
-@pytest.fixture
-async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
-    """RR (on ``db_url``) and HL (SQLite), each with its own partners."""
-    async with running_flow(tmp_path, db_url, sections) as started:
-        yield started
-
-
-def sims() -> dict[str, MemoryPartner]:
-    return {
-        "politie-rr": MemoryPartner(
-            {
-                BSN: Record(
-                    "wijkagent@politie-rr.example",
-                    [fact(ANTECEDENTEN, aantal=2, zwaarste_soort="geweld")],
-                )
-            }
-        ),
-        "gemeente-rr": MemoryPartner(
-            {
-                BSN: Record(
-                    "wijkteam@gemeente-rr.example",
-                    [fact(HUISVESTING, status="dakloos", huurachterstand_maanden=5)],
-                )
-            }
-        ),
-        "politie-hl": MemoryPartner(
-            {
-                BSN: Record(
-                    "wijkagent@politie-hl.example",
-                    [
-                        fact(
-                            ANTECEDENTEN,
-                            aantal=7,
-                            zwaarste_soort="vermogen",
-                            laatste_datum=(2026, 3, 9),
-                            intern_kenmerk="PL-HL-0042",
-                        )
-                    ],
-                )
-            }
-        ),
-        "gemeente-hl": MemoryPartner({BSN: Record("wijkteam@gemeente-hl.example")}),
-        "ggz-hl": MemoryPartner({BSN: Record("crisisdienst@ggz-hl.example")}),
-    }
+from tests.support.referrals import BSN, PURPOSE
 
 
 async def start(flow: Flow) -> dict[str, MemoryPartner]:
@@ -102,39 +43,6 @@ async def start(flow: Flow) -> dict[str, MemoryPartner]:
         for org_id, org_type in orgs:
             await flow.run_partner(node_id, org_id, org_type, running[org_id])
     return running
-
-
-def node(flow: Flow, node_id: str = RR) -> Node:
-    return flow.pair.nodes[node_id]
-
-
-def regie(flow: Flow) -> grpc.aio.Channel:
-    return flow.pair.channel(RR, flow.pair.fed.officer(RR, "procesregisseur"))
-
-
-async def open_accepted_case(
-    flow: Flow, stub: case_pb2_grpc.CaseServiceAsyncStub
-) -> common_pb2.CaseRef:
-    answer = await refer(flow, RR, "politie-rr", "politie")
-    await node(flow).parts.tasks.settle()
-    await stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=answer.case_ref))
-    await stub.Triage(
-        case_pb2.TriageRequest(
-            purpose=PURPOSE,
-            case_ref=answer.case_ref,
-            accept=True,
-            reason_code="ontvankelijk",
-            participants=[
-                common_pb2.Participant(org_id=o, org_type=t, node_id=n) for o, t, n in PARTICIPANTS
-            ],
-        )
-    )
-    return answer.case_ref
-
-
-def records(flow: Flow, node_id: str) -> list[audit_pb2.AuditRecord]:
-    with node(flow, node_id).parts.engine.connect() as conn:
-        return [decode(d) for _, _, d in iter_leaves(conn) if d is not None]
 
 
 def antecedenten(sim: MemoryPartner) -> dict[str, common_pb2.Fact]:

@@ -15,6 +15,7 @@ from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.cases import Hit, HitAnswer
+from gateway.flows.deadline import Deadline
 from gateway.flows.hitnohit import ROUND_METHOD, run_round
 from policy import signing
 from tests.support.flow import Flow, MemoryPartner, Record
@@ -86,7 +87,7 @@ async def test_a_partner_or_peer_that_is_down_makes_the_answer_partial_within_th
 
     started = time.monotonic()
     result = await run_round(
-        node(flow).parts, case, caller=caller, method=ROUND_METHOD, deadline=0.6
+        node(flow).parts, case, caller=caller, method=ROUND_METHOD, deadline=Deadline.after(0.6)
     )
     elapsed = time.monotonic() - started
 
@@ -121,7 +122,7 @@ async def test_a_partner_without_a_stream_counts_as_unanswered(flow: Flow) -> No
     case = node(flow).parts.registry.get(answer.case_ref.case_id)
     caller = flow.pair.fed.officer(RR, "procesregisseur").identity
     result = await run_round(
-        node(flow).parts, case, caller=caller, method=ROUND_METHOD, deadline=0.3
+        node(flow).parts, case, caller=caller, method=ROUND_METHOD, deadline=Deadline.after(0.3)
     )
     assert result.unanswered == {"ggz-rr": "no task stream", "gemeente-rr": "no task stream"}
     assert result.no_hit == [HL]
@@ -289,7 +290,9 @@ async def test_an_answer_policy_does_not_release_is_withheld_but_audited(flow: F
     assert [h.org_id for h in case.hits] == ["ggz-rr"]
     assert gemeente_runner.stats["answered.hit_query"] == 1
     caller = flow.pair.fed.officer(RR, "procesregisseur").identity
-    result = await run_round(parts, case, caller=caller, method=ROUND_METHOD, deadline=2.0)
+    result = await run_round(
+        parts, case, caller=caller, method=ROUND_METHOD, deadline=Deadline.after(2.0)
+    )
     assert result.unanswered == {"gemeente-rr": "withheld by policy"}
     with parts.engine.connect() as conn:
         records = [decode(d) for _, _, d in iter_leaves(conn) if d is not None]

@@ -28,7 +28,7 @@ from gateway.tasks.broker import (
     TaskNotFoundError,
     TaskNotYoursError,
 )
-from gateway.tasks.store import partner_tasks
+from gateway.tasks.store import DONE_KEPT, PURGE_BATCH, TaskStore, partner_tasks
 from tests.support.pki import LogCapture
 
 ORG = "gemeente-rr"
@@ -233,6 +233,36 @@ async def test_an_expired_task_is_never_sent_and_is_purged(
     assert set(rows(engine)) == {fresh.task_id}
     assert await broker.purge_expired(now=datetime.now(UTC) + timedelta(minutes=2)) == 1
     assert rows(engine) == {}
+
+
+async def test_done_tasks_are_purged_soon_after_in_batches_of_at_most_500(
+    broker: TaskBroker, engine: sa.Engine, vault: FactVault
+) -> None:
+    store = TaskStore(engine, vault)
+    now = store.now()
+    tasks = [delivery(f"t{n}") for n in range(1100)]
+    for n, task in enumerate(tasks):
+        task.task_id = f"{n:032x}"
+    made = [
+        store.row(t, ORG, subject(), created_at=now, expires_at=now + timedelta(days=1))
+        for t in tasks
+    ]
+    store.apply(made, {}, [t.task_id for t in tasks])  # answered or acknowledged at once
+    deletes: list[int] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append(getattr(_cursor, "rowcount", -1))
+
+    sa.event.listen(engine, "after_cursor_execute", count)
+    try:
+        assert await broker.purge_expired(now=now + timedelta(seconds=30)) == 0
+        assert len(rows(engine)) == len(tasks)  # a done row stays a little while
+        assert await broker.purge_expired(now=now + DONE_KEPT + timedelta(seconds=5)) == len(tasks)
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", count)
+    assert rows(engine) == {}
+    assert sorted(deletes, reverse=True) == [PURGE_BATCH, PURGE_BATCH, len(tasks) - 2 * PURGE_BATCH]
 
 
 async def test_after_a_restart_deliveries_are_queued_again_and_questions_lapse(
