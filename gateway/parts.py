@@ -15,12 +15,12 @@ from gateway.audit import notes
 from gateway.audit.checkpoint import Checkpointer
 from gateway.audit.store import AuditLog
 from gateway.audit.witness import Witness
+from gateway.caselocks import CaseLocks
 from gateway.cases import CaseRegistry
 from gateway.cases.links import LinkStore
 from gateway.config import NodeConfig
 from gateway.federation import PeerClient
 from gateway.federation.witnesses import WitnessRoster
-from gateway.flows.caselocks import CaseLocks
 from gateway.subjects import NodeSubjects
 from gateway.tasks.broker import TaskBroker
 from policy.store import PolicyStore

@@ -22,9 +22,9 @@ from schakel.v1 import common_pb2
 
 from certs.identity import Identity
 from gateway.cases import Case, Participant
+from gateway.deadline import Deadline
 from gateway.errors import InvalidInputError, NotConfiguredError, quote
 from gateway.flows.crossing import Crossing, actor_uri, record
-from gateway.flows.deadline import Deadline
 from gateway.flows.delivery import PEER_DEADLINE_SECONDS, as_recipient, deliver, not_arrived
 from gateway.flows.linking import tell_links
 from gateway.flows.regie import SERVICE, CaseCall, apply, begin

@@ -25,10 +25,10 @@ from schakel.v1 import common_pb2, federation_pb2, partner_pb2
 from certs.identity import Identity, PeerKind
 from gateway.audit.store import AuditLog
 from gateway.cases import Case, Participant
+from gateway.deadline import Deadline
 from gateway.errors import AuditUnavailableError, NotConfiguredError
 from gateway.federation.client import PeerCallError
 from gateway.flows.crossing import Crossing, record
-from gateway.flows.deadline import Deadline
 from gateway.flows.participants import to_federated
 from gateway.logging import get_logger
 from gateway.tracing import current_trace_proto

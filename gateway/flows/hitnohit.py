@@ -23,10 +23,10 @@ from certs.identity import Identity
 from gateway.cases import Case, CaseError, Hit
 from gateway.cases.steps import Step, check_step
 from gateway.config import PartnerOrgSection
+from gateway.deadline import Deadline
 from gateway.errors import NotConfiguredError
 from gateway.federation.client import FanOut, PeerHit
 from gateway.flows.crossing import Crossing, record
-from gateway.flows.deadline import Deadline
 from gateway.flows.regie import CaseCall, begin, deadline_seconds
 from gateway.logging import get_logger
 from gateway.tasks.broker import Withheld

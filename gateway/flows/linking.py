@@ -35,6 +35,7 @@ from schakel.v1 import common_pb2, federation_pb2
 from certs.identity import Identity, PeerKind
 from gateway.cases import Case, Participant
 from gateway.cases.phases import TRANSITIONS, Action
+from gateway.deadline import Deadline
 from gateway.errors import (
     InvalidInputError,
     NotConfiguredError,
@@ -45,7 +46,6 @@ from gateway.errors import (
 )
 from gateway.federation.client import DEADLINE, DOWN, PeerCallError
 from gateway.flows.crossing import Crossing, record
-from gateway.flows.deadline import Deadline
 from gateway.flows.delivery import not_arrived, participant_proto
 from gateway.flows.regie import CaseAction
 from gateway.logging import get_logger

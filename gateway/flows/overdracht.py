@@ -43,6 +43,7 @@ from schakel.v1 import common_pb2
 from certs.identity import Identity, PeerKind
 from gateway.cases import Case, CaseError, CaseInputError, Participant, Transfer
 from gateway.cases.model import check_code, check_id
+from gateway.deadline import Deadline
 from gateway.errors import (
     AuditUnavailableError,
     DeniedError,
@@ -55,7 +56,6 @@ from gateway.errors import (
 from gateway.federation.client import DEADLINE, DOWN, PeerCallError
 from gateway.flows.afschaling import tell_outcome
 from gateway.flows.crossing import Crossing, actor_uri, record, refused
-from gateway.flows.deadline import Deadline
 from gateway.flows.regie import CaseCall, begin
 from gateway.logging import get_logger
 from policy.evaluator import Request

@@ -26,7 +26,7 @@ have more is served by asking again.
 The procesregisseur starts it (:func:`start_uitvraag`) for categories of the
 policy bundle, each once, while the case is in casusoverleg. One deadline
 bounds the whole step: the questions get most of it
-(:meth:`~gateway.flows.deadline.Deadline.for_questions`), the deliveries
+(:meth:`~gateway.deadline.Deadline.for_questions`), the deliveries
 the rest, all sent at once; a provider that has not answered and a recipient
 whose node has not taken its facts by then are named in the answer.
 """
@@ -44,6 +44,7 @@ from schakel.v1 import case_pb2, common_pb2, federation_pb2, partner_pb2
 from certs.identity import Identity
 from gateway.cases import Case, Participant
 from gateway.cases.steps import Step, check_step
+from gateway.deadline import Deadline
 from gateway.errors import (
     AuditUnavailableError,
     InvalidInputError,
@@ -52,7 +53,6 @@ from gateway.errors import (
 )
 from gateway.federation.client import PeerCallError
 from gateway.flows.crossing import Crossing, record
-from gateway.flows.deadline import Deadline
 from gateway.flows.delivery import (
     as_recipient,
     deliver,

@@ -15,7 +15,7 @@ validity period at handshake. Per call, the interceptor then:
 4. checks the access rules below (PERMISSION_DENIED with the reason);
 5. exposes identity and trace through :func:`current_identity` and
    :func:`gateway.tracing.current_trace`, hands the call's gRPC deadline to
-   :func:`gateway.flows.deadline.start_call`, and logs one line per call.
+   :func:`gateway.deadline.start_call`, and logs one line per call.
 
 A stream is checked again before every message it sends: a certificate
 revoked or expired while a partner's task stream is open stops the stream
@@ -46,9 +46,9 @@ from cryptography import x509
 from certs.identity import Identity, IdentityError, PeerKind, identity_from_certificate
 from gateway import tracing
 from gateway.audit.store import AuditLog
+from gateway.deadline import start_call
 from gateway.errors import DeniedError, NotAuthenticatedError, SchakelError
 from gateway.flows.crossing import begin_call
-from gateway.flows.deadline import start_call
 from gateway.logging import get_logger
 from gateway.observability import calls
 from gateway.rpc.status import answer_fault, answer_refusal

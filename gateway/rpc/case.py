@@ -5,7 +5,7 @@ its request, hands it to the flow of its process step and answers with what
 the flow returns; the flows check the case, its purpose and phase, audit,
 and raise a :class:`~gateway.errors.SchakelError` for a refusal, which the
 interceptor answers (:mod:`gateway.rpc.status`). Every method runs holding
-its case (:mod:`gateway.flows.caselocks`), so actions on one case follow
+its case (:mod:`gateway.caselocks`), so actions on one case follow
 each other.
 """
 

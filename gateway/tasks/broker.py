@@ -46,15 +46,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.cases.store import utc_now
 from gateway.cases.vault import FactVault
 from gateway.errors import (
-    DeniedError,
-    InvalidInputError,
-    NotFoundError,
-    SchakelError,
     UnavailableError,
     quote,
 )
 from gateway.logging import get_logger
 from gateway.observability import metrics
+from gateway.tasks.model import (
+    Answer,
+    PendingTask,
+    TaskError,
+    TaskKindError,
+    TaskNotFoundError,
+    TaskNotYoursError,
+    Withheld,
+)
 from gateway.tasks.store import ANSWERED_KINDS, PURGE_BATCH, SENT, TaskStore
 
 log = get_logger("tasks")
@@ -63,50 +68,6 @@ MAX_QUEUED_PER_ORG = 10_000
 """Bound on tasks waiting for one organisation; beyond it the oldest task is dropped."""
 MAX_DELIVERY_ATTEMPTS = 20
 """How often one task is sent at most; a task a partner never settles is then dropped."""
-
-
-@dataclass(frozen=True)
-class Withheld:
-    """The partner answered, but policy kept the answer from the asker."""
-
-    rule_ids: tuple[str, ...] = ()
-
-
-Answer = partner_pb2.AnswerHitRequest | partner_pb2.AnswerFactsRequest | Withheld
-
-
-class TaskError(SchakelError):
-    """A call that does not fit an open task of the caller."""
-
-
-class TaskNotFoundError(TaskError, NotFoundError):
-    """No open task has the id: unknown, already settled, or past its deadline."""
-
-
-class TaskNotYoursError(TaskError, DeniedError):
-    """The task was sent to another organisation."""
-
-
-class TaskKindError(TaskError, InvalidInputError):
-    """The call does not settle tasks of this kind."""
-
-
-@dataclass(eq=False)
-class PendingTask:
-    """A sent task and what the node needs to judge and audit its answer."""
-
-    task: partner_pb2.PartnerTask
-    org_id: str
-    subject: str
-    """The node-domain pseudonym (hex) of the task's subject, for the audit record."""
-    expires: float
-    """``time.monotonic()`` after which the task lapses."""
-    answer: asyncio.Future[Answer] | None
-    """Resolved by the answer; None for tasks nobody answers (FACT_DELIVERY)."""
-    attempts: int = 0
-    """How often a stream has taken the task."""
-    created: float = field(default_factory=time.time)
-    """When the task was made (epoch seconds), to send redeliveries oldest first."""
 
 
 @dataclass
@@ -457,3 +418,17 @@ class TaskBroker:
             await asyncio.to_thread(fn, *args)
         except SQLAlchemyError as exc:
             log.error("partner_task_state_not_saved", error=type(exc).__name__)
+
+
+__all__ = [
+    "MAX_DELIVERY_ATTEMPTS",
+    "MAX_QUEUED_PER_ORG",
+    "Answer",
+    "PendingTask",
+    "TaskBroker",
+    "TaskError",
+    "TaskKindError",
+    "TaskNotFoundError",
+    "TaskNotYoursError",
+    "Withheld",
+]

@@ -30,9 +30,9 @@ from schakel.v1 import (
 
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
+from gateway.caselocks import CaseLocks
+from gateway.deadline import start_call
 from gateway.errors import TimedOutError
-from gateway.flows.caselocks import CaseLocks
-from gateway.flows.deadline import start_call
 from tests.support.caseflow import (
     ANTECEDENTEN,
     HUISVESTING,

@@ -15,7 +15,7 @@ from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.cases import Hit, HitAnswer
-from gateway.flows.deadline import Deadline
+from gateway.deadline import Deadline
 from gateway.flows.hitnohit import ROUND_METHOD, run_round
 from policy import signing
 from tests.support.flow import Flow, MemoryPartner, Record

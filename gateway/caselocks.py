@@ -23,8 +23,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from gateway.deadline import Deadline
 from gateway.errors import TimedOutError, quote
-from gateway.flows.deadline import Deadline
 
 MAX_WAIT_SECONDS = 40.0
 """How long an action waits for the one before it when its caller set no deadline:
