@@ -19,24 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
-import types
-import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from certs.identity import IdentityError, check_slug
 from gateway.logging import LEVELS
+from gateway.tomlconfig import ConfigError, load_dataclass, split_listen
 from policy.vocabulary import ORG_TYPES
-
-ENV_PREFIX = "SCHAKEL_"
-ENV_SEPARATOR = "__"
-
-
-class ConfigError(ValueError):
-    """The configuration is unusable; the message names the source and the key."""
 
 
 @dataclass(frozen=True)
@@ -74,16 +64,30 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class PseudonymSection:
-    """``[pseudonyms]``: the node's transcryptor secrets and its own domain key.
+    """``[pseudonyms]``: the node's own domain key; the node holds no transcryptor secret.
 
-    Files from ``schakel certs pep init`` / ``pep domain <node-id>``. Without
-    them the node refuses every call that carries a subject.
+    The key is assembled from every transcryptor's factor (``schakel certs pep
+    enrol`` or ``pep assemble``). Without it, or without ``[[transcryptors]]``,
+    the node refuses every call that carries a subject.
     """
 
-    transcryptor_keys: Path | None = None
-    """``schakel-pep-transcryptor/v1`` file: PS, RS and the federation key Y."""
     domain_key: Path | None = None
     """``schakel-pep-domain/v1`` file for the node's own domain (its node id)."""
+    batch_size: int = 1024
+    """Most ciphertexts the node sends a transcryptor in one call; larger batches are split."""
+    timeout_seconds: int = 10
+    """How long one call to one transcryptor may take."""
+
+
+@dataclass(frozen=True)
+class TranscryptorEndpoint:
+    """One ``[[transcryptors]]`` entry: a link of the chain, called in the order listed."""
+
+    id: str
+    address: str
+    """``host:port`` of its gRPC endpoint."""
+    identity: str
+    """Its certificate identity, ``schakel://transcryptor/<id>``; the channel is pinned to it."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ class NodeConfig:
     federation: FederationSection = field(default_factory=FederationSection)
     peers: list[PeerSection] = field(default_factory=list)
     partners: list[PartnerOrgSection] = field(default_factory=list)
+    transcryptors: list[TranscryptorEndpoint] = field(default_factory=list)
     source: str = field(default="", metadata={"internal": True})
     """Where the configuration came from, for error messages; not a key."""
 
@@ -200,169 +205,13 @@ class NodeConfig:
         return split_listen(self.node.listen)
 
 
-def split_listen(value: str) -> tuple[str, int]:
-    """Split ``host:port`` or ``[v6]:port``; raise ValueError saying what is wrong."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{value!r} is not host:port")
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"port {port!r} is not a number from 0 to 65535")
-    return host.strip("[]"), int(port)
-
-
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Read, override from ``environ`` (default ``os.environ``) and validate a node config."""
     source = str(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{source}: config file not found") from exc
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    overrides = _env_overrides(os.environ if environ is None else environ)
-    loader = _Loader(source, path.resolve().parent, overrides)
-    config: NodeConfig = dataclasses.replace(loader.build(NodeConfig, raw, ""), source=source)
-    loader.check_unused_overrides()
-    _validate(config, source, loader.origins)
+    built, origins = load_dataclass(path, NodeConfig, os.environ if environ is None else environ)
+    config = dataclasses.replace(built, source=source)
+    _validate(config, source, origins)
     return config
-
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], tuple[str, str]]:
-    """Dotted key path -> (env var name, value), for every ``SCHAKEL_A__B`` variable."""
-    found: dict[tuple[str, ...], tuple[str, str]] = {}
-    for name, value in environ.items():
-        if name.upper().startswith(ENV_PREFIX) and ENV_SEPARATOR in name:
-            keys = tuple(k.lower() for k in name[len(ENV_PREFIX) :].split(ENV_SEPARATOR))
-            found[keys] = (name, value)
-    return found
-
-
-class _Loader:
-    """Builds dataclasses from TOML tables, applying overrides and naming bad keys."""
-
-    def __init__(
-        self, source: str, base: Path, overrides: dict[tuple[str, ...], tuple[str, str]]
-    ) -> None:
-        self.source = source
-        self.base = base
-        self.overrides = overrides
-        self.used: set[tuple[str, ...]] = set()
-        self.env_name: str | None = None
-        self.origins: dict[str, str] = {}
-        """Dotted key -> the environment variable that set it."""
-
-    def error(self, key: str, message: str) -> ConfigError:
-        if self.env_name is not None:
-            return ConfigError(f"{self.env_name} (environment override of {key}): {message}")
-        return ConfigError(f"{self.source}: {key}: {message}")
-
-    def build(self, cls: type[Any], table: object, key: str) -> Any:
-        if not isinstance(table, dict):
-            return self._raise_type(key, "a table", table)
-        hints = typing.get_type_hints(cls)
-        fields = [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
-        for unknown in sorted(set(table) - {f.name for f in fields}):
-            raise self.error(_join(key, unknown), "unknown key")
-        prefix = tuple(key.split(".")) if key else ()
-        values: dict[str, Any] = {}
-        for f in fields:
-            sub = _join(key, f.name)
-            override = self.overrides.get((*prefix, f.name))
-            if override is not None:
-                self.used.add((*prefix, f.name))
-                self.origins[sub] = override[0]
-                values[f.name] = self._from_env(hints[f.name], sub, *override)
-            elif f.name in table:
-                values[f.name] = self._convert(hints[f.name], table[f.name], sub)
-            elif dataclasses.is_dataclass(_strip_optional(hints[f.name])) and _has_override_under(
-                self.overrides, (*prefix, f.name)
-            ):
-                values[f.name] = self.build(_strip_optional(hints[f.name]), {}, sub)
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise self.error(sub, "missing (required)")
-            elif isinstance(f.default, Path):
-                # A default path is relative to the config file, like a written one.
-                values[f.name] = self._convert(hints[f.name], str(f.default), sub)
-        return cls(**values)
-
-    def check_unused_overrides(self) -> None:
-        for keys, (name, _value) in sorted(self.overrides.items()):
-            if keys not in self.used:
-                raise ConfigError(f"{name}: unknown key {'.'.join(keys)} (environment override)")
-
-    def _from_env(self, hint: Any, key: str, name: str, text: str) -> Any:
-        target = _strip_optional(hint)
-        if target is Path and not text.strip() and target is not hint:
-            return None
-        self.env_name = name
-        try:
-            value: Any = text
-            if target is int:
-                if not text.strip().lstrip("-").isdigit():
-                    raise self.error(key, f"{text!r} is not an integer")
-                value = int(text)
-            elif target is bool:
-                lowered = text.strip().lower()
-                if lowered not in {"true", "false", "1", "0"}:
-                    raise self.error(key, f"{text!r} is not true or false")
-                value = lowered in {"true", "1"}
-            elif typing.get_origin(target) is list:
-                value = [part.strip() for part in text.split(",") if part.strip()]
-            return self._convert(hint, value, key)
-        finally:
-            self.env_name = None
-
-    def _convert(self, hint: Any, value: object, key: str) -> Any:
-        target = _strip_optional(hint)
-        if dataclasses.is_dataclass(target):
-            return self.build(typing.cast(type[Any], target), value, key)
-        origin = typing.get_origin(target)
-        if origin is list:
-            (item,) = typing.get_args(target)
-            if not isinstance(value, list):
-                return self._raise_type(key, "a list", value)
-            return [self._convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
-        if target is Path:
-            if not isinstance(value, str) or not value:
-                return self._raise_type(key, "a non-empty path string", value)
-            path = Path(value).expanduser()
-            return path if path.is_absolute() else self.base / path
-        if target is bool:
-            if not isinstance(value, bool):
-                return self._raise_type(key, "true or false", value)
-            return value
-        if target is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                return self._raise_type(key, "an integer", value)
-            return value
-        if target is str:
-            if not isinstance(value, str):
-                return self._raise_type(key, "a string", value)
-            return value
-        raise self.error(key, f"unsupported field type {target!r}")
-
-    def _raise_type(self, key: str, wanted: str, value: object) -> Any:
-        raise self.error(key, f"must be {wanted}, not {type(value).__name__}")
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _has_override_under(
-    overrides: Mapping[tuple[str, ...], object], prefix: tuple[str, ...]
-) -> bool:
-    return any(keys[: len(prefix)] == prefix for keys in overrides)
-
-
-def _strip_optional(hint: Any) -> Any:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return hint
 
 
 def config_error(config: NodeConfig, key: str, message: str) -> ConfigError:
@@ -391,7 +240,6 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "tls.cert_file": config.tls.cert_file,
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
-        "pseudonyms.transcryptor_keys": config.pseudonyms.transcryptor_keys,
         "pseudonyms.domain_key": config.pseudonyms.domain_key,
         "policy.bundle": config.policy.bundle,
         "policy.public_key": config.policy.public_key,
@@ -416,6 +264,8 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "federation.reload_seconds": config.federation.reload_seconds,
         "federation.concurrency": config.federation.concurrency,
         "tls.max_connection_age_seconds": config.tls.max_connection_age_seconds,
+        "pseudonyms.batch_size": config.pseudonyms.batch_size,
+        "pseudonyms.timeout_seconds": config.pseudonyms.timeout_seconds,
     }
     for key, number in positive.items():
         if number < 1:
@@ -445,6 +295,34 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
                 f"partners[{i}].org_type",
                 f"{partner.org_type!r} is not one of {sorted(ORG_TYPES)}",
             )
+    _validate_transcryptors(config, fail)
     url = config.database.url
     if url and not url.startswith(("sqlite://", "postgresql")):
         raise fail("database.url", "must be a sqlite:// or postgresql+psycopg:// URL")
+
+
+def _validate_transcryptors(config: NodeConfig, fail: Callable[[str, str], ConfigError]) -> None:
+    if bool(config.transcryptors) != (config.pseudonyms.domain_key is not None):
+        raise fail("transcryptors", "[[transcryptors]] and pseudonyms.domain_key go together")
+    seen: set[str] = set()
+    for i, t in enumerate(config.transcryptors):
+        try:
+            check_slug(t.id, "transcryptor id")
+            split_listen(t.address)
+        except (IdentityError, ValueError) as exc:
+            raise fail(f"transcryptors[{i}]", str(exc)) from exc
+        if t.identity != f"schakel://transcryptor/{t.id}":
+            raise fail(f"transcryptors[{i}].identity", f"must be schakel://transcryptor/{t.id}")
+        if t.id in seen:
+            raise fail(f"transcryptors[{i}].id", f"{t.id!r} is listed twice")
+        seen.add(t.id)
+
+
+__all__ = [
+    "ConfigError",
+    "NodeConfig",
+    "TranscryptorEndpoint",
+    "config_error",
+    "load_config",
+    "split_listen",
+]

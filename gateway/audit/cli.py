@@ -346,7 +346,7 @@ def cmd_inzage(args: argparse.Namespace) -> int:
         transcryptor = TranscryptorKeys.load(args.transcryptor_keys).transcryptor()
         domain_key = DomainKey.load(args.domain_key)
         ciphertext = inzage.encrypt_bsn(bsn, domain_key.global_public_key)
-        pseudonym = inzage.node_resolver(transcryptor, domain_key)(ciphertext)
+        pseudonym = inzage.resolve_locally(transcryptor, domain_key, ciphertext)
     except (OSError, ValueError, KeyFileError, PseudonymError) as exc:
         # PseudonymError messages name the problem, never the value.
         return _fail(str(exc))

@@ -149,7 +149,9 @@ async def peer_outside_link(fed: DevFederation) -> str:
     request = federation_pb2.AskParticipantRequest(
         purpose=common_pb2.Purpose(processing_activity_id="zvh.huiselijk-geweld"),
         case_ref=fed.walked_case(),
-        subject=subjects.for_domain(subjects.parse(sent), HAAGLANDEN),
+        subject=(
+            await subjects.for_domain([subjects.parse(sent)], HAAGLANDEN, "zvh.huiselijk-geweld")
+        )[0],
         provider=common_pb2.Participant(
             org_id="politie-hl", org_type="politie", node_id=HAAGLANDEN
         ),

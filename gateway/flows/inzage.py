@@ -40,10 +40,10 @@ async def subject_report(
     if resolver is None:
         raise NotConfiguredError(
             "SubjectReport needs the node's pseudonym keys "
-            "(pseudonyms.transcryptor_keys, pseudonyms.domain_key), which are not configured"
+            "([[transcryptors]], pseudonyms.domain_key), which are not configured"
         )
     try:
-        pseudonym = resolver(Ciphertext.from_proto(subject))
+        pseudonym = await resolver(Ciphertext.from_proto(subject))
     except PseudonymError as exc:
         raise InvalidInputError(f"subject: {exc}") from None
     crossing = Crossing(name=METHOD, caller=caller, activity=INZAGE_ACTIVITY, subject=pseudonym)

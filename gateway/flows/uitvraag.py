@@ -39,6 +39,7 @@ from gateway.flows.delivery import (
     deliver,
     not_arrived,
     participant_proto,
+    recipient_domain,
 )
 from gateway.flows.links import shown
 from gateway.flows.participants import participant_uri, to_federated
@@ -216,7 +217,16 @@ async def run_uitvraag(
     for p in asking:
         # The question itself tells the provider the subject is in this case.
         await record(parts.audit, crossing(caller, p))
-    answers = await asyncio.gather(*(_ask(parts, case, p, deadline) for p in asking))
+    # One conversion through the chain for every provider asked.
+    moved = await subjects.for_domains_from_pseudonym(
+        case.subject, [recipient_domain(parts, p.provider) for p in asking], case.activity
+    )
+    answers = await asyncio.gather(
+        *(
+            _ask(parts, case, p, moved[recipient_domain(parts, p.provider)], deadline)
+            for p in asking
+        )
+    )
     answered = [(p, a) for p, a in zip(asking, answers, strict=True) if a is not None]
     # Every release is on record before any is stored or delivered, so a
     # failed audit write leaves no partial release behind the error.
@@ -238,8 +248,13 @@ async def run_uitvraag(
         for fact in answer.vault:
             await asyncio.to_thread(parts.registry.store_fact, case.id, fact, provider=p.provider)
     undelivered: dict[Participant, list[Participant]] = {}
-    for release in releases:
-        if release.facts and not await _deliver(parts, case, release):
+    delivering = [r for r in releases if r.facts]
+    for_recipients = await subjects.for_domains_from_pseudonym(
+        case.subject, [recipient_domain(parts, r.recipient) for r in delivering], case.activity
+    )
+    for release in delivering:
+        subject = for_recipients[recipient_domain(parts, release.recipient)]
+        if not await _deliver(parts, case, release, subject):
             undelivered.setdefault(release.plan.provider, []).append(release.recipient)
     answering = {p.provider for p, _ in answered}
     result = case_pb2.UitvraagResult(case_ref=case_ref)
@@ -253,16 +268,21 @@ async def run_uitvraag(
     return result
 
 
-async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answer | None:
-    """Put the question to the provider, here or at its node; None when it did not answer."""
-    subjects = parts.subjects
-    assert subjects is not None
+async def _ask(
+    parts: NodeParts,
+    case: Case,
+    p: _Plan,
+    subject: common_pb2.EncryptedPseudonym,
+    deadline: float,
+) -> _Answer | None:
+    """Put the question to the provider, here or at its node; None when it did not answer.
+
+    ``subject`` is the case's subject converted for the provider's domain,
+    or for its node's when the provider is at another node.
+    """
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     purpose = common_pb2.Purpose(processing_activity_id=case.activity)
     if p.provider.node_id == parts.node_id:
-        subject = await asyncio.to_thread(
-            subjects.for_domain_from_pseudonym, case.subject, p.provider.org_id
-        )
         task = partner_pb2.PartnerTask(
             kind=partner_pb2.TASK_KIND_FACT_QUERY,
             purpose=purpose,
@@ -288,9 +308,7 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: float) -> _Answ
     request = federation_pb2.AskParticipantRequest(
         purpose=purpose,
         case_ref=case_ref,
-        subject=await asyncio.to_thread(
-            subjects.for_domain_from_pseudonym, case.subject, p.provider.node_id
-        ),
+        subject=subject,
         provider=participant_proto(p.provider),
         categories=list(p.asked),
         recipient_org_types=list(types),
@@ -325,7 +343,9 @@ class _Release:
     record: Crossing
 
 
-async def _deliver(parts: NodeParts, case: Case, release: _Release) -> bool:
+async def _deliver(
+    parts: NodeParts, case: Case, release: _Release, subject: common_pb2.EncryptedPseudonym
+) -> bool:
     """Deliver one audited release; on failure a second record says it did not arrive."""
     delivered = await deliver(
         parts,
@@ -336,6 +356,7 @@ async def _deliver(parts: NodeParts, case: Case, release: _Release) -> bool:
         decision=release.decision,
         phase=common_pb2.PHASE_CASUSOVERLEG,
         grounds=provider_grounds(case, release.plan.provider.org_id),
+        subject=subject,
     )
     if not delivered:
         await not_arrived(parts.audit, release.record)
