@@ -73,7 +73,7 @@ async def _sdk_referral(
     async with client:
         made = await client.submit_referral(
             purpose=PURPOSE.processing_activity_id,
-            subject=encrypt_subject("bsn", bsn, fed.keys.federation().global_public_key),
+            subject=encrypt_subject("bsn", bsn, fed.keys.global_public_key()),
             theme="complexe-casuistiek",
             external_ref=external_ref,
             criteria=["meervoudige-problematiek", "veiligheidsrisico"],
@@ -245,7 +245,7 @@ async def _uitvraag_with_consent(fed: DevFederation) -> str:
     # The recipient's own view of the person: its pseudonym of the demo BSN, made
     # by the node's Pseudonymise and decrypted with its own domain key.
     (own,) = await gemeente.client.pseudonymise(
-        [encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)],
+        [encrypt_subject("bsn", DEMO_BSN, fed.keys.global_public_key())],
         purpose=PURPOSE.processing_activity_id,
     )
     mine = decrypt_subject(own, gemeente.keys.secret_key)

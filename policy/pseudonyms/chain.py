@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from policy.pseudonyms.ciphertext import Ciphertext
 from policy.pseudonyms.errors import PseudonymError
+from policy.pseudonyms.hazmat import group
+from policy.pseudonyms.hazmat.factors import pseudonymisation_factor
 from policy.pseudonyms.keys import DomainKey
 from policy.pseudonyms.shares import TranscryptorShare, assemble
 from policy.pseudonyms.transcrypt import Transcryptor
@@ -51,6 +53,14 @@ class LocalChain:
     ) -> Ciphertext:
         """``ct`` moved to ``to_domain`` through every link."""
         return transcrypt_chain(ct, self._links, to_domain, from_domain)
+
+    def pseudonymisation_factor(self, domain: str) -> bytes:
+        """``s_d``: the product of every link's factor for ``domain``."""
+        factors = [pseudonymisation_factor(x.pseudonymisation_secret, domain) for x in self.shares]
+        product = factors[0]
+        for factor in factors[1:]:
+            product = group.scalar_mul(product, factor)
+        return product
 
     def domain_key(self, domain: str) -> DomainKey:
         """``domain``'s key, assembled from every transcryptor's factor."""
