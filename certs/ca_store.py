@@ -312,7 +312,8 @@ class CaStore:
 
         Writes ``<name>.pem`` and ``<name>.key`` (encrypted with the
         passphrase in ``passphrase_file`` when given). Node certificates also
-        carry :func:`node_dns_name`, transcryptor certificates :func:`transcryptor_dns_name`. Nothing is written when either file
+        carry :func:`node_dns_name`, transcryptor certificates
+        :func:`transcryptor_dns_name`. Nothing is written when either file
         exists (unless ``force``). In production use :meth:`sign` instead,
         so that the key never leaves its owner.
         """

@@ -3,8 +3,10 @@
 Each transcryptor gets a ``transcryptor.toml`` and an ``allow.toml`` in its
 own state directory (:meth:`~gateway.dev.keys.DevKeys.transcryptor_dir`),
 beside its share, the ceremony's transcript and its audit log. ``make run``
-starts them as processes (:func:`spawn`); the tests start them in their own
-event loop (:func:`start_in_process`).
+starts them as processes (:func:`start_processes`); the tests start them in
+their own event loop (:func:`start_in_process`). :func:`refused_by_one` is
+the walkthrough's step where one transcryptor refuses what its own policy
+does not allow.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from adapters.sdk import encrypt_subject
+from gateway.audit import tables
+from gateway.dev.federation import DEMO_BSN, PARTNERS, PURPOSE, ROTTERDAM, DevFederation
 from gateway.dev.keys import DevKeys
+from gateway.errors import DeniedError
 from gateway.transcryptor.config import load_transcryptor_config
 from gateway.transcryptor.server import TranscryptorServer, open_transcryptor
+from policy.pseudonyms import Ciphertext
 
 ANY_DOMAIN = ("*",)
 
@@ -124,3 +133,80 @@ def spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             env=env,
         )
+
+
+def dev_domains() -> list[str]:
+    """Every domain of the dev federation: its nodes and their partners."""
+    return [d for node, orgs in PARTNERS.items() for d in (node, *(o for o, _ in orgs))]
+
+
+async def start_processes(fed: DevFederation, ports: dict[str, int], log: Path) -> None:
+    """Start the dev chain as processes: tc-regio converts to any domain, tc-landelijk only
+    to the domains of the dev federation, so each decides by its own policy."""
+    policies = {"tc-regio": allow_list(), "tc-landelijk": allow_list(dev_domains())}
+    for transcryptor in fed.keys.transcryptors:
+        cred = fed.credentials[f"transcryptor-{transcryptor}"]
+        crl = fed.root / "ca" / "crl.pem"
+        config = write_config(
+            fed.keys,
+            transcryptor,
+            TlsFiles(
+                fed.ca_file.resolve(),
+                cred.cert_file.resolve(),
+                cred.key_file.resolve(),
+                crl.resolve(),
+            ),
+            listen=f"127.0.0.1:{ports[transcryptor]}",
+            allow=policies.get(transcryptor),
+        )
+        fed.processes.append(spawn(config, log))
+        fed.transcryptors[transcryptor] = f"127.0.0.1:{ports[transcryptor]}"
+    for (transcryptor, address), process in zip(
+        fed.transcryptors.items(), fed.processes, strict=True
+    ):
+        await _listening(transcryptor, address, process)
+
+
+async def _listening(transcryptor: str, address: str, process: subprocess.Popen[bytes]) -> None:
+    host, port = address.rsplit(":", 1)
+    for _ in range(300):
+        if process.poll() is not None:
+            raise RuntimeError(f"transcryptor {transcryptor} exited ({process.returncode})")
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+    raise RuntimeError(f"transcryptor {transcryptor} did not listen on {address}")
+
+
+async def refused_by_one(fed: DevFederation) -> str:
+    """Rotterdam asks the chain for a domain outside tc-landelijk's allow-list."""
+    subjects = fed.nodes[ROTTERDAM].parts.subjects
+    assert subjects is not None
+    sent = Ciphertext.from_proto(encrypt_subject("bsn", DEMO_BSN, fed.keys.global_public_key()))
+    try:
+        await subjects.for_domain([sent], "woningcorporatie-x", PURPOSE.processing_activity_id)
+    except DeniedError as exc:
+        assert exc.message.startswith("transcryptor tc-landelijk refused"), exc.message
+        return f"PERMISSION_DENIED after tc-regio converted: {exc.message}"
+    raise AssertionError("the chain converted to a domain outside tc-landelijk's policy")
+
+
+async def logged(fed: DevFederation) -> str:
+    """How many calls each transcryptor's own audit log holds."""
+    counts = []
+    for transcryptor in fed.transcryptors:
+        url = f"sqlite:///{fed.keys.transcryptor_dir(transcryptor) / 'transcryptor.db'}"
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                size = conn.execute(
+                    sa.select(sa.func.count()).select_from(tables.leaf)
+                ).scalar_one()
+        finally:
+            engine.dispose()
+        counts.append(f"{transcryptor} {size}")
+    return "calls in each transcryptor's own audit log: " + ", ".join(counts)

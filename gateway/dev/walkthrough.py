@@ -18,6 +18,7 @@ import grpc
 from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
 from adapters.sdk import decrypt_subject, encrypt_subject
+from gateway.dev import chain
 from gateway.dev.checks import peer_outside_link, referral
 from gateway.dev.federation import (
     DEMO_BSN,
@@ -318,6 +319,10 @@ STEPS: list[Check] = [
     ("walkthrough: politie-hl refers the person at zvh-haaglanden first", _refer_at_haaglanden),
     ("walkthrough: reclassering-rr refers the person with the SDK", _refer_by_reclassering),
     ("walkthrough: the procesregisseur runs hit/no-hit", _hit_no_hit),
+    (
+        "walkthrough: tc-landelijk refuses a pair its own policy does not allow",
+        chain.refused_by_one,
+    ),
     ("walkthrough: the procesregisseur accepts at triage", _triage),
     (
         "walkthrough: zvh-rotterdam-rijnmond asks zvh-haaglanden outside the case link",

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import grpc
+import pytest
+
+from certs.ca_store import transcryptor_dns_name
 from gateway.dev import chain
 from gateway.dev.keys import DevKeys
+from gateway.tls import channel_credentials
 from gateway.transcryptor.server import TranscryptorServer
-from tests.support.pki import Federation
+from tests.support.pki import Credential, Federation
 from tests.support.ports import free_port
 
 
@@ -50,3 +57,47 @@ async def start_chain(
             )
         )
     return Chain(await chain.start_in_process(configs))
+
+
+@dataclass
+class Running:
+    """A CA, the dev keys and their chain, running."""
+
+    fed: Federation
+    keys: DevKeys
+    chain: Chain
+    issued: dict[str, Credential] = field(default_factory=dict)
+
+    def node(self, node_id: str) -> Credential:
+        """The node's certificate, issued once."""
+        if node_id not in self.issued:
+            self.issued[node_id] = self.fed.node(node_id)
+        return self.issued[node_id]
+
+    def partner(self, node_id: str, org_id: str) -> Credential:
+        """A police partner's certificate, issued once."""
+        if org_id not in self.issued:
+            self.issued[org_id] = self.fed.partner(node_id, org_id, "politie")
+        return self.issued[org_id]
+
+    def channel(self, transcryptor: str, cred: Credential) -> grpc.aio.Channel:
+        """An mTLS channel to ``transcryptor`` presenting ``cred``."""
+        creds = channel_credentials(self.fed.ca_file, cred.cert_file, cred.key_file)
+        address = dict(self.chain.endpoints)[transcryptor]
+        return grpc.aio.secure_channel(
+            address,
+            creds,
+            options=[("grpc.ssl_target_name_override", transcryptor_dns_name(transcryptor))],
+        )
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    """tc-regio and tc-landelijk with the dev allow-list, each with its own state."""
+    fed = Federation(tmp_path / "pki")
+    keys = DevKeys(tmp_path / "keys")
+    chain = await start_chain(fed, keys, subjects_per_second=10, burst=300)
+    try:
+        yield Running(fed, keys, chain)
+    finally:
+        await chain.stop()
