@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from schakel.v1 import partner_pb2_grpc
 
 from gateway.config import NodeConfig
@@ -45,6 +46,20 @@ def node_files(config: NodeConfig) -> list[Path]:
     return files
 
 
+def database_bytes(engine: sa.Engine) -> bytes:
+    """Every value of every table of the node's database (SQLite or PostgreSQL)."""
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    out = bytearray()
+    with engine.connect() as conn:
+        for table in meta.sorted_tables:
+            for row in conn.execute(sa.select(table)):
+                for value in row:
+                    out += value if isinstance(value, bytes) else str(value).encode()
+                    out += b"\x00"
+    return bytes(out)
+
+
 async def test_a_nodes_config_and_state_hold_no_transcryptor_secret(pair: Pair) -> None:
     # Work through the chain first, so the database holds what a working node keeps.
     politie = pair.fed.partner(RR, "politie-rr", "politie")
@@ -56,13 +71,13 @@ async def test_a_nodes_config_and_state_hold_no_transcryptor_secret(pair: Pair) 
     for node_id, node in pair.nodes.items():
         config = node.parts.config
         assert "transcryptor_keys" not in Path(config.source).read_text()
-        files = node_files(config)
-        assert any(p.name.endswith(".db") for p in files), files
-        for path in files:
-            data = path.read_bytes()
+        places = {str(path): path.read_bytes() for path in node_files(config)}
+        places[config.database_url] = database_bytes(node.parts.engine)
+        assert places[config.database_url], "the node's database holds its work"
+        for place, data in places.items():
             for what, secret in secrets.items():
                 for form in (secret, secret.hex().encode(), secret.hex().upper().encode()):
-                    assert form not in data, f"{what} is in {path} of {node_id}"
+                    assert form not in data, f"{what} is in {place} of {node_id}"
 
 
 def test_the_scan_finds_a_secret_where_there_is_one(pair: Pair) -> None:
