@@ -164,10 +164,11 @@ async def start_processes(fed: DevFederation, ports: dict[str, int], log: Path) 
     for (transcryptor, address), process in zip(
         fed.transcryptors.items(), fed.processes, strict=True
     ):
-        await _listening(transcryptor, address, process)
+        await wait_listening(transcryptor, address, process)
 
 
-async def _listening(transcryptor: str, address: str, process: subprocess.Popen[bytes]) -> None:
+async def wait_listening(transcryptor: str, address: str, process: subprocess.Popen[bytes]) -> None:
+    """Return when ``process`` accepts connections at ``address``; RuntimeError if it exits."""
     host, port = address.rsplit(":", 1)
     for _ in range(300):
         if process.poll() is not None:

@@ -105,7 +105,7 @@ def _convert(
     out = []
     for index, subject, to_domain in chunk:
         try:
-            ct = Ciphertext.from_proto(subject)
+            ct = Ciphertext.for_conversion(subject)
             out.append(link.transcrypt(ct, to_domain, from_domain).to_proto())
         except PseudonymError as exc:
             raise InvalidInputError(f"items[{index}].subject: {exc}") from None

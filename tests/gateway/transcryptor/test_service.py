@@ -125,6 +125,12 @@ async def test_a_malformed_item_is_named(running: Running) -> None:
         await call(running, 0, RR, request)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "items[1].subject" in (refused.value.details() or "")
+    request = batch(running, ["politie-rr"])
+    request.items[0].subject.b = bytes(32)  # the identity point
+    with pytest.raises(grpc.aio.AioRpcError) as identity:
+        await call(running, 0, RR, request)
+    assert identity.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "items[0].subject" in (identity.value.details() or "")
     empty = transcryptor_pb2.TranscryptRequest(purpose=request.purpose)
     with pytest.raises(grpc.aio.AioRpcError) as none:
         await call(running, 0, RR, empty)
