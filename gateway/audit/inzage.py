@@ -30,6 +30,10 @@ from policy.pseudonyms import (
     subject_point,
 )
 
+INZAGE_ACTIVITY = "schakel.inzage"
+"""The processing activity under which officers' subject reports are logged (AVG art. 15),
+and for which the transcryptor chain converts the person's ciphertext."""
+
 SubjectResolver = Callable[[Ciphertext], Awaitable[str]]
 """From a ciphertext under Y to the node-domain pseudonym (hex); the node's goes through
 the transcryptor chain."""

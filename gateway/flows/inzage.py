@@ -20,8 +20,7 @@ from gateway.errors import InvalidInputError, NotConfiguredError, WrongStateErro
 from gateway.flows.crossing import Crossing, record
 from policy.pseudonyms import Ciphertext, PseudonymError
 
-INZAGE_ACTIVITY = "schakel.inzage"
-"""The processing activity under which officers' subject reports are logged (AVG art. 15)."""
+INZAGE_ACTIVITY = inzage.INZAGE_ACTIVITY
 METHOD = "schakel.v1.AuditService/SubjectReport"
 
 

@@ -308,6 +308,28 @@ def test_an_ipv6_listen_address_splits() -> None:
             "[[peers]]\nid = 'Peer A'\naddress = 'x:1'\nlog_key = 'k'\nwitness_key = 'w'\n",
             "peers[0]: peer id 'Peer A'",
         ),
+        (
+            "[pseudonyms]\ntranscryptor_keys = 'ca.pem'\n",
+            "pseudonyms.transcryptor_keys: unknown key",
+        ),
+        (
+            "[pseudonyms]\ndomain_key = 'ca.pem'\n",
+            "transcryptors: [[transcryptors]] and pseudonyms.domain_key go together",
+        ),
+        (
+            "[[transcryptors]]\nid = 'tc-a'\naddress = 'x:1'\nidentity = 'schakel://transcryptor/tc-a'\n",
+            "transcryptors: [[transcryptors]] and pseudonyms.domain_key go together",
+        ),
+        (
+            "[pseudonyms]\ndomain_key = 'ca.pem'\n[[transcryptors]]\nid = 'tc-a'\n"
+            "address = 'x:1'\nidentity = 'schakel://transcryptor/tc-b'\n",
+            "transcryptors[0].identity: must be schakel://transcryptor/tc-a",
+        ),
+        (
+            "[pseudonyms]\ndomain_key = 'ca.pem'\n[[transcryptors]]\nid = 'tc-a'\n"
+            "address = 'nowhere'\nidentity = 'schakel://transcryptor/tc-a'\n",
+            "transcryptors[0]: 'nowhere' is not host:port",
+        ),
     ],
 )
 def test_node_sections_name_the_bad_key(config_dir: Path, extra: str, message: str) -> None:
