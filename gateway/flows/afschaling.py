@@ -20,11 +20,11 @@ from certs.identity import Identity
 from gateway.cases import Case, Participant
 from gateway.errors import InvalidInputError, NotConfiguredError, quote
 from gateway.flows.crossing import Crossing, record
-from gateway.flows.delivery import as_recipient, deliver, not_arrived
+from gateway.flows.delivery import as_recipient, deliver, not_arrived, recipient_domain
 from gateway.flows.linking import tell_links
 from gateway.flows.regie import SERVICE, CaseCall, apply, begin
 from gateway.logging import get_logger
-from policy.evaluator import Outcome, Request
+from policy.evaluator import Decision, Outcome, Request
 from policy.minimise import FactRefusedError, minimise_facts
 from policy.vocabulary import OUTCOME, REGIE, Phase
 
@@ -69,6 +69,7 @@ async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_
     fact = common_pb2.Fact(category=OUTCOME)
     fact.fields[OUTCOME].text = case.outcome
     regie = Participant(org_id=parts.node_id, org_type=REGIE, node_id=parts.node_id)
+    telling: list[tuple[Participant, list[common_pb2.Fact], Decision, Crossing]] = []
     for participant in case.participants:
         decision = policy.decide(
             Request(
@@ -101,6 +102,17 @@ async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_
             # The message names a category or field, never a value.
             log.warning("outcome_refused", case_id=case.id, reason=str(exc))
             continue
+        telling.append((participant, facts, decision, release))
+    if not telling:
+        return
+    subjects = parts.subjects
+    if subjects is None:
+        raise NotConfiguredError("this node has no pseudonym keys configured")
+    # One conversion through the chain for every participant told.
+    moved = await subjects.for_domains_from_pseudonym(
+        case.subject, [recipient_domain(parts, p) for p, _, _, _ in telling], case.activity
+    )
+    for participant, facts, decision, release in telling:
         delivered = await deliver(
             parts,
             case,
@@ -109,6 +121,7 @@ async def tell_outcome(parts: NodeParts, caller: Identity, case: Case, activity_
             facts=facts,
             decision=decision,
             phase=common_pb2.PHASE_AFSCHALING,
+            subject=moved[recipient_domain(parts, participant)],
         )
         if not delivered:
             await not_arrived(parts.audit, release)
