@@ -84,6 +84,7 @@ class TranscryptorChain:
         self.batch_size = batch_size
         self.timeout = timeout
         self._channels: dict[str, tuple[int, grpc.aio.Channel]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _stub(self, link: Link) -> Stub:
         generation, credentials = credentials_now(self._credentials)
@@ -98,7 +99,9 @@ class TranscryptorChain:
             )
             if known is not None:
                 # Calls in flight on the old channel may finish; it is dropped after that.
-                asyncio.get_running_loop().create_task(known[1].close(grace=5.0))
+                task = asyncio.get_running_loop().create_task(known[1].close(grace=5.0))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
             known = (generation, channel)
             self._channels[link.id] = known
         return transcryptor_pb2_grpc.TranscryptorServiceStub(known[1])
@@ -178,6 +181,8 @@ class TranscryptorChain:
         self._channels.clear()
         for channel in channels:
             await channel.close(None)
+        for task in list(self._closing):
+            await task
 
 
 def _refusal(link: Link, exc: grpc.aio.AioRpcError) -> SchakelError:

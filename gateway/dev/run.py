@@ -67,16 +67,16 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     log_path = root / "nodes.log"
     with log_path.open("a", encoding="utf-8") as log_file:
         configure_logging("info", stream=log_file)
-        say(f"== starting nodes (JSON logs in {log_path})")
         ports = {
             name: free_port() if args.ports == "auto" else DEV_PORTS[name]
             for name in (ROTTERDAM, HAAGLANDEN, *fed.keys.transcryptors)
         }
         try:
-            say(f"== starting the transcryptor chain as processes (logs in {log_path})")
+            say(f"== starting the transcryptor chain as processes (JSON logs in {log_path})")
             await chain.start_processes(fed, ports, log_path)
             for transcryptor, address in fed.transcryptors.items():
                 say(f"   {transcryptor} listens on {address}")
+            say(f"== starting nodes (JSON logs in {log_path})")
             for node_id in (ROTTERDAM, HAAGLANDEN):
                 config = load_config(write_node_config(fed, node_id, ports), environ={})
                 node = open_node(config)

@@ -46,6 +46,8 @@ ENROL = f"{SERVICE}/Enrol"
 ENROL_ACTIVITY = "schakel.enrolment"
 """The processing activity under which enrolments are logged."""
 
+MAX_PAIRS_RECORDED = 256
+"""Distinct (from, to) pairs one audit record names."""
 RATE_LIMITED = "rate-limit"
 """In ``decision.rule_ids`` of a call refused because the caller's rate was used up."""
 
@@ -63,11 +65,18 @@ class Conversion(Crossing):
     pairs: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def record(self, *, ok: bool) -> audit_pb2.AuditRecord:
-        """The crossing's record with the pairs in ``categories_asked``."""
+        """The crossing's record with the pairs in ``categories_asked``.
+
+        At most :data:`MAX_PAIRS_RECORDED` pairs are named; a last entry
+        ``more>pairs:<n>`` counts the rest, so no call can bloat the log.
+        """
         out = super().record(ok=ok)
+        pairs = sorted(self.pairs.items())
         out.categories_asked.extend(
-            f"{_safe(a)}>{_safe(b)}:{n}" for (a, b), n in sorted(self.pairs.items())
+            f"{_safe(a)}>{_safe(b)}:{n}" for (a, b), n in pairs[:MAX_PAIRS_RECORDED]
         )
+        if len(pairs) > MAX_PAIRS_RECORDED:
+            out.categories_asked.append(f"more>pairs:{len(pairs) - MAX_PAIRS_RECORDED}")
         return out
 
 
@@ -127,9 +136,9 @@ async def transcrypt(
     source = request.from_domain or GLOBAL_KEY
     crossing = Conversion(name=TRANSCRYPT, caller=caller, activity=activity, provider=parts.uri)
     count = len(request.items)
-    crossing.pairs = Counter((source, item.to_domain) for item in request.items)
     if not 1 <= count <= parts.max_items:
         raise InvalidInputError(f"items: between 1 and {parts.max_items} per call, not {count}")
+    crossing.pairs = Counter((source, item.to_domain) for item in request.items)
     from_domain = _domain(request.from_domain, "from_domain") if request.from_domain else None
     for i, item in enumerate(request.items):
         _domain(item.to_domain, f"items[{i}].to_domain")

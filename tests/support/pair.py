@@ -34,18 +34,22 @@ class Pair:
 
 
 async def start_pair(
-    root: Path, db_url: str, extra: Callable[[str], str] = lambda _node_id: ""
+    root: Path,
+    db_url: str,
+    extra: Callable[[str], str] = lambda _node_id: "",
+    allow: dict[str, str] | None = None,
 ) -> Pair:
     """Start RR (on ``db_url``) and HL (SQLite); each witnesses the other.
 
-    ``extra(node_id)`` adds config sections for one node (e.g. its partners).
+    ``extra(node_id)`` adds config sections for one node (e.g. its partners);
+    ``allow`` replaces a transcryptor's allow-list (by id).
     """
     fed = Federation(root / "pki")
     keys = DevKeys(root / "keys")
     ports = {RR: free_port(), HL: free_port()}
     pair = Pair(fed, keys, {})
     try:
-        pair.chain = await start_chain(fed, keys)
+        pair.chain = await start_chain(fed, keys, allow)
         for node_id in (RR, HL):
             other = HL if node_id == RR else RR
             sections = keys.node_sections(
