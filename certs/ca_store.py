@@ -57,6 +57,11 @@ def node_dns_name(node_id: str) -> str:
     return f"{node_id}.node.schakel.invalid"
 
 
+def transcryptor_dns_name(transcryptor_id: str) -> str:
+    """The DNS SAN every transcryptor certificate carries, which nodes pin with its id."""
+    return f"{transcryptor_id}.transcryptor.schakel.invalid"
+
+
 def format_serial(serial: int) -> str:
     """A serial number as lowercase hex, the form ``show`` prints and ``revoke`` takes."""
     return f"{serial:x}"
@@ -278,6 +283,9 @@ class CaStore:
         self._check_ids(identity, index)
         if identity.kind is PeerKind.NODE and node_dns_name(identity.node_id) not in dns:
             dns.append(node_dns_name(identity.node_id))
+        pinned = transcryptor_dns_name(identity.org_id)
+        if identity.kind is PeerKind.TRANSCRYPTOR and pinned not in dns:
+            dns.append(pinned)
         cert = certificate_for(
             self.key, self.cert, identity, public_key, validity=validity, dns_names=dns
         )
@@ -304,7 +312,8 @@ class CaStore:
 
         Writes ``<name>.pem`` and ``<name>.key`` (encrypted with the
         passphrase in ``passphrase_file`` when given). Node certificates also
-        carry :func:`node_dns_name`. Nothing is written when either file
+        carry :func:`node_dns_name`, transcryptor certificates
+        :func:`transcryptor_dns_name`. Nothing is written when either file
         exists (unless ``force``). In production use :meth:`sign` instead,
         so that the key never leaves its owner.
         """

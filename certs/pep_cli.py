@@ -1,4 +1,9 @@
-"""``schakel certs pep``: create federation pseudonym keys and enrol domains.
+"""``schakel certs pep``: pseudonym keys: a domain's key from its transcryptors' factors.
+
+``assemble`` multiplies one factor of every transcryptor of the chain
+(``schakel transcryptor enrol`` writes them) into the domain's key file.
+``init`` and ``domain`` are the single scheme (one key authority holding y,
+PS and RS), kept to run a chain of one and to migrate from it.
 
 ``register(certs_subparsers)`` adds the ``pep`` command to the ``certs``
 area's sub-parsers; ``main(argv)`` runs it stand-alone.
@@ -13,6 +18,7 @@ from pathlib import Path
 
 from certs.pep import enrol_domain, init_federation
 from policy.pseudonyms import KeyFileError, PseudonymError
+from policy.pseudonyms.shares import DomainFactor, assemble
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -27,6 +33,15 @@ def _domain(args: argparse.Namespace) -> int:
     material = enrol_domain(args.org, Path(args.keys), Path(args.out), force=args.force)
     print(f"domain key for {material.domain!r} written to {args.out}")
     print(f"domain public key: {material.public_key.hex()}")
+    return 0
+
+
+def _assemble(args: argparse.Namespace) -> int:
+    material = assemble([DomainFactor.load(Path(f)) for f in args.factors])
+    material.save(Path(args.out), force=args.force)
+    print(f"domain key for {material.domain!r} from {len(args.factors)} factors: {args.out}")
+    print(f"domain public key: {material.public_key.hex()}")
+    print(f"federation key Y: {material.global_public_key.hex()}")
     return 0
 
 
@@ -48,20 +63,33 @@ def _run(handler: Handler) -> Handler:
 
 
 def register(certs_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``pep init`` and ``pep domain`` to the ``certs`` sub-parsers."""
+    """Add ``pep assemble``, ``pep init`` and ``pep domain`` to the ``certs`` sub-parsers."""
     pep = certs_subparsers.add_parser(
         "pep",
-        help="pseudonym keys: federation key pair, transcryptor secrets, domain keys",
-        description="The key ceremony of the pseudonym scheme: the federation key pair, the "
-        "transcryptor secrets every node holds, and each organisation's domain key.",
+        help="pseudonym keys: a domain's key from its transcryptors' factors",
+        description="Pseudonym keys: assemble a domain's key from its transcryptors' factors, "
+        "and the single-transcryptor scheme kept for development and migration.",
     )
     sub = pep.add_subparsers(dest="pep_command", required=True, metavar="COMMAND")
+    assembled = sub.add_parser(
+        "assemble",
+        help="multiply one factor of every transcryptor into the domain's key file (0600)",
+        description="Assemble a domain's decryption key y_d = prod(k_(d,i) * y_i) from the "
+        "factor files its transcryptors wrote (schakel transcryptor enrol).",
+        epilog="""examples:
+  schakel certs pep assemble politie-dh.tc-regio.json politie-dh.tc-landelijk.json \\
+      --out /etc/schakel/pep/politie-dh.json""",
+    )
+    assembled.add_argument("factors", nargs="+", help="factor files from `transcryptor enrol`")
+    assembled.add_argument("--out", required=True, help="file to write the domain key to")
+    assembled.add_argument("--force", action="store_true", help="replace an existing file")
+    assembled.set_defaults(func=_run(_assemble))
     init = sub.add_parser(
         "init",
-        help="create the federation key pair and the transcryptor secrets",
-        description="Create the key authority file (the global secret y: keep it offline) "
-        "and the transcryptor file (PS, RS and the public key Y, for every node) in --out, "
-        "which is created (0700) if missing. Nothing is replaced without --force.",
+        help="single scheme: create the federation key pair and one transcryptor's secrets",
+        description="The single-transcryptor scheme, for development and for migrating to a "
+        "chain (schakel transcryptor init --from-single): the key authority file (y) and the "
+        "transcryptor file (PS, RS, Y) in --out.",
         epilog="""examples:
   schakel certs pep init --out /secure/pep""",
     )

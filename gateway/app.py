@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
@@ -27,15 +28,16 @@ from certs import hsm
 from certs import keys as key_files
 from gateway.audit import notes
 from gateway.audit.checkpoint import Checkpointer
-from gateway.audit.inzage import node_resolver
 from gateway.audit.store import AuditLog, to_us
 from gateway.audit.verify import Keys
 from gateway.audit.witness import Witness
 from gateway.cases import CaseRegistry, FactVault
 from gateway.cases.links import LinkStore
+from gateway.chain import Link, TranscryptorChain
 from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
+from gateway.flows.inzage import INZAGE_ACTIVITY
 from gateway.flows.reconcile import reconcile_referrals
 from gateway.logging import get_logger
 from gateway.node_admin import AdminPort
@@ -48,12 +50,10 @@ from gateway.rpc.partner import PartnerService
 from gateway.rpc.server import NodeServer, Servicers, build_server, open_database
 from gateway.subjects import NodeSubjects
 from gateway.tasks.broker import TaskBroker
+from gateway.tls import ClientCertificates, TlsFileError
 from policy.model import PolicyError
-from policy.pseudonyms import DomainKey, KeyFileError, TranscryptorKeys
+from policy.pseudonyms import DomainKey, KeyFileError
 from policy.store import PolicyStore
-
-if TYPE_CHECKING:
-    pass
 
 log = get_logger("node")
 
@@ -116,17 +116,10 @@ def _state_path(config: NodeConfig, configured: Path | None, default: str) -> Pa
 
 
 def _load_subjects(config: NodeConfig) -> NodeSubjects | None:
+    """The chain client and the node's own domain key; None when neither is configured."""
     section = config.pseudonyms
-    if section.transcryptor_keys is None and section.domain_key is None:
+    if section.domain_key is None:
         return None
-    if section.transcryptor_keys is None or section.domain_key is None:
-        raise config_error(
-            config, "pseudonyms", "transcryptor_keys and domain_key must both be set"
-        )
-    try:
-        keys = TranscryptorKeys.load(section.transcryptor_keys)
-    except KeyFileError as exc:
-        raise config_error(config, "pseudonyms.transcryptor_keys", str(exc)) from exc
     try:
         own = DomainKey.load(section.domain_key)
     except KeyFileError as exc:
@@ -137,10 +130,24 @@ def _load_subjects(config: NodeConfig) -> NodeSubjects | None:
             "pseudonyms.domain_key",
             f"is the key of domain {own.domain!r}, not of this node {config.node.id!r}",
         )
+    tls = config.tls
     try:
-        return NodeSubjects.load(keys, own)
-    except ValueError as exc:
-        raise config_error(config, "pseudonyms.domain_key", str(exc)) from exc
+        credentials = ClientCertificates(
+            tls.ca_file,
+            tls.cert_file,
+            tls.key_file,
+            node_id=config.node.id,
+            passphrase_file=tls.key_passphrase_file,
+        )
+    except TlsFileError as exc:
+        raise config_error(config, f"tls.{exc.key}", str(exc)) from exc
+    chain = TranscryptorChain(
+        [Link(t.id, t.address) for t in config.transcryptors],
+        credentials,
+        batch_size=section.batch_size,
+        timeout=float(section.timeout_seconds),
+    )
+    return NodeSubjects(chain, own)
 
 
 def _load_policy(config: NodeConfig) -> PolicyStore | None:
@@ -272,9 +279,10 @@ class _WitnessesInForce(Sequence[notes.Verifier]):
 
 def servicers_for(parts: NodeParts) -> Servicers:
     """The real servicers over ``parts``; what they cannot serve yet answers UNIMPLEMENTED."""
+    subjects = parts.subjects
     resolver = (
-        node_resolver(parts.subjects.transcryptor, parts.subjects.own)
-        if parts.subjects is not None
+        functools.partial(subjects.node_pseudonym, activity=INZAGE_ACTIVITY)
+        if subjects is not None
         else None
     )
     keys = Keys(
@@ -338,6 +346,8 @@ class Node:
             self.parts.policy.stop()
         if self.parts.peers is not None:
             await self.parts.peers.close()
+        if self.parts.subjects is not None:
+            await self.parts.subjects.chain.close()
         self.parts.audit.close()
         if self.admin is not None:
             self.admin.stop()

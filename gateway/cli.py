@@ -40,6 +40,7 @@ AREAS: dict[str, str] = {
     "audit": "gateway.audit.cli",
     "signals": "gateway.collector.cli",
     "federation": "gateway.federation.cli",
+    "transcryptor": "gateway.transcryptor.cli",
 }
 
 

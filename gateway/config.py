@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from certs.identity import IdentityError, check_slug
 from gateway.logging import LEVELS
 from gateway.observability.settings import AdminSection, TracingSection
-from gateway.tomlconfig import ConfigError, TableLoader, env_overrides
+from gateway.tomlconfig import ConfigError, load_dataclass, split_listen
 from policy.vocabulary import ORG_TYPES
 
 
@@ -65,16 +64,30 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class PseudonymSection:
-    """``[pseudonyms]``: the node's transcryptor secrets and its own domain key.
+    """``[pseudonyms]``: the node's own domain key; the node holds no transcryptor secret.
 
-    Files from ``schakel certs pep init`` / ``pep domain <node-id>``. Without
-    them the node refuses every call that carries a subject.
+    The key is assembled from every transcryptor's factor (``schakel certs pep
+    enrol`` or ``pep assemble``). Without it, or without ``[[transcryptors]]``,
+    the node refuses every call that carries a subject.
     """
 
-    transcryptor_keys: Path | None = None
-    """``schakel-pep-transcryptor/v1`` file: PS, RS and the federation key Y."""
     domain_key: Path | None = None
     """``schakel-pep-domain/v1`` file for the node's own domain (its node id)."""
+    batch_size: int = 1024
+    """Most ciphertexts the node sends a transcryptor in one call; larger batches are split."""
+    timeout_seconds: int = 10
+    """How long one call to one transcryptor may take."""
+
+
+@dataclass(frozen=True)
+class TranscryptorEndpoint:
+    """One ``[[transcryptors]]`` entry: a link of the chain, called in the order listed."""
+
+    id: str
+    address: str
+    """``host:port`` of its gRPC endpoint."""
+    identity: str
+    """Its certificate identity, ``schakel://transcryptor/<id>``; the channel is pinned to it."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,7 @@ class NodeConfig:
     partners: list[PartnerOrgSection] = field(default_factory=list)
     admin: AdminSection = field(default_factory=AdminSection)
     tracing: TracingSection = field(default_factory=TracingSection)
+    transcryptors: list[TranscryptorEndpoint] = field(default_factory=list)
     source: str = field(default="", metadata={"internal": True})
     """Where the configuration came from, for error messages; not a key."""
 
@@ -193,32 +207,12 @@ class NodeConfig:
         return split_listen(self.node.listen)
 
 
-def split_listen(value: str) -> tuple[str, int]:
-    """Split ``host:port`` or ``[v6]:port``; raise ValueError saying what is wrong."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{value!r} is not host:port")
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"port {port!r} is not a number from 0 to 65535")
-    return host.strip("[]"), int(port)
-
-
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Read, override from ``environ`` (default ``os.environ``) and validate a node config."""
     source = str(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{source}: config file not found") from exc
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    overrides = env_overrides(os.environ if environ is None else environ)
-    loader = TableLoader(source, path.resolve().parent, overrides)
-    config: NodeConfig = dataclasses.replace(loader.build(NodeConfig, raw, ""), source=source)
-    loader.check_unused_overrides()
-    _validate(config, source, loader.origins)
+    built, origins = load_dataclass(path, NodeConfig, os.environ if environ is None else environ)
+    config = dataclasses.replace(built, source=source)
+    _validate(config, source, origins)
     return config
 
 
@@ -253,7 +247,6 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "tls.cert_file": config.tls.cert_file,
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
-        "pseudonyms.transcryptor_keys": config.pseudonyms.transcryptor_keys,
         "pseudonyms.domain_key": config.pseudonyms.domain_key,
         "policy.bundle": config.policy.bundle,
         "policy.public_key": config.policy.public_key,
@@ -278,6 +271,8 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "federation.reload_seconds": config.federation.reload_seconds,
         "federation.concurrency": config.federation.concurrency,
         "tls.max_connection_age_seconds": config.tls.max_connection_age_seconds,
+        "pseudonyms.batch_size": config.pseudonyms.batch_size,
+        "pseudonyms.timeout_seconds": config.pseudonyms.timeout_seconds,
     }
     for key, number in positive.items():
         if number < 1:
@@ -307,9 +302,27 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
                 f"partners[{i}].org_type",
                 f"{partner.org_type!r} is not one of {sorted(ORG_TYPES)}",
             )
+    _validate_transcryptors(config, fail)
     url = config.database.url
     if url and not url.startswith(("sqlite://", "postgresql")):
         raise fail("database.url", "must be a sqlite:// or postgresql+psycopg:// URL")
+
+
+def _validate_transcryptors(config: NodeConfig, fail: Callable[[str, str], ConfigError]) -> None:
+    if bool(config.transcryptors) != (config.pseudonyms.domain_key is not None):
+        raise fail("transcryptors", "[[transcryptors]] and pseudonyms.domain_key go together")
+    seen: set[str] = set()
+    for i, t in enumerate(config.transcryptors):
+        try:
+            check_slug(t.id, "transcryptor id")
+            split_listen(t.address)
+        except (IdentityError, ValueError) as exc:
+            raise fail(f"transcryptors[{i}]", str(exc)) from exc
+        if t.identity != f"schakel://transcryptor/{t.id}":
+            raise fail(f"transcryptors[{i}].identity", f"must be schakel://transcryptor/{t.id}")
+        if t.id in seen:
+            raise fail(f"transcryptors[{i}].id", f"{t.id!r} is listed twice")
+        seen.add(t.id)
 
 
 __all__ = [
@@ -325,6 +338,7 @@ __all__ = [
     "PolicySection",
     "PseudonymSection",
     "TlsSection",
+    "TranscryptorEndpoint",
     "config_error",
     "load_config",
     "split_listen",

@@ -190,8 +190,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("bsn", help="the BSN, or - to read it from stdin (keeps it out of ps)")
     p.add_argument("--db", required=True, help=_DB)
-    p.add_argument("--transcryptor-keys", type=Path, required=True, help="the node's PS/RS file")
-    p.add_argument("--domain-key", type=Path, required=True, help="the node's domain key file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--node-config",
+        type=Path,
+        help="the node's node.toml: converts through its [[transcryptors]] with its certificate",
+    )
+    source.add_argument(
+        "--transcryptor-keys",
+        type=Path,
+        help="a federation of one transcryptor: its PS/RS file (with --domain-key)",
+    )
+    p.add_argument("--domain-key", type=Path, help="the node's domain key file")
     _key_args(p)
     p.add_argument("--html", type=Path, help="also write an HTML report here")
     p.set_defaults(func=cmd_inzage)
@@ -376,7 +386,9 @@ def cmd_inzage(args: argparse.Namespace) -> int:
     """Print (and optionally write as HTML) the report about one person."""
     from gateway.audit import inzage  # noqa: PLC0415 - pulls in libsodium
     from gateway.audit.checkpoint import Checkpoints  # noqa: PLC0415
+    from gateway.audit.inzage_chain import chain_pseudonym  # noqa: PLC0415 - pulls in gRPC
     from gateway.audit.store import AuditLog  # noqa: PLC0415
+    from gateway.errors import SchakelError  # noqa: PLC0415
     from policy.pseudonyms import (  # noqa: PLC0415
         DomainKey,
         KeyFileError,
@@ -387,11 +399,16 @@ def cmd_inzage(args: argparse.Namespace) -> int:
     bsn = sys.stdin.readline().strip() if args.bsn == "-" else args.bsn
     try:
         keys = _keys(args)
-        transcryptor = TranscryptorKeys.load(args.transcryptor_keys).transcryptor()
-        domain_key = DomainKey.load(args.domain_key)
-        ciphertext = inzage.encrypt_bsn(bsn, domain_key.global_public_key)
-        pseudonym = inzage.node_resolver(transcryptor, domain_key)(ciphertext)
-    except (OSError, ValueError, KeyFileError, PseudonymError) as exc:
+        if args.node_config is not None:
+            pseudonym = chain_pseudonym(args.node_config, bsn)
+        else:
+            if args.domain_key is None:
+                return fail("--transcryptor-keys needs --domain-key")
+            transcryptor = TranscryptorKeys.load(args.transcryptor_keys).transcryptor()
+            domain_key = DomainKey.load(args.domain_key)
+            ciphertext = inzage.encrypt_bsn(bsn, domain_key.global_public_key)
+            pseudonym = inzage.resolve_locally(transcryptor, domain_key, ciphertext)
+    except (OSError, ValueError, KeyFileError, PseudonymError, SchakelError) as exc:
         # PseudonymError messages name the problem, never the value.
         return fail(str(exc))
     del bsn

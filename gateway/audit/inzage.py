@@ -9,9 +9,10 @@ The BSN itself goes nowhere: not into the report, a log line or a query.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
+from typing import Protocol
 
 import sqlalchemy as sa
 from schakel.v1 import audit_pb2, common_pb2
@@ -22,7 +23,6 @@ from gateway.audit.verify import Keys
 from policy.pseudonyms import (
     Ciphertext,
     DomainKey,
-    Transcryptor,
     check_identifier,
     decrypt,
     encrypt,
@@ -30,19 +30,39 @@ from policy.pseudonyms import (
     subject_point,
 )
 
-SubjectResolver = Callable[[Ciphertext], str]
+INZAGE_ACTIVITY = "schakel.inzage"
+"""The processing activity under which officers' subject reports are logged (AVG art. 15),
+and for which the transcryptor chain converts the person's ciphertext."""
+
+SubjectResolver = Callable[[Ciphertext], Awaitable[str]]
+"""From a ciphertext under Y to the node-domain pseudonym (hex); the node's goes through
+the transcryptor chain."""
+
+
+class LocalConversion(Protocol):
+    """Conversion in this process: a chain whose shares are all here, or a single transcryptor."""
+
+    def transcrypt(self, ct: Ciphertext, to_domain: str) -> Ciphertext:
+        """``ct`` (under Y) converted to ``to_domain``."""
 
 
 class InzageError(Exception):
     """The report cannot be made; the message says why (never the identifier)."""
 
 
-def node_resolver(transcryptor: Transcryptor, domain_key: DomainKey) -> SubjectResolver:
-    """A resolver from a ciphertext under Y to the node-domain pseudonym (hex)."""
+def resolve_locally(
+    transcryptor: LocalConversion, domain_key: DomainKey, ciphertext: Ciphertext
+) -> str:
+    """The node-domain pseudonym (hex) of ``ciphertext``, converted in this process."""
+    moved = transcryptor.transcrypt(ciphertext, domain_key.domain)
+    return pseudonym_hex(decrypt(moved, domain_key.secret_key))
 
-    def resolve(ciphertext: Ciphertext) -> str:
-        moved = transcryptor.transcrypt(ciphertext, domain_key.domain)
-        return pseudonym_hex(decrypt(moved, domain_key.secret_key))
+
+def node_resolver(transcryptor: LocalConversion, domain_key: DomainKey) -> SubjectResolver:
+    """A resolver that converts in this process, for a federation of one transcryptor."""
+
+    async def resolve(ciphertext: Ciphertext) -> str:
+        return resolve_locally(transcryptor, domain_key, ciphertext)
 
     return resolve
 

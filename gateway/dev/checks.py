@@ -90,7 +90,7 @@ def referral(fed: DevFederation) -> partner_pb2.SubmitReferralRequest:
     return partner_pb2.SubmitReferralRequest(
         idempotency_key="make-run-demo-1",
         purpose=PURPOSE,
-        subject=encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key),
+        subject=encrypt_subject("bsn", DEMO_BSN, fed.keys.global_public_key()),
         theme="complexe-casuistiek",
         criteria=["meervoudige-problematiek", "veiligheidsrisico"],
         reason_codes=["escalatie"],
@@ -111,7 +111,7 @@ async def _refer(fed: DevFederation) -> str:
 
 async def _pseudonymise(fed: DevFederation) -> str:
     key = fed.keys.domain("politie-rr").secret_key
-    subject = encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)
+    subject = encrypt_subject("bsn", DEMO_BSN, fed.keys.global_public_key())
     async with fed.channel(ROTTERDAM, "politie-rr") as channel:
         reply = await partner_pb2_grpc.PartnerServiceStub(channel).Pseudonymise(
             partner_pb2.PseudonymiseRequest(purpose=PURPOSE, subjects=[subject, subject]),
@@ -145,11 +145,13 @@ async def peer_outside_link(fed: DevFederation) -> str:
     """
     subjects = fed.nodes[ROTTERDAM].parts.subjects
     assert subjects is not None
-    sent = encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)
+    sent = encrypt_subject("bsn", DEMO_BSN, fed.keys.global_public_key())
     request = federation_pb2.AskParticipantRequest(
         purpose=common_pb2.Purpose(processing_activity_id="zvh.huiselijk-geweld"),
         case_ref=fed.walked_case(),
-        subject=subjects.for_domain(subjects.parse(sent), HAAGLANDEN),
+        subject=(
+            await subjects.for_domain([subjects.parse(sent)], HAAGLANDEN, "zvh.huiselijk-geweld")
+        )[0],
         provider=common_pb2.Participant(
             org_id="politie-hl", org_type="politie", node_id=HAAGLANDEN
         ),
@@ -185,7 +187,7 @@ async def _verify(fed: DevFederation) -> str:
 
 
 async def _inzage(fed: DevFederation) -> str:
-    subject = encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)
+    subject = encrypt_subject("bsn", DEMO_BSN, fed.keys.global_public_key())
     async with fed.channel(ROTTERDAM, f"{ROTTERDAM}-fg") as channel:
         report = await audit_pb2_grpc.AuditServiceStub(channel).SubjectReport(
             audit_pb2.SubjectReportRequest(subject=subject), timeout=30

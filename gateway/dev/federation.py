@@ -9,9 +9,11 @@ and the simulated partner systems' own data (:mod:`gateway.dev.partners`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import socket
+import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from certs.identity import (
 )
 from gateway.app import Node
 from gateway.dev import partners as devpartners
-from gateway.dev.keys import DevKeys
+from gateway.dev.keys import TRANSCRYPTORS, DevKeys
 from gateway.dev.partners import SimPartner
 from gateway.tasks.broker import TaskBroker
 from gateway.tls import channel_credentials, node_channel
@@ -39,7 +41,7 @@ from policy.vocabulary import COLLECTOR_ROLE, FG, PROCESREGISSEUR, REGIE
 
 ROTTERDAM = "zvh-rotterdam-rijnmond"
 HAAGLANDEN = "zvh-haaglanden"
-DEV_PORTS = {ROTTERDAM: 7443, HAAGLANDEN: 7444}
+DEV_PORTS = {ROTTERDAM: 7443, HAAGLANDEN: 7444, "tc-regio": 7445, "tc-landelijk": 7446}
 
 # Made-up OINs: the 00000099 prefix is not handed out by Logius.
 _OIN = "000000990000000{:05d}"
@@ -88,6 +90,10 @@ class DevFederation:
     """Makes this run's walkthrough referral a new case, even on a reused state dir."""
     case: common_pb2.CaseRef | None = None
     """The case the walkthrough follows, once referred."""
+    transcryptors: dict[str, str] = field(default_factory=dict)
+    """The running chain, in order: transcryptor id -> address."""
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    """The transcryptors' processes."""
 
     @property
     def keys(self) -> DevKeys:
@@ -152,6 +158,10 @@ def _dev_identities() -> dict[str, Identity]:
     found["collector-stuurgroep"] = make_identity(
         PeerKind.COLLECTOR, org_id="stuurgroep", roles={COLLECTOR_ROLE}, oin=_OIN.format(99)
     )
+    for i, transcryptor in enumerate(TRANSCRYPTORS):
+        found[f"transcryptor-{transcryptor}"] = make_identity(
+            PeerKind.TRANSCRYPTOR, org_id=transcryptor, oin=_OIN.format(97 - i)
+        )
     return found
 
 
@@ -204,9 +214,17 @@ def write_node_config(fed: DevFederation, node_id: str, ports: dict[str, int]) -
     """Write ``<root>/<node-id>/node.toml`` for a node on SQLite; the other node witnesses it."""
     cred = fed.credentials[node_id]
     port = ports[node_id]
-    peers = [(peer, f"127.0.0.1:{p}") for peer, p in ports.items() if peer != node_id]
+    peers = [
+        (peer, f"127.0.0.1:{p}")
+        for peer, p in ports.items()
+        if peer in PARTNERS and peer != node_id
+    ]
     sections = fed.keys.node_sections(
-        node_id, peers, checkpoint_every_records=5, checkpoint_every_seconds=2
+        node_id,
+        peers,
+        checkpoint_every_records=5,
+        checkpoint_every_seconds=2,
+        transcryptors=fed.transcryptors.items(),
     )
     partners = "".join(
         f'\n[[partners]]\nid = "{org}"\norg_type = "{kind}"\n' for org, kind in PARTNERS[node_id]
@@ -269,8 +287,15 @@ async def start_partners(fed: DevFederation, say: Callable[[str], None]) -> None
 
 
 async def shut_down(fed: DevFederation) -> None:
-    """Stop the simulated partners, then the nodes."""
+    """Stop the simulated partners, then the nodes, then the transcryptors."""
     for sim in fed.partners.values():
         await sim.stop()
     for node in fed.nodes.values():
         await node.stop(grace=1.0)
+    for process in fed.processes:
+        process.terminate()
+    for process in fed.processes:
+        try:
+            await asyncio.to_thread(process.wait, 10)
+        except subprocess.TimeoutExpired:
+            process.kill()

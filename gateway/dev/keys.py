@@ -1,10 +1,14 @@
 """Key material of a development federation: pseudonym keys, policy key, audit keys.
 
 ``make run`` and the tests use this to give every node what production gets
-from its key authority and policy owner: the transcryptor secrets and the
-node's own domain key, a signed policy bundle, checkpoint and witness keys,
-and the ``[[peers]]`` that witness each other. Files are written 0600 and
-reused when present, so pseudonyms stay stable across runs.
+from the transcryptors and its policy owner: the node's own domain key
+(assembled from every transcryptor's factor; the node holds no transcryptor
+secret), a signed policy bundle, checkpoint and witness keys, and the
+``[[peers]]`` that witness each other. The transcryptors' shares and the
+key ceremony's transcript are made here too, each share in its own
+transcryptor's state directory: in a development federation one person
+plays every party. Files are written 0600 and reused when present, so
+pseudonyms stay stable across runs.
 """
 
 from __future__ import annotations
@@ -18,9 +22,14 @@ import policy
 from gateway.app import load_signer
 from gateway.audit import notes
 from policy import signing
-from policy.pseudonyms import DomainKey, FederationKeys
+from policy.pseudonyms import DomainKey, KeyFileError
+from policy.pseudonyms.ceremony import Transcript, run_ceremony
+from policy.pseudonyms.chain import LocalChain
+from policy.pseudonyms.shares import TranscryptorShare
 
 BASELINE_BUNDLE = Path(policy.__file__).resolve().parent / "bundles" / "baseline"
+TRANSCRYPTORS = ("tc-regio", "tc-landelijk")
+"""The dev chain: a regional and a national transcryptor, called in this order."""
 
 
 @dataclass(frozen=True)
@@ -28,16 +37,43 @@ class DevKeys:
     """Where a dev federation's keys are, under one root folder."""
 
     root: Path
+    transcryptors: tuple[str, ...] = TRANSCRYPTORS
+
+    def transcryptor_dir(self, transcryptor: str) -> Path:
+        """A transcryptor's state directory: its share, the transcript, its audit log."""
+        return self.root / "transcryptors" / transcryptor
 
     @property
-    def federation_file(self) -> Path:
-        """The key authority's file (y, Y, PS, RS): kept apart from every node in production."""
-        return self.root / "pep" / "federation-keys.json"
+    def ceremony_file(self) -> Path:
+        """The key ceremony's transcript (public)."""
+        return self.root / "pep" / "ceremony.json"
 
-    @property
-    def transcryptor_file(self) -> Path:
-        """PS, RS and Y: what every node's config points to."""
-        return self.root / "pep" / "transcryptor.json"
+    def chain(self) -> LocalChain:
+        """Every transcryptor's share and the federation key, made (and the ceremony held)
+        on first use; each transcryptor's state directory gets its share and the transcript."""
+        shares = []
+        for name in self.transcryptors:
+            path = self.transcryptor_dir(name) / "share.json"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                TranscryptorShare.generate(name).save(path)
+            shares.append(TranscryptorShare.load(path))
+        try:
+            transcript = Transcript.load(self.ceremony_file)
+        except KeyFileError:
+            transcript = Transcript(())
+        if transcript.transcryptors != list(self.transcryptors) or any(
+            transcript.steps[i].share != s.public_share for i, s in enumerate(shares)
+        ):
+            transcript = run_ceremony(shares)
+            transcript.save(self.ceremony_file)
+        for name in self.transcryptors:
+            transcript.save(self.transcryptor_dir(name) / "ceremony.json")
+        return LocalChain(tuple(shares), transcript.global_public_key)
+
+    def global_public_key(self) -> bytes:
+        """The federation key Y partners encrypt under."""
+        return self.chain().global_public_key
 
     def domain_file(self, domain: str) -> Path:
         """The domain key file of an organisation or node."""
@@ -57,21 +93,14 @@ class DevKeys:
         """A node's ``log`` (checkpoint) or ``witness`` (cosignature) key."""
         return self.root / node_id / f"audit-{kind}.key"
 
-    def federation(self) -> FederationKeys:
-        """The federation keys, created on first use."""
-        if not self.federation_file.exists():
-            keys = FederationKeys.generate()
-            self.federation_file.parent.mkdir(parents=True, exist_ok=True)
-            keys.save(self.federation_file)
-            keys.transcryptor_keys().save(self.transcryptor_file)
-        return FederationKeys.load(self.federation_file)
-
     def domain(self, domain: str) -> DomainKey:
-        """An organisation's (or node's) domain key, enrolled on first use."""
+        """An organisation's (or node's) domain key, assembled from every transcryptor's
+        factor on first use (offline enrolment), and again after a new ceremony."""
         path = self.domain_file(domain)
-        if not path.exists():
+        chain = self.chain()
+        if not path.exists() or DomainKey.load(path).global_public_key != chain.global_public_key:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.federation().domain_key_material(domain).save(path)
+            chain.domain_key(domain).save(path, force=True)
         return DomainKey.load(path)
 
     def sign_baseline(self) -> None:
@@ -102,16 +131,28 @@ class DevKeys:
         *,
         checkpoint_every_records: int = 1000,
         checkpoint_every_seconds: int = 60,
+        transcryptors: Iterable[tuple[str, str]] = (),
     ) -> str:
-        """TOML for a node's key sections; ``peers`` are (node id, address) that witness it."""
-        self.domain(node_id)
+        """TOML for a node's key sections; ``peers`` are (node id, address) that witness it,
+        ``transcryptors`` (id, address) the running chain, in order (none: no pseudonyms)."""
         self.sign_baseline()
         peers = list(peers)
-        text = f"""
+        text = ""
+        transcryptors = list(transcryptors)
+        if transcryptors:
+            self.domain(node_id)
+            text += f"""
 [pseudonyms]
-transcryptor_keys = "{self.transcryptor_file.resolve()}"
 domain_key = "{self.domain_file(node_id).resolve()}"
-
+"""
+        for transcryptor, address in transcryptors:
+            text += f"""
+[[transcryptors]]
+id = "{transcryptor}"
+address = "{address}"
+identity = "schakel://transcryptor/{transcryptor}"
+"""
+        text += f"""
 [policy]
 bundle = "{self.bundle.resolve()}"
 public_key = "{signing.public_key_path(self.policy_key).resolve()}"

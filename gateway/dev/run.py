@@ -2,10 +2,13 @@
 
 Everything lives under ``.state/dev`` (git-ignored) and is reused on the
 next run: a CA, two nodes with a node.toml each, partner, officer and
-collector certificates, the pseudonym keys (federation key, transcryptor
-secrets, a domain key per organisation), a signed copy of the baseline
-policy bundle, and each node's audit keys; the two nodes witness each
-other's checkpoints. Both nodes start in this process, with simulated
+collector certificates, a chain of two transcryptors (tc-regio and
+tc-landelijk, each with its own certificate, secrets, allow-list and audit
+log, after a key ceremony), a domain key per organisation assembled from
+their factors, a signed copy of the baseline policy bundle, and each node's
+audit keys; the two nodes witness each other's checkpoints. The
+transcryptors run as processes of their own; both nodes start in this
+process, with simulated
 partner systems on their task streams; a list of checks then shows over
 mTLS that they serve and refuse as they should, and walks a case through
 them. ``--once`` exits after the checks (0 only if all passed); otherwise
@@ -27,7 +30,7 @@ import grpc
 from adapters.sdk import PartnerRpcError
 from gateway.app import open_node
 from gateway.config import ConfigError, load_config
-from gateway.dev import checks, walkthrough
+from gateway.dev import chain, checks, walkthrough
 from gateway.dev.federation import (
     DEV_PORTS,
     HAAGLANDEN,
@@ -42,7 +45,12 @@ from gateway.dev.federation import (
 from gateway.logging import configure_logging
 from gateway.rpc.server import StartupError
 
-CHECKS: list[Check] = [*checks.SERVING, *walkthrough.STEPS, *checks.AUDIT]
+CHECKS: list[Check] = [
+    *checks.SERVING,
+    *walkthrough.STEPS,
+    ("each transcryptor keeps its own audit log", chain.logged),
+    *checks.AUDIT,
+]
 """Steps shown by ``make run``, in order: serving, the walkthrough, the audit proofs."""
 
 
@@ -59,19 +67,23 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     log_path = root / "nodes.log"
     with log_path.open("a", encoding="utf-8") as log_file:
         configure_logging("info", stream=log_file)
-        say(f"== starting nodes (JSON logs in {log_path})")
         ports = {
-            node_id: free_port() if args.ports == "auto" else DEV_PORTS[node_id]
-            for node_id in (ROTTERDAM, HAAGLANDEN)
+            name: free_port() if args.ports == "auto" else DEV_PORTS[name]
+            for name in (ROTTERDAM, HAAGLANDEN, *fed.keys.transcryptors)
         }
         try:
-            for node_id in ports:
+            say(f"== starting the transcryptor chain as processes (JSON logs in {log_path})")
+            await chain.start_processes(fed, ports, log_path)
+            for transcryptor, address in fed.transcryptors.items():
+                say(f"   {transcryptor} listens on {address}")
+            say(f"== starting nodes (JSON logs in {log_path})")
+            for node_id in (ROTTERDAM, HAAGLANDEN):
                 config = load_config(write_node_config(fed, node_id, ports), environ={})
                 node = open_node(config)
                 await node.start()
                 fed.nodes[node_id] = node
                 say(f"   {node_id} listens on {node.address} ({config.database_url})")
-        except (ConfigError, StartupError) as exc:
+        except (ConfigError, StartupError, RuntimeError) as exc:
             say(f"FAILED: {exc}")
             if args.ports != "auto":
                 say("   another `make run`? stop it, or use `make run ARGS='--ports auto'`")

@@ -19,6 +19,7 @@ import grpc
 from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
 from adapters.sdk import decrypt_subject, encrypt_subject
+from gateway.dev import chain
 from gateway.dev.checks import peer_outside_link, referral
 from gateway.dev.federation import (
     DEMO_BSN,
@@ -74,7 +75,7 @@ async def _sdk_referral(
     async with client:
         made = await client.submit_referral(
             purpose=PURPOSE.processing_activity_id,
-            subject=encrypt_subject("bsn", bsn, fed.keys.federation().global_public_key),
+            subject=encrypt_subject("bsn", bsn, fed.keys.global_public_key()),
             theme="complexe-casuistiek",
             external_ref=external_ref,
             criteria=["meervoudige-problematiek", "veiligheidsrisico"],
@@ -268,7 +269,7 @@ async def _uitvraag_with_consent(fed: DevFederation) -> str:
     # The recipient's own view of the person: its pseudonym of the demo BSN, made
     # by the node's Pseudonymise and decrypted with its own domain key.
     (own,) = await gemeente.client.pseudonymise(
-        [encrypt_subject("bsn", DEMO_BSN, fed.keys.federation().global_public_key)],
+        [encrypt_subject("bsn", DEMO_BSN, fed.keys.global_public_key())],
         purpose=PURPOSE.processing_activity_id,
     )
     mine = decrypt_subject(own, gemeente.keys.secret_key)
@@ -342,6 +343,10 @@ STEPS: list[Check] = [
     ("walkthrough: reclassering-rr refers the person with the SDK", _refer_by_reclassering),
     ("walkthrough: the procesregisseur moves the case into triage", _start_triage),
     ("walkthrough: the procesregisseur runs hit/no-hit", _hit_no_hit),
+    (
+        "walkthrough: tc-landelijk refuses a pair its own policy does not allow",
+        chain.refused_by_one,
+    ),
     ("walkthrough: the procesregisseur accepts at triage", _triage),
     (
         "walkthrough: zvh-rotterdam-rijnmond asks zvh-haaglanden outside the case link",

@@ -59,7 +59,9 @@ async def submit_referral(
     )
     if not request.HasField("subject"):
         raise InvalidInputError("subject is required")
-    crossing.subject = await node_pseudonym(parts, request.subject, "subject")
+    crossing.subject = await node_pseudonym(
+        parts, request.subject, "subject", request.purpose.processing_activity_id
+    )
     activity = activity_of(parts, request.purpose)
     crossing.activity_uri = activity.uri
     referral = _referral(caller, request, activity.id, crossing.subject)

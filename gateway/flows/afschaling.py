@@ -25,11 +25,17 @@ from gateway.cases import Case, Participant
 from gateway.deadline import Deadline
 from gateway.errors import InvalidInputError, NotConfiguredError, quote
 from gateway.flows.crossing import Crossing, actor_uri, record
-from gateway.flows.delivery import PEER_DEADLINE_SECONDS, as_recipient, deliver, not_arrived
+from gateway.flows.delivery import (
+    PEER_DEADLINE_SECONDS,
+    as_recipient,
+    deliver,
+    not_arrived,
+    recipient_domain,
+)
 from gateway.flows.linking import tell_links
 from gateway.flows.regie import SERVICE, CaseCall, apply, begin
 from gateway.logging import get_logger
-from policy.evaluator import Outcome, Request
+from policy.evaluator import Decision, Outcome, Request
 from policy.minimise import FactRefusedError, minimise_facts
 from policy.vocabulary import OUTCOME, REGIE, Phase
 
@@ -94,9 +100,8 @@ async def tell_outcome(
     fact = common_pb2.Fact(category=OUTCOME)
     fact.fields[OUTCOME].text = case.outcome
     regie = Participant(org_id=parts.node_id, org_type=REGIE, node_id=parts.node_id)
-
-    async def tell(participant: Participant) -> bool:
-        """False when the outcome was released to ``participant`` but did not reach it."""
+    telling: list[tuple[Participant, list[common_pb2.Fact], Decision, Crossing]] = []
+    for participant in case.participants:
         decision = policy.decide(
             Request(
                 activity=case.activity,
@@ -121,13 +126,31 @@ async def tell_outcome(
         )
         await record(parts.audit, release)
         if decision.outcome is not Outcome.ALLOW:
-            return True
+            continue
         try:
             facts = minimise_facts([fact], decision)
         except FactRefusedError as exc:
             # The message names a category or field, never a value.
             log.warning("outcome_refused", case_id=case.id, reason=str(exc))
-            return True
+            continue
+        telling.append((participant, facts, decision, release))
+    if not telling:
+        return ()
+    subjects = parts.subjects
+    if subjects is None:
+        raise NotConfiguredError("this node has no pseudonym keys configured")
+    # One conversion through the chain for every participant told.
+    moved = await subjects.for_domains_from_pseudonym(
+        case.subject, [recipient_domain(parts, p) for p, _, _, _ in telling], case.activity
+    )
+
+    async def tell(
+        participant: Participant,
+        facts: list[common_pb2.Fact],
+        decision: Decision,
+        release: Crossing,
+    ) -> bool:
+        """False when the outcome was released to ``participant`` but did not reach it."""
         delivered = await deliver(
             parts,
             case,
@@ -137,13 +160,14 @@ async def tell_outcome(
             decision=decision,
             phase=common_pb2.PHASE_AFSCHALING,
             deadline=deadline,
+            subject=moved[recipient_domain(parts, participant)],
         )
         if not delivered:
             await not_arrived(parts.audit, release)
         return delivered
 
-    told = await asyncio.gather(*(tell(p) for p in case.participants))
-    return tuple(p for p, ok in zip(case.participants, told, strict=True) if not ok)
+    told = await asyncio.gather(*(tell(*item) for item in telling))
+    return tuple(item[0] for item, ok in zip(telling, told, strict=True) if not ok)
 
 
 __all__ = ["DEADLINE_SECONDS", "METHOD", "Closed", "close_case", "tell_outcome"]

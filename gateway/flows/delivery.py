@@ -15,7 +15,6 @@ costs the step its deadline once, not once per recipient.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
@@ -62,6 +61,11 @@ def as_recipient(caller: Identity, recipient: Participant) -> Identity:
     )
 
 
+def recipient_domain(parts: NodeParts, recipient: Participant) -> str:
+    """The domain a delivery's subject goes to: a local partner's own, else its node's."""
+    return recipient.org_id if recipient.node_id == parts.node_id else recipient.node_id
+
+
 async def deliver(
     parts: NodeParts,
     case: Case,
@@ -73,19 +77,25 @@ async def deliver(
     phase: common_pb2.Phase.ValueType,
     deadline: Deadline,
     grounds: frozenset[tuple[str, str]] = frozenset(),
+    subject: common_pb2.EncryptedPseudonym | None = None,
 ) -> bool:
-    """Queue ``facts`` for ``recipient``; False when its peer node did not take them in time."""
+    """Queue ``facts`` for ``recipient``; False when its peer node did not take them in time.
+
+    ``subject`` is the case's subject already converted for the recipient's
+    domain (:func:`recipient_domain`), when the caller converted a batch for
+    several recipients at once.
+    """
     subjects = parts.subjects
     if subjects is None:
         raise NotConfiguredError(
-            "this node has no pseudonym keys configured (pseudonyms.transcryptor_keys)"
+            "this node has no pseudonym keys configured ([[transcryptors]], pseudonyms.domain_key)"
         )
+    if subject is None:
+        domain = recipient_domain(parts, recipient)
+        subject = await subjects.for_domain_from_pseudonym(case.subject, domain, case.activity)
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     purpose = common_pb2.Purpose(processing_activity_id=case.activity)
     if recipient.node_id == parts.node_id:
-        subject = await asyncio.to_thread(
-            subjects.for_domain_from_pseudonym, case.subject, recipient.org_id
-        )
         task = partner_pb2.PartnerTask(
             kind=partner_pb2.TASK_KIND_FACT_DELIVERY,
             purpose=purpose,
@@ -103,9 +113,6 @@ async def deliver(
     if parts.peers is None:
         log.warning("delivery_no_federation", case_id=case.id, node=recipient.node_id)
         return False
-    subject = await asyncio.to_thread(
-        subjects.for_domain_from_pseudonym, case.subject, recipient.node_id
-    )
     request = federation_pb2.DeliverFactsRequest(
         purpose=purpose,
         case_ref=case_ref,

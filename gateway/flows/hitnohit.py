@@ -107,7 +107,7 @@ async def run_round(
     subjects = parts.subjects
     if subjects is None:
         raise NotConfiguredError(
-            "this node has no pseudonym keys configured (pseudonyms.transcryptor_keys)"
+            "this node has no pseudonym keys configured ([[transcryptors]], pseudonyms.domain_key)"
         )
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     activity = None
@@ -125,9 +125,14 @@ async def run_round(
     )
     await record(parts.audit, crossing)
     partners = [p for p in parts.config.partners if p.id != case.referrer_org_id]
+    peer_ids = [p.node_id for p in parts.peers.peers()] if parts.peers is not None else []
+    # One conversion through the chain for every partner and peer asked.
+    moved = await subjects.for_domains_from_pseudonym(
+        case.subject, [p.id for p in partners] + peer_ids, case.activity
+    )
     remaining = max(deadline.left(), LEAST_SECONDS_TO_ASK)
-    local = _ask_partners(parts, case, case_ref, partners, remaining)
-    peers = _ask_peers(parts, case, case_ref, remaining)
+    local = _ask_partners(parts, case, case_ref, partners, moved=moved, timeout=remaining)
+    peers = _ask_peers(parts, case, case_ref, moved=moved, peer_ids=peer_ids, timeout=remaining)
     result = RoundResult()
     local_answers, peer_answers = await asyncio.gather(local, peers)
     for org_id, answer in local_answers.items():
@@ -168,18 +173,15 @@ async def _ask_partners(
     case: Case,
     case_ref: common_pb2.CaseRef,
     partners: list[PartnerOrgSection],
+    *,
+    moved: dict[str, common_pb2.EncryptedPseudonym],
     timeout: float,
 ) -> dict[str, partner_pb2.AnswerHitRequest | str]:
     """Org id -> its released answer, or the reason it has none."""
-    assert parts.subjects is not None
-    subjects = parts.subjects
     broker = parts.tasks
-    ids = [p.id for p in partners]
-    moved = await asyncio.to_thread(
-        lambda: [subjects.for_domain_from_pseudonym(case.subject, org_id) for org_id in ids]
-    )
     sent = []
-    for org_id, subject in zip(ids, moved, strict=True):
+    for org_id in [p.id for p in partners]:
+        subject = moved[org_id]
         task = partner_pb2.PartnerTask(
             kind=partner_pb2.TASK_KIND_HIT_QUERY,
             purpose=common_pb2.Purpose(processing_activity_id=case.activity),
@@ -214,22 +216,24 @@ def _is_contact(handle: str) -> bool:
 
 
 async def _ask_peers(
-    parts: NodeParts, case: Case, case_ref: common_pb2.CaseRef, timeout: float
+    parts: NodeParts,
+    case: Case,
+    case_ref: common_pb2.CaseRef,
+    *,
+    moved: dict[str, common_pb2.EncryptedPseudonym],
+    peer_ids: list[str],
+    timeout: float,
 ) -> FanOut[PeerHit]:
+    """Ask the peers listed when the subject was converted (``moved`` holds theirs)."""
     if parts.peers is None:
         return FanOut(answers={}, unanswered={})
-    subjects = parts.subjects
-    assert subjects is not None
-
-    def subject_for(node_id: str) -> common_pb2.EncryptedPseudonym:
-        return subjects.for_domain_from_pseudonym(case.subject, node_id)
-
     return await parts.peers.hit_no_hit(
         purpose=case.activity,
         case_ref=case_ref,
         phase=case.phase.to_proto(),
-        subject_for=subject_for,
+        subject_for=moved.__getitem__,
         deadline=timeout,
+        only=peer_ids,
     )
 
 

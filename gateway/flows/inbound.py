@@ -84,14 +84,14 @@ def open_subject(
 ) -> str:
     """The subject's node-domain pseudonym, set on the crossing.
 
-    The sender transcrypted it to this node's domain, so the ciphertext is
-    taken as coming from this node's own domain.
+    The sender had it converted to this node's domain, so the node decrypts
+    it with its own domain key; a ciphertext under any other key is refused.
     """
     subjects = parts.subjects
     if subjects is None:
         raise NotConfiguredError("this node has no pseudonym keys configured")
     try:
-        pseudonym = subjects.node_pseudonym(subjects.parse(subject), from_domain=parts.node_id)
+        pseudonym = subjects.open_own(subjects.parse(subject))
     except PseudonymError as exc:
         raise InvalidInputError(
             f"subject must be encrypted for this node's domain {quote(parts.node_id)}: {exc}"

@@ -20,8 +20,7 @@ from gateway.errors import InvalidInputError, NotConfiguredError, WrongStateErro
 from gateway.flows.crossing import Crossing, record
 from policy.pseudonyms import Ciphertext, PseudonymError
 
-INZAGE_ACTIVITY = "schakel.inzage"
-"""The processing activity under which officers' subject reports are logged (AVG art. 15)."""
+INZAGE_ACTIVITY = inzage.INZAGE_ACTIVITY
 METHOD = "schakel.v1.AuditService/SubjectReport"
 
 
@@ -40,10 +39,10 @@ async def subject_report(
     if resolver is None:
         raise NotConfiguredError(
             "SubjectReport needs the node's pseudonym keys "
-            "(pseudonyms.transcryptor_keys, pseudonyms.domain_key), which are not configured"
+            "([[transcryptors]], pseudonyms.domain_key), which are not configured"
         )
     try:
-        pseudonym = resolver(Ciphertext.from_proto(subject))
+        pseudonym = await resolver(Ciphertext.from_proto(subject))
     except PseudonymError as exc:
         raise InvalidInputError(f"subject: {exc}") from None
     crossing = Crossing(name=METHOD, caller=caller, activity=INZAGE_ACTIVITY, subject=pseudonym)

@@ -174,7 +174,7 @@ async def _tell(
     request = federation_pb2.LinkCaseRequest(
         purpose=common_pb2.Purpose(processing_activity_id=case.activity),
         case_ref=case_ref,
-        subject=await asyncio.to_thread(subjects.for_domain_from_pseudonym, case.subject, node_id),
+        subject=await subjects.for_domain_from_pseudonym(case.subject, node_id, case.activity),
         phase=case.phase.to_proto(),
         participants=[participant_proto(p) for p in there],
         participant_org_types=types,

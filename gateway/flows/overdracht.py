@@ -185,7 +185,7 @@ async def hand_over(
         )
     subjects, peers = parts.subjects, parts.peers
     assert peers is not None
-    subject = await asyncio.to_thread(subjects.for_domain_from_pseudonym, case.subject, target)
+    subject = await subjects.for_domain_from_pseudonym(case.subject, target, case.activity)
     await record(parts.audit, release)
     transfer_left = deadline.for_questions().left()
     try:

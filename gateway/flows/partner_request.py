@@ -11,7 +11,6 @@ value only through :func:`gateway.errors.quote`.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import TYPE_CHECKING
 
@@ -63,7 +62,7 @@ def subjects_of(parts: NodeParts) -> NodeSubjects:
     """The node's pseudonym keys; NotConfiguredError on a node without them."""
     if parts.subjects is None:
         raise NotConfiguredError(
-            "this node has no pseudonym keys configured (pseudonyms.transcryptor_keys)"
+            "this node has no pseudonym keys configured ([[transcryptors]], pseudonyms.domain_key)"
         )
     return parts.subjects
 
@@ -78,13 +77,16 @@ def parse_subject(message: common_pb2.EncryptedPseudonym, field: str) -> Ciphert
 
 
 async def node_pseudonym(
-    parts: NodeParts, message: common_pb2.EncryptedPseudonym, field: str
+    parts: NodeParts, message: common_pb2.EncryptedPseudonym, field: str, activity: str
 ) -> str:
-    """The node-domain pseudonym (hex) of the subject in ``message``, named ``field``."""
+    """The node-domain pseudonym (hex) of the subject in ``message``, named ``field``.
+
+    The transcryptor chain converts it to the node's domain for ``activity``.
+    """
     subjects = subjects_of(parts)
     subject = parse_subject(message, field)
     try:
-        return await asyncio.to_thread(subjects.node_pseudonym, subject)
+        return await subjects.node_pseudonym(subject, activity)
     except PseudonymError as exc:
         raise InvalidInputError(f"{field}: {exc}") from None
 

@@ -14,7 +14,6 @@ first, subject next) is in :mod:`gateway.flows.inbound`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -157,7 +156,8 @@ async def _ask(
     node asserts, each named with that node; its answer or None."""
     subjects = parts.subjects
     assert subjects is not None  # open_subject checked it
-    subject = await asyncio.to_thread(subjects.for_domain_from_pseudonym, pseudonym, org_id)
+    activity = request.purpose.processing_activity_id
+    subject = await subjects.for_domain_from_pseudonym(pseudonym, org_id, activity)
     task = partner_pb2.PartnerTask(
         kind=partner_pb2.TASK_KIND_FACT_QUERY,
         purpose=request.purpose,
@@ -227,9 +227,7 @@ async def deliver_facts(
     if delivered:
         subjects = parts.subjects
         assert subjects is not None  # open_subject checked it
-        subject = await asyncio.to_thread(
-            subjects.for_domain_from_pseudonym, pseudonym, recipient.org_id
-        )
+        subject = await subjects.for_domain_from_pseudonym(pseudonym, recipient.org_id, activity)
         task = partner_pb2.PartnerTask(
             kind=partner_pb2.TASK_KIND_FACT_DELIVERY,
             purpose=request.purpose,

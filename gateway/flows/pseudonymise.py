@@ -7,7 +7,6 @@ decrypts them. The partner then decrypts to its own stable pseudonyms.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from schakel.v1 import common_pb2, partner_pb2
@@ -44,9 +43,7 @@ async def pseudonymise(
         parse_subject(message, f"subjects[{i}]") for i, message in enumerate(request.subjects)
     ]
     try:
-        moved = await asyncio.to_thread(
-            lambda: [node_subjects.for_domain(s, caller.org_id) for s in subjects]
-        )
+        moved = await node_subjects.for_domain(subjects, caller.org_id, activity.id)
     except PseudonymError as exc:
         raise InvalidInputError(f"subjects: {exc}") from None
     # One record per call: the node cannot tell whom the subjects are about

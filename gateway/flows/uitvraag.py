@@ -58,19 +58,26 @@ from gateway.flows.delivery import (
     deliver,
     not_arrived,
     participant_proto,
+    recipient_domain,
 )
 from gateway.flows.links import shown
 from gateway.flows.participants import participant_uri, to_federated
 from gateway.flows.regie import CaseCall, begin, check_count, deadline_seconds, quote_some
+from gateway.flows.uitvraag_plan import (
+    Plan,
+    for_regie,
+    kept_days,
+    plan,
+    provider_grounds,
+)
 from gateway.logging import get_logger
 from gateway.tracing import current_trace_proto
-from policy.evaluator import Decision, Request, grounds_of
-from policy.minimise import FactRefusedError, minimise_fact, minimise_facts
-from policy.vocabulary import PROCESREGISSEUR, REGIE, Phase
+from policy.evaluator import Decision
+from policy.minimise import FactRefusedError, minimise_facts
+from policy.vocabulary import REGIE
 
 if TYPE_CHECKING:
     from gateway.parts import NodeParts
-    from policy.store import PolicyStore
 
 log = get_logger("uitvraag")
 
@@ -82,89 +89,6 @@ MAX_CATEGORIES = 64
 PEER_REPLY_SHARE = 0.2
 """Of the time a peer node's provider gets, the part kept for its node's answer to travel back."""
 MAX_PEER_REPLY_SECONDS = 0.25
-REGIE_RECIPIENT = Participant(org_id="", org_type=REGIE, node_id="")
-"""The procesregisseur as recipient: what the node keeps in its vault for the case."""
-
-
-@dataclass(frozen=True)
-class _Plan:
-    provider: Participant
-    decisions: dict[Participant, Decision]
-    regie: Decision
-    asked: tuple[str, ...]
-
-
-def provider_grounds(case: Case, org_id: str) -> frozenset[tuple[str, str]]:
-    """The grounds recorded in ``case`` for provider ``org_id``, as policy requests take them."""
-    recorded: dict[str, list[str]] = {}
-    for ground in case.grounds:
-        if ground.provider_org_id == org_id:
-            # Policy names grounds with hyphens ("conflict-van-plichten").
-            recorded.setdefault(ground.category, []).append(ground.kind.value.replace("_", "-"))
-    return grounds_of(recorded)
-
-
-def _decide(
-    policy: PolicyStore,
-    case: Case,
-    provider: Participant,
-    recipient: Participant,
-    categories: tuple[str, ...],
-) -> Decision:
-    return policy.decide(
-        Request(
-            activity=case.activity,
-            phase=Phase.CASUSOVERLEG.value,
-            provider=provider.org_type,
-            recipient=recipient.org_type,
-            roles=frozenset({PROCESREGISSEUR}) if recipient is REGIE_RECIPIENT else frozenset(),
-            categories=categories,
-            case_accepted=case.accepted_at is not None,
-            grounds=provider_grounds(case, provider.org_id),
-        )
-    )
-
-
-def plan(policy: PolicyStore, case: Case, categories: tuple[str, ...]) -> list[_Plan]:
-    """Per provider (every participant): the decision for every recipient, and what to ask."""
-    plans = []
-    for provider in case.participants:
-        decisions = {
-            r: _decide(policy, case, provider, r, categories)
-            for r in case.participants
-            if r != provider
-        }
-        regie = _decide(policy, case, provider, REGIE_RECIPIENT, categories)
-        released = {c for d in (*decisions.values(), regie) for c in d.released}
-        plans.append(
-            _Plan(provider, decisions, regie, tuple(c for c in categories if c in released))
-        )
-    return plans
-
-
-def for_regie(facts: Sequence[common_pb2.Fact], regie: Decision) -> list[common_pb2.Fact]:
-    """``facts`` as the regie may keep them: the categories ``regie`` released, minimised.
-
-    A fact that does not fit its plan is left out (and logged by category),
-    never kept whole.
-    """
-    released = set(regie.released)
-    kept = []
-    for fact in facts:
-        if fact.category not in released:
-            continue
-        try:
-            kept.append(minimise_fact(fact, regie))
-        except FactRefusedError as exc:
-            # The message names a category or field, never a value.
-            log.warning("fact_not_kept", reason=str(exc))
-    return kept
-
-
-def kept_days(regie: Decision, category: str) -> int | None:
-    """How long after closure the regie may keep ``category`` (None: the case's retention)."""
-    result = regie.result(category)
-    return result.retention_days if result is not None else None
 
 
 @dataclass(frozen=True)
@@ -249,7 +173,7 @@ async def run_uitvraag(
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     plans = plan(policy, case, categories)
 
-    def crossing(who: Identity, p: _Plan, decision: Decision | None = None) -> Crossing:
+    def crossing(who: Identity, p: Plan, decision: Decision | None = None) -> Crossing:
         return Crossing(
             name=METHOD,
             caller=who,
@@ -266,8 +190,17 @@ async def run_uitvraag(
     asking = [p for p in plans if p.asked]
     # The question itself tells the provider the subject is in this case.
     await asyncio.gather(*(record(parts.audit, crossing(caller, p)) for p in asking))
+    # One conversion through the chain for every provider asked.
+    moved = await subjects.for_domains_from_pseudonym(
+        case.subject, [recipient_domain(parts, p.provider) for p in asking], case.activity
+    )
     questions = deadline.for_questions()
-    answers = await asyncio.gather(*(_ask(parts, case, p, questions) for p in asking))
+    answers = await asyncio.gather(
+        *(
+            _ask(parts, case, p, moved[recipient_domain(parts, p.provider)], questions)
+            for p in asking
+        )
+    )
     answered = [(p, a) for p, a in zip(asking, answers, strict=True) if a is not None]
     # The case may have moved on while the questions were out (a change from
     # outside this node's case lock): release nothing from a case that left
@@ -314,7 +247,16 @@ async def run_uitvraag(
             "delivered, and the audit log records each release as not arrived"
         ) from exc
     sending = [r for r in releases if r.facts]
-    arrived = await asyncio.gather(*(_deliver(parts, case, r, deadline) for r in sending))
+    # One conversion through the chain for every recipient delivered to.
+    for_recipients = await subjects.for_domains_from_pseudonym(
+        case.subject, [recipient_domain(parts, r.recipient) for r in sending], case.activity
+    )
+    arrived = await asyncio.gather(
+        *(
+            _deliver(parts, case, r, for_recipients[recipient_domain(parts, r.recipient)], deadline)
+            for r in sending
+        )
+    )
     undelivered: dict[Participant, list[Participant]] = {}
     for release, ok in zip(sending, arrived, strict=True):
         if not ok:
@@ -331,19 +273,24 @@ async def run_uitvraag(
     return result
 
 
-async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: Deadline) -> _Answer | None:
+async def _ask(
+    parts: NodeParts,
+    case: Case,
+    p: Plan,
+    subject: common_pb2.EncryptedPseudonym,
+    deadline: Deadline,
+) -> _Answer | None:
     """Put the question to the provider, here or at its node; None when it did not answer
-    by ``deadline``."""
-    subjects = parts.subjects
-    assert subjects is not None
+    by ``deadline``.
+
+    ``subject`` is the case's subject converted for the provider's domain,
+    or for its node's when the provider is at another node.
+    """
     if deadline.passed:
         return None
     case_ref = common_pb2.CaseRef(node_id=parts.node_id, case_id=case.id)
     purpose = common_pb2.Purpose(processing_activity_id=case.activity)
     if p.provider.node_id == parts.node_id:
-        subject = await asyncio.to_thread(
-            subjects.for_domain_from_pseudonym, case.subject, p.provider.org_id
-        )
         task = partner_pb2.PartnerTask(
             kind=partner_pb2.TASK_KIND_FACT_QUERY,
             purpose=purpose,
@@ -367,9 +314,6 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: Deadline) -> _A
         log.warning("uitvraag_no_federation", case_id=case.id, node=p.provider.node_id)
         return None
     types = dict.fromkeys([REGIE, *(r.org_type for r in p.decisions)])
-    subject = await asyncio.to_thread(
-        subjects.for_domain_from_pseudonym, case.subject, p.provider.node_id
-    )
     left = deadline.left()
     if left <= 0:
         return None
@@ -404,14 +348,20 @@ async def _ask(parts: NodeParts, case: Case, p: _Plan, deadline: Deadline) -> _A
 class _Release:
     """One provider -> recipient release, audited, waiting to be delivered."""
 
-    plan: _Plan
+    plan: Plan
     recipient: Participant
     decision: Decision
     facts: list[common_pb2.Fact]
     record: Crossing
 
 
-async def _deliver(parts: NodeParts, case: Case, release: _Release, deadline: Deadline) -> bool:
+async def _deliver(
+    parts: NodeParts,
+    case: Case,
+    release: _Release,
+    subject: common_pb2.EncryptedPseudonym,
+    deadline: Deadline,
+) -> bool:
     """Deliver one audited release; on failure a second record says it did not arrive."""
     delivered = await deliver(
         parts,
@@ -423,6 +373,7 @@ async def _deliver(parts: NodeParts, case: Case, release: _Release, deadline: De
         phase=common_pb2.PHASE_CASUSOVERLEG,
         deadline=deadline,
         grounds=provider_grounds(case, release.plan.provider.org_id),
+        subject=subject,
     )
     if not delivered:
         await not_arrived(parts.audit, release.record)

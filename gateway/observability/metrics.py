@@ -124,6 +124,6 @@ def decision(summary: common_pb2.DecisionSummary | None) -> None:
         DECISIONS.labels(outcome, rule).inc()
 
 
-def transcrypted(to: str) -> None:
-    """Count one transcryption (``to``: ``own`` or ``recipient``)."""
-    TRANSCRYPTIONS.labels(to).inc()
+def transcrypted(to: str, count: int = 1) -> None:
+    """Count ``count`` transcryptions (``to``: ``own`` or ``recipient``)."""
+    TRANSCRYPTIONS.labels(to).inc(count)

@@ -60,7 +60,9 @@ PARTNER_SERVICE = "schakel.v1.PartnerService"
 CASE_SERVICE = "schakel.v1.CaseService"
 FEDERATION_SERVICE = "schakel.v1.FederationService"
 AUDIT_SERVICE = "schakel.v1.AuditService"
+TRANSCRYPTOR_SERVICE = "schakel.v1.TranscryptorService"
 GET_SIGNALS = f"/{FEDERATION_SERVICE}/GetSignals"
+ENROL = f"/{TRANSCRYPTOR_SERVICE}/Enrol"
 
 OPEN_SERVICES = frozenset(
     {
@@ -114,11 +116,16 @@ SERVICE_RULES: dict[str, AccessRule] = {
         own_node=True,
         roles=frozenset({"fg", "procesregisseur"}),
     ),
+    # Served by a transcryptor only; its own allow-list decides per pair and activity.
+    TRANSCRYPTOR_SERVICE: AccessRule(frozenset({PeerKind.NODE}), "federation nodes"),
 }
 """Access by service; a service without a rule is denied to everyone."""
 
 METHOD_RULES: dict[str, AccessRule] = {
     GET_SIGNALS: AccessRule(frozenset({PeerKind.COLLECTOR}), "the national collector"),
+    ENROL: AccessRule(
+        frozenset({PeerKind.NODE, PeerKind.PARTNER}), "domains (nodes and partner organisations)"
+    ),
 }
 """Per-method exceptions to :data:`SERVICE_RULES`."""
 

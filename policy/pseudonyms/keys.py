@@ -86,7 +86,8 @@ def read_key_file(path: Path, expected_format: str) -> dict[str, Any]:
     return document
 
 
-def _field(document: dict[str, Any], name: str, path: Path) -> bytes:
+def field_bytes(document: dict[str, Any], name: str, path: Path) -> bytes:
+    """The hex field ``name`` of a key file as bytes; KeyFileError when missing or not hex."""
     value = document.get(name)
     if not isinstance(value, str):
         raise KeyFileError(f"{path}: field {name!r} is missing or not a string")
@@ -97,7 +98,7 @@ def _field(document: dict[str, Any], name: str, path: Path) -> bytes:
 
 
 @contextlib.contextmanager
-def _in_file(path: Path) -> Iterator[None]:
+def in_file(path: Path) -> Iterator[None]:
     """Report a bad value as a problem of the file it came from."""
     try:
         yield
@@ -169,11 +170,13 @@ class FederationKeys:
     def load(cls, path: Path) -> FederationKeys:
         """Read and check a ``schakel-pep-federation/v1`` file."""
         doc = read_key_file(path, FEDERATION_FORMAT)
-        with _in_file(path):
-            y = group.check_scalar(_field(doc, "global_secret_key", path), "global_secret_key")
-            big_y = group.check_point(_field(doc, "global_public_key", path), "global_public_key")
-            ps = check_secret(_field(doc, "pseudonymisation_secret", path), "the PS secret")
-            rs = check_secret(_field(doc, "rekey_secret", path), "the RS secret")
+        with in_file(path):
+            y = group.check_scalar(field_bytes(doc, "global_secret_key", path), "global_secret_key")
+            big_y = group.check_point(
+                field_bytes(doc, "global_public_key", path), "global_public_key"
+            )
+            ps = check_secret(field_bytes(doc, "pseudonymisation_secret", path), "the PS secret")
+            rs = check_secret(field_bytes(doc, "rekey_secret", path), "the RS secret")
         _require_pair(path, y, big_y, "global public key")
         return cls(y, big_y, ps, rs)
 
@@ -211,10 +214,12 @@ class TranscryptorKeys:
     def load(cls, path: Path) -> TranscryptorKeys:
         """Read and check a ``schakel-pep-transcryptor/v1`` file."""
         doc = read_key_file(path, TRANSCRYPTOR_FORMAT)
-        with _in_file(path):
-            ps = check_secret(_field(doc, "pseudonymisation_secret", path), "the PS secret")
-            rs = check_secret(_field(doc, "rekey_secret", path), "the RS secret")
-            big_y = group.check_point(_field(doc, "global_public_key", path), "global_public_key")
+        with in_file(path):
+            ps = check_secret(field_bytes(doc, "pseudonymisation_secret", path), "the PS secret")
+            rs = check_secret(field_bytes(doc, "rekey_secret", path), "the RS secret")
+            big_y = group.check_point(
+                field_bytes(doc, "global_public_key", path), "global_public_key"
+            )
         return cls(ps, rs, big_y)
 
 
@@ -245,10 +250,16 @@ class DomainKey:
     def load(cls, path: Path) -> DomainKey:
         """Read and check a ``schakel-pep-domain/v1`` file."""
         doc = read_key_file(path, DOMAIN_FORMAT)
-        with _in_file(path):
+        with in_file(path):
             domain = check_domain(doc.get("domain"))
-            y_d = group.check_scalar(_field(doc, "domain_secret_key", path), "domain_secret_key")
-            pub = group.check_point(_field(doc, "domain_public_key", path), "domain_public_key")
-            big_y = group.check_point(_field(doc, "global_public_key", path), "global_public_key")
+            y_d = group.check_scalar(
+                field_bytes(doc, "domain_secret_key", path), "domain_secret_key"
+            )
+            pub = group.check_point(
+                field_bytes(doc, "domain_public_key", path), "domain_public_key"
+            )
+            big_y = group.check_point(
+                field_bytes(doc, "global_public_key", path), "global_public_key"
+            )
         _require_pair(path, y_d, pub, "domain public key")
         return cls(domain, y_d, pub, big_y)

@@ -1,4 +1,5 @@
-"""Pseudonym throughput on one core: encrypt, transcrypt (cached and not), decrypt.
+"""Pseudonym throughput on one core: encrypt, transcrypt (cached and not), decrypt; and
+through a chain of two transcryptor processes (:mod:`tests.bench.chain`).
 
 HMAC-SHA256 of a BSN-sized message is the same-run baseline: it is what a
 plain keyed-hash pseudonym would cost, so the ratios show the price of
@@ -21,6 +22,7 @@ import pysodium
 from policy.pseudonyms import FederationKeys, decrypt, encrypt, subject_point
 from policy.pseudonyms.elgamal import rerandomise
 from policy.pseudonyms.hazmat.conversion import Converter
+from tests.bench import chain
 from tests.bench.harness import Result, median_rate
 
 AREA = "pseudonyms"
@@ -135,4 +137,4 @@ def run() -> list[Result]:
             notes="as transcrypt_cached, 2 worker threads: the GIL is released in libsodium",
         )
     )
-    return results
+    return results + chain.run()

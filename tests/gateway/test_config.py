@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from gateway import node_cli
-from gateway.config import ConfigError, load_config, split_listen
+from gateway.config import ConfigError, load_config
 from gateway.rpc.server import StartupError, build_server
 from gateway.storage import alembic_config, make_engine
-from gateway.tomlconfig import TableLoader, env_overrides
+from gateway.tomlconfig import Loader, env_overrides, split_listen
 from tests.support.pki import RR, Federation
 
 MINIMAL = """
@@ -228,7 +228,7 @@ class _Sections:
 
 def _load_sections(table: dict[str, object], environ: dict[str, str]) -> _Sections:
     overrides = env_overrides(environ)
-    loader = TableLoader("x.toml", Path("/etc/schakel"), overrides)
+    loader = Loader("x.toml", Path("/etc/schakel"), overrides)
     built: _Sections = loader.build(_Sections, table, "")
     loader.check_unused_overrides()
     return built
@@ -307,6 +307,28 @@ def test_an_ipv6_listen_address_splits() -> None:
         (
             "[[peers]]\nid = 'Peer A'\naddress = 'x:1'\nlog_key = 'k'\nwitness_key = 'w'\n",
             "peers[0]: peer id 'Peer A'",
+        ),
+        (
+            "[pseudonyms]\ntranscryptor_keys = 'ca.pem'\n",
+            "pseudonyms.transcryptor_keys: unknown key",
+        ),
+        (
+            "[pseudonyms]\ndomain_key = 'ca.pem'\n",
+            "transcryptors: [[transcryptors]] and pseudonyms.domain_key go together",
+        ),
+        (
+            "[[transcryptors]]\nid = 'tc-a'\naddress = 'x:1'\nidentity = 'schakel://transcryptor/tc-a'\n",
+            "transcryptors: [[transcryptors]] and pseudonyms.domain_key go together",
+        ),
+        (
+            "[pseudonyms]\ndomain_key = 'ca.pem'\n[[transcryptors]]\nid = 'tc-a'\n"
+            "address = 'x:1'\nidentity = 'schakel://transcryptor/tc-b'\n",
+            "transcryptors[0].identity: must be schakel://transcryptor/tc-a",
+        ),
+        (
+            "[pseudonyms]\ndomain_key = 'ca.pem'\n[[transcryptors]]\nid = 'tc-a'\n"
+            "address = 'nowhere'\nidentity = 'schakel://transcryptor/tc-a'\n",
+            "transcryptors[0]: 'nowhere' is not host:port",
         ),
     ],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.audit.inzage import encrypt_bsn, node_resolver
+from gateway.audit.inzage import encrypt_bsn, resolve_locally
 from gateway.dev.fakedata import fake_bsns
 from policy.pseudonyms import DomainKey, FederationKeys
 from tests.support.audit import Node, record
@@ -22,8 +22,11 @@ class Workload:
 
     def pseudonym(self, bsn: str) -> str:
         """The node-domain pseudonym of ``bsn`` the long way round: encrypt, transcrypt, decrypt."""
-        resolve = node_resolver(self.keys.transcryptor_keys().transcryptor(), self.domain_key)
-        return resolve(encrypt_bsn(bsn, self.keys.global_public_key))
+        return resolve_locally(
+            self.keys.transcryptor_keys().transcryptor(),
+            self.domain_key,
+            encrypt_bsn(bsn, self.keys.global_public_key),
+        )
 
 
 def run(n: Node, people: int = 6, per_person: int = 3) -> Workload:

@@ -18,6 +18,9 @@ from gateway.config import load_config
 from gateway.dev.keys import DevKeys
 from gateway.tls import channel_credentials, node_channel
 from policy import signing
+from policy.pseudonyms import Ciphertext, subject_point
+from policy.pseudonyms.hazmat.group import mul
+from tests.support.chain import Chain, start_chain
 from tests.support.pki import (
     Credential,
     Federation,
@@ -46,6 +49,7 @@ class Cluster:
     directory_key: Path
     addresses: dict[str, str]
     nodes: dict[str, Node] = field(default_factory=dict)
+    chain: Chain | None = None
 
     def channel(self, node_id: str, cred: Credential) -> grpc.aio.Channel:
         """An mTLS channel to ``node_id`` presenting ``cred``."""
@@ -54,22 +58,24 @@ class Cluster:
 
     def subject(self, bsn: str = BSN) -> common_pb2.EncryptedPseudonym:
         """A subject as a partner sends it: encrypted under the federation key."""
-        return encrypt_subject("bsn", bsn, self.keys.federation().global_public_key)
+        return encrypt_subject("bsn", bsn, self.keys.global_public_key())
 
     def subject_for(
         self, asking: str, bsn: str = BSN
     ) -> Callable[[str], common_pb2.EncryptedPseudonym]:
-        """What node ``asking`` sends each peer: the subject in that peer's domain."""
-        subjects = self.nodes[asking].parts.subjects
-        assert subjects is not None
-        ct = subjects.parse(self.subject(bsn))
-        return lambda peer: subjects.for_domain(ct, peer)
+        """What node ``asking`` sends each peer: the subject in that peer's domain.
+
+        Converted here, through the same chain the nodes use (the tests' keys
+        hold every share), so that no test waits on a transcryptor call.
+        """
+        chain = self.keys.chain()
+        ct = Ciphertext.from_proto(self.subject(bsn))
+        return lambda peer: chain.transcrypt(ct, peer).to_proto()
 
     def pseudonym_at(self, node_id: str, bsn: str = BSN) -> str:
         """The subject's node-domain pseudonym at ``node_id``."""
-        subjects = self.nodes[node_id].parts.subjects
-        assert subjects is not None
-        return subjects.node_pseudonym(subjects.parse(self.subject(bsn)))
+        point = subject_point("bsn", bsn)
+        return mul(self.keys.chain().pseudonymisation_factor(node_id), point, "test").hex()
 
     def relist(self, nodes: Iterable[tuple[str, str]]) -> None:
         """Replace the directory with a newly signed one."""
@@ -98,8 +104,9 @@ async def start_cluster(
     write_directory(directory, directory_key, addresses.items())
     cluster = Cluster(fed, keys, directory, directory_key, addresses)
     try:
+        cluster.chain = await start_chain(fed, keys)
         for i, node_id in enumerate(node_ids):
-            extra = keys.node_sections(node_id)
+            extra = keys.node_sections(node_id, transcryptors=cluster.chain.endpoints)
             extra += f"""
 [federation]
 directory = "{directory}"
@@ -122,6 +129,8 @@ reload_seconds = 1
 async def stop_cluster(cluster: Cluster) -> None:
     """Stop every node of the cluster."""
     await asyncio.gather(*(node.stop(grace=None) for node in cluster.nodes.values()))
+    if cluster.chain is not None:
+        await cluster.chain.stop()
 
 
 A, B, C = "zvh-a", "zvh-b", "zvh-c"

@@ -30,6 +30,8 @@ from certs.ca_store import node_dns_name
 from tests.support.pki import HL, RR, logs
 
 __all__ = ["logs"]
+from policy.pseudonyms import Ciphertext, subject_point
+from policy.pseudonyms.hazmat.group import mul
 from tests.support.pair import Pair, start_pair, stop_pair
 
 ACTIVITY = "zvh.complexe-casuistiek"
@@ -102,7 +104,7 @@ class Flow:
     @property
     def y(self) -> bytes:
         """The federation public key Y."""
-        return self.pair.keys.federation().global_public_key
+        return self.pair.keys.global_public_key()
 
     def client(self, node_id: str, org_id: str, org_type: str) -> PartnerClient:
         """An SDK client with ``org_id``'s certificate (issued on first use)."""
@@ -118,10 +120,17 @@ class Flow:
         )
 
     def subject_at(self, node_id: str, bsn: str) -> common_pb2.EncryptedPseudonym:
-        """``bsn`` as a peer sends it to ``node_id``: transcrypted to that node's domain."""
-        subjects = self.pair.nodes[node_id].parts.subjects
-        assert subjects is not None
-        return subjects.for_domain(subjects.parse(encrypt_subject("bsn", bsn, self.y)), node_id)
+        """``bsn`` as a peer sends it to ``node_id``: converted to that node's domain.
+
+        Converted here through the same chain (the tests' keys hold every share).
+        """
+        sent = Ciphertext.from_proto(encrypt_subject("bsn", bsn, self.y))
+        return self.pair.keys.chain().transcrypt(sent, node_id).to_proto()
+
+    def pseudonym_at(self, node_id: str, bsn: str) -> str:
+        """``bsn``'s pseudonym in ``node_id``'s own domain, as its registry and log hold it."""
+        factor = self.pair.keys.chain().pseudonymisation_factor(node_id)
+        return mul(factor, subject_point("bsn", bsn), "test").hex()
 
     async def link(
         self,

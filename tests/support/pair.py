@@ -13,6 +13,7 @@ from gateway.app import Node, open_node
 from gateway.config import load_config
 from gateway.dev.keys import DevKeys
 from gateway.tls import channel_credentials, node_channel
+from tests.support.chain import Chain, start_chain
 from tests.support.pki import HL, RR, Credential, Federation
 from tests.support.ports import free_port
 
@@ -24,6 +25,7 @@ class Pair:
     fed: Federation
     keys: DevKeys
     nodes: dict[str, Node]
+    chain: Chain | None = None
 
     def channel(self, node_id: str, cred: Credential) -> grpc.aio.Channel:
         """An mTLS channel to ``node_id`` presenting ``cred``."""
@@ -40,18 +42,21 @@ async def start_pair(
     db_url: str,
     extra: Callable[[str], str] = lambda _node_id: "",
     dial: Callable[[str, str, str], str] = _direct,
+    allow: dict[str, str] | None = None,
 ) -> Pair:
     """Start RR (on ``db_url``) and HL (SQLite); each witnesses the other.
 
     ``extra(node_id)`` adds config sections for one node (e.g. its partners);
     ``dial(node_id, peer_id, address)`` is the address ``node_id`` dials to
     reach its peer listening on ``address`` (e.g. a relay in front of it).
+    ``allow`` replaces a transcryptor's allow-list (by id).
     """
     fed = Federation(root / "pki")
     keys = DevKeys(root / "keys")
     ports = {RR: free_port(), HL: free_port()}
     pair = Pair(fed, keys, {})
     try:
+        pair.chain = await start_chain(fed, keys, allow)
         for node_id in (RR, HL):
             other = HL if node_id == RR else RR
             sections = keys.node_sections(
@@ -59,6 +64,7 @@ async def start_pair(
                 [(other, dial(node_id, other, f"127.0.0.1:{ports[other]}"))],
                 checkpoint_every_records=1,
                 checkpoint_every_seconds=1,
+                transcryptors=pair.chain.endpoints,
             )
             if node_id == RR:
                 sections += f'\n[database]\nurl = "{db_url}"\n'
@@ -79,6 +85,8 @@ async def stop_pair(pair: Pair) -> None:
     """Stop whichever nodes of ``pair`` are running."""
     for node in pair.nodes.values():
         await node.stop(grace=None)
+    if pair.chain is not None:
+        await pair.chain.stop()
 
 
 @pytest.fixture

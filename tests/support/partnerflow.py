@@ -8,7 +8,6 @@ from schakel.v1 import common_pb2, partner_pb2
 
 from adapters.sdk import encrypt_subject
 from policy.pseudonyms import pseudonym_hex, subject_point
-from policy.pseudonyms.hazmat.factors import pseudonymisation_factor
 from policy.pseudonyms.hazmat.group import mul
 from tests.support.pair import Pair
 from tests.support.pki import RR
@@ -21,15 +20,14 @@ PURPOSE = common_pb2.Purpose(processing_activity_id="zvh.complexe-casuistiek")
 
 def expected_pseudonym(pair: Pair, domain: str, bsn: str = BSN) -> str:
     """s_d * M straight from the scheme's definition, without any transcryption."""
-    keys = pair.keys.federation()
-    factor = pseudonymisation_factor(keys.pseudonymisation_secret, domain)
+    factor = pair.keys.chain().pseudonymisation_factor(domain)
     return pseudonym_hex(mul(factor, subject_point("bsn", bsn), "test"))
 
 
 def referral(
     pair: Pair, key: str = "ref-1", **changes: object
 ) -> partner_pb2.SubmitReferralRequest:
-    y = pair.keys.federation().global_public_key
+    y = pair.keys.global_public_key()
     fields: dict[str, object] = {
         "idempotency_key": key,
         "purpose": PURPOSE,

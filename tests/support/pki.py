@@ -16,7 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certs.authority import Validity, build_crl, create_root_ca, issue
-from certs.ca_store import node_dns_name, write_certificate, write_private_key
+from certs.ca_store import (
+    node_dns_name,
+    transcryptor_dns_name,
+    write_certificate,
+    write_private_key,
+)
 from certs.identity import Identity, PeerKind, make_identity
 from gateway.config import NodeConfig, load_config
 from gateway.logging import configure_logging
@@ -63,6 +68,8 @@ class Federation:
     ) -> Credential:
         """Issue ``identity`` and write it as ``<stem>.pem``/``<stem>.key``."""
         names = [node_dns_name(identity.node_id)] if identity.kind is PeerKind.NODE else []
+        if identity.kind is PeerKind.TRANSCRYPTOR:
+            names = [transcryptor_dns_name(identity.org_id)]
         key, cert = issue(
             self.key,
             self.cert,
@@ -102,6 +109,10 @@ class Federation:
             PeerKind.COLLECTOR, org_id="stuurgroep", roles={"landelijk"}, oin=OIN
         )
         return self.credential("collector", identity)
+
+    def transcryptor(self, transcryptor_id: str) -> Credential:
+        identity = make_identity(PeerKind.TRANSCRYPTOR, org_id=transcryptor_id, oin=OIN)
+        return self.credential(f"transcryptor-{transcryptor_id}", identity)
 
     def revoke(self, cred: Credential) -> None:
         self.revoked.append((cred.cert.serial_number, dt.datetime.now(dt.UTC)))

@@ -14,10 +14,8 @@ from contextlib import asynccontextmanager
 
 from schakel.v1 import audit_pb2, case_pb2_grpc, common_pb2
 
-from adapters.sdk import encrypt_subject
 from gateway.audit.query import Filter, query
 from gateway.cases import Case, Participant, Referral
-from policy.pseudonyms import Ciphertext
 from policy.vocabulary import Phase
 from tests.support.flow import ACTIVITY, Flow, flow
 from tests.support.pki import RR
@@ -30,10 +28,7 @@ PURPOSE = common_pb2.Purpose(processing_activity_id=ACTIVITY)
 
 def node_pseudonym(running: Flow, bsn: str = BSN) -> str:
     """The subject's pseudonym in RR's own domain, as RR computes it from a referral."""
-    subjects = running.pair.nodes[RR].parts.subjects
-    assert subjects is not None
-    sent = encrypt_subject("bsn", bsn, running.y)
-    return subjects.node_pseudonym(Ciphertext.from_proto(sent))
+    return running.pseudonym_at(RR, bsn)
 
 
 def open_case(

@@ -17,6 +17,8 @@ SCALAR_BYTES = 32
 IDENTITY = bytes(POINT_BYTES)
 """The canonical encoding of the identity element is all zeros."""
 _ZERO_SCALAR = bytes(SCALAR_BYTES)
+GENERATOR = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
+"""The canonical encoding of the generator G (RFC 9496)."""
 
 
 def check_point(raw: object, what: str) -> bytes:

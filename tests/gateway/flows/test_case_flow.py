@@ -26,7 +26,7 @@ from schakel.v1 import (
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.cases.tables import case_facts
-from gateway.flows.uitvraag import kept_days
+from gateway.flows.uitvraag_plan import kept_days
 from policy.compiler import compile_bundle
 from policy.evaluator import Evaluator, Request
 from policy.loader import load_bundle

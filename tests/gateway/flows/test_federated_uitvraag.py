@@ -115,9 +115,7 @@ async def test_uitvraag_reaches_providers_and_recipients_at_the_peer_node(
     asks = [r for r in hl_records if r.name.endswith("/AskParticipant")]
     delivers = [r for r in hl_records if r.name.endswith("/DeliverFacts")]
     assert len(asks) >= 2 and len(delivers) >= 3
-    hl = node(flow, HL).parts.subjects
-    assert hl is not None
-    expected = hl.node_pseudonym(hl.parse(encrypt_subject("bsn", BSN, flow.y)))
+    expected = flow.pseudonym_at(HL, BSN)
     assert {r.data_subject_id for r in asks + delivers} == {expected}
     assert all(r.requester == f"schakel://node/{RR}" for r in asks + delivers)
     text = "\n".join(str(line) for line in logs.lines())
@@ -190,12 +188,10 @@ async def test_closure_tells_participants_at_the_peer_node_the_outcome_only(flow
 def delivery(
     flow: Flow, ref: common_pb2.CaseRef, **changes: object
 ) -> federation_pb2.DeliverFactsRequest:
-    hl = node(flow, HL).parts.subjects
-    assert hl is not None
     request = federation_pb2.DeliverFactsRequest(
         purpose=PURPOSE,
         case_ref=ref,
-        subject=hl.for_domain(hl.parse(encrypt_subject("bsn", BSN, flow.y)), HL),
+        subject=flow.subject_at(HL, BSN),
         phase=common_pb2.PHASE_CASUSOVERLEG,
         recipient=common_pb2.Participant(org_id="politie-hl", org_type="politie", node_id=HL),
         provider=common_pb2.Participant(org_id="gemeente-rr", org_type="gemeente", node_id=RR),

@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import audit_pb2, case_pb2, case_pb2_grpc, common_pb2
 
-from adapters.sdk import encrypt_subject
 from gateway.audit import query
 from gateway.cases import Case, Referral
 from gateway.cases.tables import case_participants
@@ -46,9 +45,7 @@ async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
 
 
 def pseudonym(flow: Flow, node_id: str) -> str:
-    subjects = flow.pair.nodes[node_id].parts.subjects
-    assert subjects is not None
-    return subjects.node_pseudonym(subjects.parse(encrypt_subject("bsn", BSN, flow.y)))
+    return flow.pseudonym_at(node_id, BSN)
 
 
 def open_case(flow: Flow) -> Case:

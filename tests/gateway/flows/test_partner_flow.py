@@ -29,7 +29,7 @@ from tests.support.pki import HL, RR
 async def test_pseudonymise_gives_the_partner_its_own_stable_pseudonym(pair: Pair) -> None:
     politie = pair.fed.partner(RR, "politie-rr", "politie")
     domain_key = pair.keys.domain("politie-rr").secret_key
-    y = pair.keys.federation().global_public_key
+    y = pair.keys.global_public_key()
     before = audit_size(pair)
     async with pair.channel(RR, politie) as channel:
         stub = partner_pb2_grpc.PartnerServiceStub(channel)
@@ -75,7 +75,7 @@ async def test_pseudonymise_refuses_bad_requests_and_changes_nothing(
     pair: Pair, change: dict[str, object], code: str, message: str
 ) -> None:
     politie = pair.fed.partner(RR, "politie-rr", "politie")
-    y = pair.keys.federation().global_public_key
+    y = pair.keys.global_public_key()
     fields: dict[str, object] = {"purpose": PURPOSE, "subjects": [encrypt_subject("bsn", BSN, y)]}
     fields.update(change)
     before = audit_size(pair)
@@ -243,7 +243,7 @@ async def test_checkpoints_are_cosigned_by_the_peer_and_inzage_proves_each_recor
 ) -> None:
     politie = pair.fed.partner(RR, "politie-rr", "politie")
     fg = pair.fed.officer(RR, "fg")
-    y = pair.keys.federation().global_public_key
+    y = pair.keys.global_public_key()
     async with pair.channel(RR, politie) as channel:
         await partner_pb2_grpc.PartnerServiceStub(channel).SubmitReferral(referral(pair))
     checkpointer = pair.nodes[RR].parts.checkpointer
@@ -283,13 +283,15 @@ async def test_checkpoints_are_cosigned_by_the_peer_and_inzage_proves_each_recor
     assert names[-1] == "schakel.v1.AuditService/SubjectReport"
 
 
-def test_a_stored_node_pseudonym_can_be_sent_on_to_any_domain(pair: Pair) -> None:
+async def test_a_stored_node_pseudonym_can_be_sent_on_to_any_domain(pair: Pair) -> None:
     """What the node keeps (its own pseudonym) is enough to reach a recipient's pseudonym."""
     subjects = pair.nodes[RR].parts.subjects
     assert subjects is not None
     stored = expected_pseudonym(pair, RR)
-    for domain in ("politie-hl", HL):
-        sent = subjects.for_domain_from_pseudonym(stored, domain)
+    moved = await subjects.for_domains_from_pseudonym(
+        stored, ["politie-hl", HL], PURPOSE.processing_activity_id
+    )
+    for domain, sent in moved.items():
         got = decrypt_subject(sent, pair.keys.domain(domain).secret_key)
         assert got == expected_pseudonym(pair, domain)
 

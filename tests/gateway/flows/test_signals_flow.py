@@ -28,7 +28,7 @@ async def test_tags_set_by_the_regie_reach_the_collector_as_suppressed_aggregate
     politie = pair.fed.partner(RR, "politie-rr", "politie")
     regie = pair.fed.officer(RR, "procesregisseur")
     collector = pair.fed.collector()
-    y = pair.keys.federation().global_public_key
+    y = pair.keys.global_public_key()
 
     cases = []
     async with pair.channel(RR, politie) as channel:

@@ -38,7 +38,11 @@ class Served:
 
     def pseudonym(self) -> str:
         """The node-domain pseudonym of :data:`BSN`, as the inzage resolves it."""
-        return self.resolver(inzage.encrypt_bsn(BSN, self.keys.global_public_key))
+        return inzage.resolve_locally(
+            self.keys.transcryptor_keys().transcryptor(),
+            self.keys.domain_key_material(self.node.signer.name),
+            inzage.encrypt_bsn(BSN, self.keys.global_public_key),
+        )
 
 
 @pytest.fixture

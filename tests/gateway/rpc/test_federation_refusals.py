@@ -16,7 +16,6 @@ import pytest
 from google.protobuf.message import Message
 from schakel.v1 import audit_pb2, common_pb2, federation_pb2, federation_pb2_grpc
 
-from adapters.sdk import encrypt_subject
 from gateway.audit import query
 from tests.support.flow import Flow, running_flow
 from tests.support.pki import HL, RR
@@ -49,16 +48,12 @@ async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
 
 def subject(flow: Flow) -> common_pb2.EncryptedPseudonym:
     """The subject as HL sends it to RR: transcrypted to RR's domain."""
-    rr = flow.pair.nodes[RR].parts.subjects
-    assert rr is not None
-    return rr.for_domain(rr.parse(encrypt_subject("bsn", BSN, flow.y)), RR)
+    return flow.subject_at(RR, BSN)
 
 
 def pseudonym(flow: Flow) -> str:
     """The subject's node-domain pseudonym at RR, as RR's inzage looks it up."""
-    rr = flow.pair.nodes[RR].parts.subjects
-    assert rr is not None
-    return rr.node_pseudonym(rr.parse(encrypt_subject("bsn", BSN, flow.y)))
+    return flow.pseudonym_at(RR, BSN)
 
 
 def participant(org_id: str, org_type: str, node_id: str) -> common_pb2.Participant:

@@ -33,7 +33,6 @@ from schakel.v1 import (
     partner_pb2,
 )
 
-from adapters.sdk import encrypt_subject
 from gateway.audit import query
 from gateway.cases import GroundKind, Participant, Referral
 from gateway.cases.active import active_case_id
@@ -81,9 +80,7 @@ def fact(category: str, **fields: object) -> common_pb2.Fact:
 
 def pseudonym(flow: Flow, bsn: str = BSN) -> str:
     """The person's pseudonym in RR's own domain, as RR's inzage finds them."""
-    rr = flow.pair.nodes[RR].parts.subjects
-    assert rr is not None
-    return rr.node_pseudonym(rr.parse(encrypt_subject("bsn", bsn, flow.y)))
+    return flow.pseudonym_at(RR, bsn)
 
 
 def open_case_at_rr(flow: Flow, bsn: str, key: str) -> str:

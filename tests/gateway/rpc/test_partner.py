@@ -31,7 +31,6 @@ from adapters.sdk import encrypt_subject
 from gateway.cases import Hit
 from gateway.tasks.broker import PendingTask
 from policy import signing
-from policy.pseudonyms import Ciphertext
 from tests.support.flow import ACTIVITY, Flow
 from tests.support.pki import HL, RR
 
@@ -60,9 +59,7 @@ def referral(flow: Flow, key: str, **changes: Any) -> partner_pb2.SubmitReferral
 
 def node_pseudonym(flow: Flow) -> str:
     """The subject's pseudonym in RR's own domain, as its audit log indexes it."""
-    subjects = flow.pair.nodes[RR].parts.subjects
-    assert subjects is not None
-    return subjects.node_pseudonym(Ciphertext.from_proto(encrypt_subject("bsn", BSN, flow.y)))
+    return flow.pseudonym_at(RR, BSN)
 
 
 async def inzage(flow: Flow) -> list[audit_pb2.AuditRecord]:

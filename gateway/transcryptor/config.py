@@ -1,0 +1,141 @@
+"""Transcryptor configuration: ``transcryptor.toml``, read like the node's config.
+
+Sections: ``[transcryptor]`` (id, listen address, state directory, worker
+threads), ``[tls]`` and ``[database]`` as for a node, ``[policy]`` (the
+allow-list file), ``[rate]`` (the per-caller token bucket) and ``[audit]``
+(checkpoint signing of its own audit log). Environment overrides work as
+for a node (``SCHAKEL_RATE__BURST=...``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from certs.identity import IdentityError, check_slug
+from gateway.config import DatabaseSection, TlsSection
+from gateway.logging import LEVELS
+from gateway.tomlconfig import ConfigError, load_dataclass, split_listen
+
+
+@dataclass(frozen=True)
+class TranscryptorSection:
+    """``[transcryptor]``: who this transcryptor is, where it listens and keeps its files."""
+
+    id: str
+    """As in its certificate's URI ``schakel://transcryptor/<id>``."""
+    listen: str = "127.0.0.1:7600"
+    state_dir: Path = Path("state")
+    """Holds ``share.json`` (its secrets), ``ceremony.json``, the audit database and key."""
+    log_level: str = "info"
+    workers: int = 2
+    """Threads that convert a batch; libsodium releases the GIL, so one per core."""
+    max_items: int = 4096
+    """Most ciphertexts one call may carry."""
+
+
+@dataclass(frozen=True)
+class AllowListSection:
+    """``[policy]``: the allow-list of domain pairs, activities and callers."""
+
+    file: Path
+
+
+@dataclass(frozen=True)
+class RateSection:
+    """``[rate]``: a token bucket per caller, counted in subjects converted."""
+
+    subjects_per_second: int = 5000
+    burst: int = 50000
+
+
+@dataclass(frozen=True)
+class TranscryptorAuditSection:
+    """``[audit]``: the checkpoint key of the transcryptor's own audit log."""
+
+    signing_key: Path | None = None
+    """Ed25519 PEM key (note key name = the transcryptor id); generated if absent."""
+    signing_key_passphrase_file: Path | None = None
+    checkpoint_every_records: int = 1000
+    checkpoint_every_seconds: int = 60
+    retention_days: int = 3650
+
+
+@dataclass(frozen=True)
+class TranscryptorConfig:
+    """The whole, validated configuration of one transcryptor."""
+
+    transcryptor: TranscryptorSection
+    tls: TlsSection
+    policy: AllowListSection
+    rate: RateSection = field(default_factory=RateSection)
+    audit: TranscryptorAuditSection = field(default_factory=TranscryptorAuditSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    source: str = field(default="", metadata={"internal": True})
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the transcryptor keeps its files."""
+        return self.transcryptor.state_dir
+
+    @property
+    def share_file(self) -> Path:
+        """Its secrets PS_i, RS_i and y_i (mode 0600)."""
+        return self.state_dir / "share.json"
+
+    @property
+    def ceremony_file(self) -> Path:
+        """The finished key ceremony's transcript (public)."""
+        return self.state_dir / "ceremony.json"
+
+    @property
+    def database_url(self) -> str:
+        """The audit database, defaulting to ``<state_dir>/transcryptor.db`` on SQLite."""
+        return self.database.url or f"sqlite:///{self.state_dir / 'transcryptor.db'}"
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """An error about ``key``, naming the file."""
+        return ConfigError(f"{self.source}: {key}: {message}")
+
+
+def load_transcryptor_config(
+    path: Path, environ: Mapping[str, str] | None = None
+) -> TranscryptorConfig:
+    """Read, override from ``environ`` (default ``os.environ``) and check a transcryptor.toml."""
+    built, _origins = load_dataclass(
+        path, TranscryptorConfig, os.environ if environ is None else environ
+    )
+    config = dataclasses.replace(built, source=str(path))
+    section = config.transcryptor
+    try:
+        check_slug(section.id, "transcryptor id")
+        split_listen(section.listen)
+    except (IdentityError, ValueError) as exc:
+        raise config.error("transcryptor", str(exc)) from exc
+    if section.log_level not in LEVELS:
+        raise config.error("transcryptor.log_level", f"{section.log_level!r} is not a log level")
+    for key, path_ in {
+        "tls.ca_file": config.tls.ca_file,
+        "tls.cert_file": config.tls.cert_file,
+        "tls.key_file": config.tls.key_file,
+        "tls.crl_file": config.tls.crl_file,
+        "policy.file": config.policy.file,
+    }.items():
+        if path_ is not None and not path_.is_file():
+            raise config.error(key, f"file not found: {path_}")
+    positive = {
+        "transcryptor.workers": section.workers,
+        "transcryptor.max_items": section.max_items,
+        "rate.subjects_per_second": config.rate.subjects_per_second,
+        "rate.burst": config.rate.burst,
+        "audit.checkpoint_every_records": config.audit.checkpoint_every_records,
+        "audit.checkpoint_every_seconds": config.audit.checkpoint_every_seconds,
+        "audit.retention_days": config.audit.retention_days,
+    }
+    for key, number in positive.items():
+        if number < 1:
+            raise config.error(key, f"must be at least 1, not {number}")
+    return config
