@@ -55,6 +55,7 @@ def _cases(flow: Flow, pseudonym: str) -> tuple[str, str, str]:
 
     opened, accepted, closed = referral("fuzz-1"), referral("fuzz-2"), referral("fuzz-3")
     for case_id in (accepted, closed):
+        registry.start_triage(case_id)
         registry.accept(
             case_id,
             reason_code="ontvankelijk",
@@ -109,8 +110,8 @@ async def seeds_for(flow: Flow) -> Seeds:
     bundle = parts.policy.evaluator.policy.bundle
     subjects = parts.subjects
     sent = encrypt_subject("bsn", BSN, flow.y)
-    here = subjects.for_domain(subjects.parse(sent), RR)
-    pseudonym = subjects.node_pseudonym(Ciphertext.from_proto(sent))
+    (here,) = await subjects.for_domain([subjects.parse(sent)], RR, ACTIVITY)
+    pseudonym = await subjects.node_pseudonym(Ciphertext.from_proto(sent), ACTIVITY)
     opened, accepted, closed = _cases(flow, pseudonym)
     hit_task, facts_task, delivery_task = await _open_tasks(flow, accepted, pseudonym)
     purpose = common_pb2.Purpose(processing_activity_id=ACTIVITY)
@@ -145,6 +146,7 @@ async def seeds_for(flow: Flow) -> Seeds:
         ),
         partner_pb2.AcknowledgeTaskRequest(task_id=delivery_task),
         partner_pb2.PseudonymiseRequest(purpose=purpose, subjects=[sent]),
+        case_pb2.StartTriageRequest(purpose=purpose, case_ref=ref[opened]),
         case_pb2.TriageRequest(
             purpose=purpose,
             case_ref=ref[opened],
@@ -200,6 +202,14 @@ async def seeds_for(flow: Flow) -> Seeds:
             phase=common_pb2.PHASE_TRIAGE,
             bottlenecks=["huisvesting"],
             idempotency_key=f"{HL_CASE}:verhuizing-1",
+        ),
+        federation_pb2.LinkCaseRequest(
+            purpose=purpose,
+            case_ref=peer_case,
+            subject=here,
+            phase=common_pb2.PHASE_CASUSOVERLEG,
+            participants=[politie],
+            participant_org_types=["politie", "ggz"],
         ),
         federation_pb2.AskParticipantRequest(
             purpose=purpose,

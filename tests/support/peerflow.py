@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import grpc
-import pytest
 from schakel.v1 import (
     audit_pb2,
     case_pb2,
@@ -18,7 +14,7 @@ from gateway.app import Node
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from tests.support.caseflow import ANTECEDENTEN, HUISVESTING, fact
-from tests.support.flow import Flow, MemoryPartner, Record, running_flow
+from tests.support.flow import Flow, MemoryPartner, Record
 from tests.support.pki import HL, RR
 from tests.support.referrals import BSN, PURPOSE, refer
 
@@ -40,13 +36,6 @@ def sections(node_id: str) -> str:
     return "".join(
         f'\n[[partners]]\nid = "{org}"\norg_type = "{kind}"\n' for org, kind in PARTNERS[node_id]
     )
-
-
-@pytest.fixture
-async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
-    """RR (on ``db_url``) and HL (SQLite), each with its own partners."""
-    async with running_flow(tmp_path, db_url, sections) as started:
-        yield started
 
 
 def sims() -> dict[str, MemoryPartner]:

@@ -81,6 +81,9 @@ def actions(
 ) -> dict[str, Callable[[list[tuple[str, str]]], Awaitable[object]]]:
     """Every CaseService action on the case ``ref``, as a worker would send it."""
     return {
+        "StartTriage": lambda md: stub.StartTriage(
+            case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref), metadata=md
+        ),
         "Reject": lambda md: stub.Triage(
             case_pb2.TriageRequest(
                 purpose=PURPOSE, case_ref=ref, accept=False, reason_code="niet-ontvankelijk"
@@ -271,6 +274,7 @@ async def test_answers_about_a_closed_case_are_refused_and_its_uitvraag_releases
         ref = (await refer(flow, RR, "politie-rr", "politie", key="ref-hit")).case_ref
         task = await asyncio.wait_for(_first_task(stream), 5)
         stream.cancel()
+        await stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref))
         await stub.Triage(
             case_pb2.TriageRequest(
                 purpose=PURPOSE, case_ref=ref, accept=False, reason_code="niet-ontvankelijk"

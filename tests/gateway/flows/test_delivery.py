@@ -13,8 +13,6 @@ import pytest
 import sqlalchemy as sa
 from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2, partner_pb2, partner_pb2_grpc
 
-from gateway.app import Node, open_node
-from gateway.config import load_config
 from gateway.tasks.store import partner_tasks
 from tests.support.caseflow import (
     ANTECEDENTEN,
@@ -30,22 +28,10 @@ from tests.support.caseflow import (
 from tests.support.flow import Flow, MemoryPartner
 from tests.support.pki import RR
 from tests.support.referrals import BSN, PURPOSE
-from tests.support.streams import until_streams
+from tests.support.streams import restart, until_streams
 
 DELIVERY = partner_pb2.TASK_KIND_FACT_DELIVERY
 SECRET = "Zebrapad-Kwetsbaar-7781"
-
-
-async def restart(flow: Flow) -> Node:
-    """Stop RR and open it again on the same config, database and keys."""
-    old = flow.pair.nodes.pop(RR)
-    await old.stop(grace=None)
-    old.parts.engine.dispose()
-    path = flow.pair.fed.root / f"{RR}.toml"
-    started = open_node(load_config(path, environ={}))
-    await started.start()
-    flow.pair.nodes[RR] = started
-    return started
 
 
 def task_rows(flow: Flow) -> list[sa.Row[tuple[object, ...]]]:

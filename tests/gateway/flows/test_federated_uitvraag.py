@@ -8,6 +8,8 @@ fact arrives with the subject in the recipient's own domain.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -23,7 +25,7 @@ from schakel.v1 import (
 from adapters.sdk import encrypt_subject
 from gateway.flows.delivery import PEER_DEADLINE_SECONDS
 from tests.support.caseflow import ANTECEDENTEN, HUISVESTING, categories_of, deliveries, fact
-from tests.support.flow import Flow, MemoryPartner
+from tests.support.flow import Flow, MemoryPartner, running_flow
 from tests.support.peerflow import (
     PARTICIPANTS,
     PARTNERS,
@@ -31,10 +33,18 @@ from tests.support.peerflow import (
     open_accepted_case,
     records,
     regie,
+    sections,
     sims,
 )
 from tests.support.pki import HL, RR, LogCapture
 from tests.support.referrals import BSN, PURPOSE
+
+
+@pytest.fixture
+async def flow(tmp_path: Path, db_url: str) -> AsyncIterator[Flow]:
+    """RR (on ``db_url``) and HL (SQLite), each with its own partners."""
+    async with running_flow(tmp_path, db_url, sections) as started:
+        yield started
 
 
 async def start(flow: Flow) -> dict[str, MemoryPartner]:

@@ -17,10 +17,11 @@ from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.cases import CaseNotFoundError, Referral
 from gateway.flows.reconcile import METHOD
+from tests.support.caseflow import node
 from tests.support.flow import Flow
 from tests.support.pki import RR
 from tests.support.referrals import refer
-from tests.support.streams import node, restart
+from tests.support.streams import restart
 
 
 def records(flow: Flow) -> list[audit_pb2.AuditRecord]:
