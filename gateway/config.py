@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from certs.identity import IdentityError, check_slug
 from gateway.logging import LEVELS
-from gateway.tomlconfig import ConfigError, load_dataclass, split_listen
+from gateway.tomlconfig import ConfigError, TableLoader, env_overrides
 from policy.vocabulary import ORG_TYPES
 
 
@@ -205,12 +206,32 @@ class NodeConfig:
         return split_listen(self.node.listen)
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port``; raise ValueError saying what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"port {port!r} is not a number from 0 to 65535")
+    return host.strip("[]"), int(port)
+
+
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Read, override from ``environ`` (default ``os.environ``) and validate a node config."""
     source = str(path)
-    built, origins = load_dataclass(path, NodeConfig, os.environ if environ is None else environ)
-    config = dataclasses.replace(built, source=source)
-    _validate(config, source, origins)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{source}: config file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    overrides = env_overrides(os.environ if environ is None else environ)
+    loader = TableLoader(source, path.resolve().parent, overrides)
+    config: NodeConfig = dataclasses.replace(loader.build(NodeConfig, raw, ""), source=source)
+    loader.check_unused_overrides()
+    _validate(config, source, loader.origins)
     return config
 
 
@@ -319,8 +340,18 @@ def _validate_transcryptors(config: NodeConfig, fail: Callable[[str, str], Confi
 
 
 __all__ = [
+    "AuditSection",
+    "CasesSection",
     "ConfigError",
+    "DatabaseSection",
+    "FederationSection",
     "NodeConfig",
+    "NodeSection",
+    "PartnerOrgSection",
+    "PeerSection",
+    "PolicySection",
+    "PseudonymSection",
+    "TlsSection",
     "TranscryptorEndpoint",
     "config_error",
     "load_config",
