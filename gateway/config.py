@@ -67,8 +67,8 @@ class DatabaseSection:
 class PseudonymSection:
     """``[pseudonyms]``: the node's own domain key; the node holds no transcryptor secret.
 
-    The key is assembled from every transcryptor's factor (``schakel certs pep
-    enrol`` or ``pep assemble``). Without it, or without ``[[transcryptors]]``,
+    The key is assembled from every transcryptor's factor (``schakel node
+    enrol`` online, or ``schakel certs pep assemble`` from factor files). Without it, or without ``[[transcryptors]]``,
     the node refuses every call that carries a subject.
     """
 
@@ -216,8 +216,14 @@ def split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
-    """Read, override from ``environ`` (default ``os.environ``) and validate a node config."""
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, enrolling: bool = False
+) -> NodeConfig:
+    """Read, override from ``environ`` (default ``os.environ``) and validate a node config.
+
+    ``enrolling``: the domain key file is what ``schakel node enrol`` is about
+    to write, so it need not exist yet.
+    """
     source = str(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -231,7 +237,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeCon
     loader = TableLoader(source, path.resolve().parent, overrides)
     config: NodeConfig = dataclasses.replace(loader.build(NodeConfig, raw, ""), source=source)
     loader.check_unused_overrides()
-    _validate(config, source, loader.origins)
+    _validate(config, source, loader.origins, enrolling=enrolling)
     return config
 
 
@@ -240,7 +246,9 @@ def config_error(config: NodeConfig, key: str, message: str) -> ConfigError:
     return ConfigError(f"{config.source}: {key}: {message}")
 
 
-def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> None:
+def _validate(
+    config: NodeConfig, source: str, origins: Mapping[str, str], *, enrolling: bool = False
+) -> None:
     def fail(key: str, message: str) -> ConfigError:
         if key in origins:
             return ConfigError(f"{origins[key]} (environment override of {key}): {message}")
@@ -261,7 +269,7 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "tls.cert_file": config.tls.cert_file,
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
-        "pseudonyms.domain_key": config.pseudonyms.domain_key,
+        "pseudonyms.domain_key": None if enrolling else config.pseudonyms.domain_key,
         "policy.bundle": config.policy.bundle,
         "policy.public_key": config.policy.public_key,
         "federation.directory": config.federation.directory,
