@@ -68,8 +68,9 @@ class PseudonymSection:
     """``[pseudonyms]``: the node's own domain key; the node holds no transcryptor secret.
 
     The key is assembled from every transcryptor's factor (``schakel node
-    enrol`` online, or ``schakel certs pep assemble`` from factor files). Without it, or without ``[[transcryptors]]``,
-    the node refuses every call that carries a subject.
+    enrol`` online, or ``schakel certs pep assemble`` from factor files).
+    Without it, or without ``[[transcryptors]]``, the node refuses every call
+    that carries a subject.
     """
 
     domain_key: Path | None = None
