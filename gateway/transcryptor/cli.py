@@ -41,7 +41,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="make this transcryptor's secrets PS_i, RS_i and key share y_i (share.json, 0600)",
     )
     init.add_argument("--id", required=True, help="the transcryptor id, as in its certificate")
-    init.add_argument("--state-dir", type=Path, required=True)
+    init.add_argument(
+        "--state-dir", type=Path, required=True, help="its state directory (created 0700)"
+    )
     init.add_argument(
         "--from-single",
         type=Path,
@@ -66,12 +68,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "enrol", help="write a domain's factor k_(d,i) * y_i to a file, for offline enrolment"
     )
     enrol.add_argument("domain", help="the organisation or node id")
-    enrol.add_argument("--config", type=Path, required=True)
-    enrol.add_argument("--out", type=Path, required=True)
-    enrol.add_argument("--force", action="store_true")
+    enrol.add_argument(
+        "--config", type=Path, required=True, help="this transcryptor's transcryptor.toml"
+    )
+    enrol.add_argument("--out", type=Path, required=True, help="the factor file to write (0600)")
+    enrol.add_argument("--force", action="store_true", help="replace an existing file")
     enrol.set_defaults(func=_enrol)
     run = sub.add_parser("run", help="serve until SIGINT/SIGTERM")
-    run.add_argument("--config", type=Path, required=True)
+    run.add_argument(
+        "--config", type=Path, required=True, help="this transcryptor's transcryptor.toml"
+    )
     run.set_defaults(func=_run)
     return area
 
