@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 from certs.identity import IdentityError, check_slug
 from gateway.logging import LEVELS
 from gateway.observability.settings import AdminSection, TracingSection
-from gateway.tomlconfig import ConfigError, load_dataclass, split_listen
+from gateway.tomlconfig import ConfigError, TableLoader, env_overrides
 from policy.vocabulary import ORG_TYPES
 
 
@@ -66,9 +67,10 @@ class DatabaseSection:
 class PseudonymSection:
     """``[pseudonyms]``: the node's own domain key; the node holds no transcryptor secret.
 
-    The key is assembled from every transcryptor's factor (``schakel certs pep
-    enrol`` or ``pep assemble``). Without it, or without ``[[transcryptors]]``,
-    the node refuses every call that carries a subject.
+    The key is assembled from every transcryptor's factor (``schakel node
+    enrol`` online, or ``schakel certs pep assemble`` from factor files).
+    Without it, or without ``[[transcryptors]]``, the node refuses every call
+    that carries a subject.
     """
 
     domain_key: Path | None = None
@@ -207,12 +209,38 @@ class NodeConfig:
         return split_listen(self.node.listen)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
-    """Read, override from ``environ`` (default ``os.environ``) and validate a node config."""
+def split_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port``; raise ValueError saying what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"port {port!r} is not a number from 0 to 65535")
+    return host.strip("[]"), int(port)
+
+
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, enrolling: bool = False
+) -> NodeConfig:
+    """Read, override from ``environ`` (default ``os.environ``) and validate a node config.
+
+    ``enrolling``: the domain key file is what ``schakel node enrol`` is about
+    to write, so it need not exist yet.
+    """
     source = str(path)
-    built, origins = load_dataclass(path, NodeConfig, os.environ if environ is None else environ)
-    config = dataclasses.replace(built, source=source)
-    _validate(config, source, origins)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{source}: config file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    overrides = env_overrides(os.environ if environ is None else environ)
+    loader = TableLoader(source, path.resolve().parent, overrides)
+    config: NodeConfig = dataclasses.replace(loader.build(NodeConfig, raw, ""), source=source)
+    loader.check_unused_overrides()
+    _validate(config, source, loader.origins, enrolling=enrolling)
     return config
 
 
@@ -221,7 +249,9 @@ def config_error(config: NodeConfig, key: str, message: str) -> ConfigError:
     return ConfigError(f"{config.source}: {key}: {message}")
 
 
-def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> None:
+def _validate(
+    config: NodeConfig, source: str, origins: Mapping[str, str], *, enrolling: bool = False
+) -> None:
     def fail(key: str, message: str) -> ConfigError:
         if key in origins:
             return ConfigError(f"{origins[key]} (environment override of {key}): {message}")
@@ -247,7 +277,7 @@ def _validate(config: NodeConfig, source: str, origins: Mapping[str, str]) -> No
         "tls.cert_file": config.tls.cert_file,
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
-        "pseudonyms.domain_key": config.pseudonyms.domain_key,
+        "pseudonyms.domain_key": None if enrolling else config.pseudonyms.domain_key,
         "policy.bundle": config.policy.bundle,
         "policy.public_key": config.policy.public_key,
         "federation.directory": config.federation.directory,

@@ -1,4 +1,4 @@
-"""``schakel node``: run a node, or migrate its database.
+"""``schakel node``: run a node, migrate its database, or enrol it with the transcryptors.
 
 Exit codes: 0 on a clean stop, 2 when the configuration is unusable (the
 message names the key: also when the node's certificate is not its own, does
@@ -70,6 +70,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     mig.add_argument("--config", type=Path, required=True, help=_CONFIG)
     mig.set_defaults(func=_migrate)
+    enrol = sub.add_parser(
+        "enrol",
+        help="fetch this node's factor from every transcryptor and write its domain key",
+        description="Ask every [[transcryptors]] entry for this node's factor over mTLS (with "
+        "the node's certificate), multiply them, check the key against a conversion through "
+        "the chain, and write it to pseudonyms.domain_key (mode 0600).",
+        epilog="""examples:
+  schakel node enrol --config /etc/schakel/node.toml""",
+    )
+    enrol.add_argument("--config", type=Path, required=True, help="the node.toml")
+    enrol.add_argument("--force", action="store_true", help="replace an existing key file")
+    enrol.set_defaults(func=_enrol)
     return node
 
 
@@ -106,6 +118,36 @@ def _migrate(args: argparse.Namespace) -> int:
     except (StorageError, SQLAlchemyError) as exc:
         return _database_failed(config, exc)
     print(f"database {shown(config.database_url)} is at the newest revision")
+    return 0
+
+
+def _enrol(args: argparse.Namespace) -> int:
+    from gateway.enrolment import enrol  # noqa: PLC0415 - keeps `schakel certs` light
+    from gateway.errors import SchakelError  # noqa: PLC0415
+    from policy.pseudonyms import KeyFileError, PseudonymError  # noqa: PLC0415
+
+    try:
+        config = load_config(args.config, enrolling=True)
+    except ConfigError as exc:
+        print(f"schakel node: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    target = config.pseudonyms.domain_key
+    if target is None or not config.transcryptors:
+        print(
+            f"schakel node: config error: {config.source}: pseudonyms.domain_key and "
+            "[[transcryptors]] are needed to enrol",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        key = asyncio.run(enrol(config))
+        key.save(target, force=args.force)
+    except (SchakelError, KeyFileError, PseudonymError, OSError) as exc:
+        print(f"schakel node: enrolment failed: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    names = ", ".join(t.id for t in config.transcryptors)
+    print(f"domain key of {key.domain} from {names}: {target} (mode 0600)")
+    print(f"domain public key: {key.public_key.hex()}")
     return 0
 
 

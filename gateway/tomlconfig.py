@@ -1,25 +1,20 @@
-"""TOML files into typed, frozen dataclasses, with environment overrides and named errors.
+"""Reading a TOML file into typed, frozen dataclasses, with environment overrides.
 
-Every key of a file maps onto a field of a dataclass; unknown keys, wrong
-types and missing required keys are errors that name the key, e.g.
-``node.toml: tls.ca_file: file not found: /x``. Environment overrides:
-``SCHAKEL_<SECTION>__<KEY>=value`` sets ``<section>.<key>`` (case-insensitive;
-``__`` separates levels). Relative paths are resolved against the directory
-of the file. The node's configuration (:mod:`gateway.config`) and the
-transcryptor's (:mod:`gateway.transcryptor.config`) are both read this way.
+Every key maps onto a dataclass field; unknown keys and wrong types are
+errors naming the key. ``SCHAKEL_<SECTION>__<KEY>=value`` overrides
+``<section>.<key>`` (case-insensitive; ``__`` separates levels), converted
+to the field's type. :mod:`gateway.config` defines the node's sections on
+top of this.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 ENV_PREFIX = "SCHAKEL_"
 ENV_SEPARATOR = "__"
@@ -27,42 +22,6 @@ ENV_SEPARATOR = "__"
 
 class ConfigError(ValueError):
     """The configuration is unusable; the message names the source and the key."""
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """Split ``host:port`` or ``[v6]:port``; raise ValueError saying what is wrong."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{value!r} is not host:port")
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"port {port!r} is not a number from 0 to 65535")
-    return host.strip("[]"), int(port)
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """The parsed file; ConfigError naming it when it is missing or not TOML."""
-    source = str(path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{source}: config file not found") from exc
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-
-
-def load_dataclass(
-    path: Path, cls: type[T], environ: Mapping[str, str]
-) -> tuple[T, dict[str, str]]:
-    """``cls`` built from the file at ``path`` with ``environ``'s overrides applied.
-
-    Returns the object and, per dotted key, the environment variable that set it.
-    """
-    loader = Loader(str(path), path.resolve().parent, env_overrides(environ))
-    built: T = loader.build(cls, read_toml(path), "")
-    loader.check_unused_overrides()
-    return built, loader.origins
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], tuple[str, str]]:
@@ -75,7 +34,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], tuple[str
     return found
 
 
-class Loader:
+class TableLoader:
     """Builds dataclasses from TOML tables, applying overrides and naming bad keys."""
 
     def __init__(

@@ -50,7 +50,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     init.add_argument("--id", required=True, help="the transcryptor id, as in its certificate")
     init.add_argument(
-        "--state-dir", type=Path, required=True, help="where the share and the audit log live"
+        "--state-dir", type=Path, required=True, help="its state directory (created 0700)"
     )
     init.add_argument(
         "--from-single",
@@ -88,8 +88,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
   schakel transcryptor enrol politie-dh --config tc-regio.toml --out politie-dh.tc-regio.json""",
     )
     enrol.add_argument("domain", help="the organisation or node id")
-    enrol.add_argument("--config", type=Path, required=True, help="this transcryptor's toml")
-    enrol.add_argument("--out", type=Path, required=True, help="the factor file to write")
+    enrol.add_argument(
+        "--config", type=Path, required=True, help="this transcryptor's transcryptor.toml"
+    )
+    enrol.add_argument("--out", type=Path, required=True, help="the factor file to write (0600)")
     enrol.add_argument("--force", action="store_true", help="replace an existing file")
     enrol.set_defaults(func=_enrol)
     run = sub.add_parser(

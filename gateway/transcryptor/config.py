@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from certs.identity import IdentityError, check_slug
-from gateway.config import DatabaseSection, TlsSection
+from gateway.config import DatabaseSection, TlsSection, split_listen
 from gateway.logging import LEVELS
-from gateway.tomlconfig import ConfigError, load_dataclass, split_listen
+from gateway.tomlconfig import ConfigError, TableLoader, env_overrides
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,18 @@ def load_transcryptor_config(
     path: Path, environ: Mapping[str, str] | None = None
 ) -> TranscryptorConfig:
     """Read, override from ``environ`` (default ``os.environ``) and check a transcryptor.toml."""
-    built, _origins = load_dataclass(
-        path, TranscryptorConfig, os.environ if environ is None else environ
-    )
-    config = dataclasses.replace(built, source=str(path))
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    overrides = env_overrides(os.environ if environ is None else environ)
+    loader = TableLoader(source, path.resolve().parent, overrides)
+    built: TranscryptorConfig = loader.build(TranscryptorConfig, raw, "")
+    loader.check_unused_overrides()
+    config = dataclasses.replace(built, source=source)
     section = config.transcryptor
     try:
         check_slug(section.id, "transcryptor id")

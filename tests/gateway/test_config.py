@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from gateway import node_cli
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, load_config, split_listen
 from gateway.rpc.server import StartupError, build_server
 from gateway.storage import alembic_config, make_engine
-from gateway.tomlconfig import Loader, env_overrides, split_listen
+from gateway.tomlconfig import TableLoader, env_overrides
 from tests.support.pki import RR, Federation
 
 MINIMAL = """
@@ -228,7 +228,7 @@ class _Sections:
 
 def _load_sections(table: dict[str, object], environ: dict[str, str]) -> _Sections:
     overrides = env_overrides(environ)
-    loader = Loader("x.toml", Path("/etc/schakel"), overrides)
+    loader = TableLoader("x.toml", Path("/etc/schakel"), overrides)
     built: _Sections = loader.build(_Sections, table, "")
     loader.check_unused_overrides()
     return built

@@ -30,7 +30,7 @@ def test_dev_federation_walks_a_case_through_and_reuses_its_state(tmp_path: Path
         for org_id, _ in federation.PARTNERS[node_id]:
             assert f'[[partners]]\nid = "{org_id}"' in config
         assert (tmp_path / node_id / "state" / "node.db").is_file()
-    assert len(WALKTHROUGH) == 10
+    assert len(WALKTHROUGH) == 11
     for title in WALKTHROUGH:
         assert f"   ok      {title}: " in first, title
     lines = {line.split(": ", 2)[1]: line for line in first.splitlines() if "walkthrough: " in line}
