@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -104,12 +104,18 @@ class NodeProcess:
 
 
 def node_process(
-    root: Path, fed: Federation, node_id: str, db_url: str, extra: str = ""
+    root: Path,
+    fed: Federation,
+    node_id: str,
+    db_url: str,
+    extra: str = "",
+    transcryptors: Sequence[tuple[str, str]] = (),
 ) -> NodeProcess:
-    """A node process for ``node_id`` on ``db_url``, with keys, policy and its referrer."""
+    """A node process for ``node_id`` on ``db_url``, with keys, policy and its referrer,
+    converting subjects through the running chain ``transcryptors`` (id, address)."""
     keys = DevKeys(root / "keys")
     port = free_port()
-    sections = keys.node_sections(node_id, checkpoint_every_seconds=1)
+    sections = keys.node_sections(node_id, checkpoint_every_seconds=1, transcryptors=transcryptors)
     sections += f'\n[database]\nurl = "{db_url}"\n'
     sections += f'\n[[partners]]\nid = "{REFERRER[0]}"\norg_type = "{REFERRER[1]}"\n'
     path = fed.write_config(fed.node(node_id), extra=sections + extra)
@@ -119,7 +125,7 @@ def node_process(
 
 def y_of(root: Path) -> bytes:
     """The federation's public key Y of the dev keys under ``root``."""
-    return DevKeys(root / "keys").federation().global_public_key
+    return DevKeys(root / "keys").global_public_key()
 
 
 def log_vkey(root: Path, node_id: str) -> str:

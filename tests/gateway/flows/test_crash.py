@@ -21,9 +21,11 @@ from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.cases.tables import cases
 from gateway.cli import main
+from gateway.dev.keys import DevKeys
 from gateway.flows.aanmelding import METHOD as REFERRAL_METHOD
 from gateway.flows.reconcile import METHOD as WITHDRAWAL
 from gateway.storage import make_engine
+from tests.support.chain import start_chain
 from tests.support.pki import RR, Federation
 from tests.support.process import log_vkey, node_process, referral_load, y_of
 
@@ -37,7 +39,8 @@ async def test_kill_9_under_load_loses_no_acknowledged_call_and_leaves_no_orphan
     tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fed = Federation(tmp_path / "pki")
-    node = node_process(tmp_path, fed, RR, db_url)
+    chain = await start_chain(fed, DevKeys(tmp_path / "keys"))
+    node = node_process(tmp_path, fed, RR, db_url, transcryptors=chain.endpoints)
     health = fed.partner(RR, "politie-rr", "politie")
     rng = random.Random()
     acked: dict[str, str] = {}
@@ -58,6 +61,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_call_and_leaves_no_orphan
         stop.set()
         await load
         assert node.stop() == 0
+        await chain.stop()
 
     engine = make_engine(db_url)
     try:

@@ -19,7 +19,9 @@ import grpc
 import pytest
 from schakel.v1 import case_pb2, case_pb2_grpc, common_pb2
 
+from gateway.dev.keys import DevKeys
 from gateway.tls import channel_credentials, node_channel
+from tests.support.chain import start_chain
 from tests.support.pki import RR, Federation
 from tests.support.process import ACTIVITY, NodeProcess, node_process, referral_load, y_of
 
@@ -86,7 +88,10 @@ async def test_ten_minutes_of_steady_load_keep_memory_flat_and_p99_stable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fed = Federation(tmp_path / "pki")
-    node = node_process(tmp_path, fed, RR, f"sqlite:///{tmp_path / 'soak.db'}")
+    chain = await start_chain(fed, DevKeys(tmp_path / "keys"))
+    node = node_process(
+        tmp_path, fed, RR, f"sqlite:///{tmp_path / 'soak.db'}", transcryptors=chain.endpoints
+    )
     node.start()
     await node.serving(fed.partner(RR, "politie-rr", "politie"), fed.ca_file)
     stop = asyncio.Event()
@@ -120,6 +125,7 @@ async def test_ten_minutes_of_steady_load_keep_memory_flat_and_p99_stable(
         stop.set()
         await asyncio.gather(*load)
         assert node.stop() == 0
+        await chain.stop()
 
     assert errors == []
     warm = SECONDS / 5
