@@ -216,7 +216,10 @@ async def test_an_uitvraag_without_its_record_is_refused_and_asks_no_partner(flo
             await stub.StartUitvraag(request)
         await asyncio.sleep(0.3)  # long enough for a question to reach a task stream
         assert all(sim.asked == [] for sim in sims.values())
-        assert not [r for r in records(flow) if r.name.endswith("/StartUitvraag")]
+        # The refusal itself may be logged once the log is writable again; a decision may not.
+        assert not [
+            r for r in records(flow) if r.name.endswith("/StartUitvraag") and r.HasField("decision")
+        ]
 
         # With the log writable again the same uitvraag goes out: the refusal was the audit's.
         result = await stub.StartUitvraag(request)

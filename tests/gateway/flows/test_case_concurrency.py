@@ -272,7 +272,7 @@ async def test_answers_about_a_closed_case_are_refused_and_its_uitvraag_releases
         )
         await _until_stream(flow, "ggz-rr")
         ref = (await refer(flow, RR, "politie-rr", "politie", key="ref-hit")).case_ref
-        task = await asyncio.wait_for(_first_task(stream), 5)
+        task = await asyncio.wait_for(_first_task(stream), 15)
         stream.cancel()
         await stub.StartTriage(case_pb2.StartTriageRequest(purpose=PURPOSE, case_ref=ref))
         await stub.Triage(
@@ -317,7 +317,7 @@ async def test_answers_about_a_closed_case_are_refused_and_its_uitvraag_releases
                 metadata=metadata,
             )
         )
-        task = await asyncio.wait_for(_first_task(stream), 5)
+        task = await asyncio.wait_for(_first_task(stream), 15)
         stream.cancel()
         registry = node(flow).parts.registry
         await asyncio.to_thread(
