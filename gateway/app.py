@@ -53,6 +53,7 @@ from gateway.tasks.broker import TaskBroker
 from gateway.tls import ClientCertificates, TlsFileError
 from policy.model import PolicyError
 from policy.pseudonyms import DomainKey, KeyFileError
+from policy.pseudonyms.sealing import PassphraseFileError
 from policy.store import PolicyStore
 
 log = get_logger("node")
@@ -121,7 +122,9 @@ def _load_subjects(config: NodeConfig) -> NodeSubjects | None:
     if section.domain_key is None:
         return None
     try:
-        own = DomainKey.load(section.domain_key)
+        own = DomainKey.load(section.domain_key, section.domain_key_passphrase_file)
+    except PassphraseFileError as exc:
+        raise config_error(config, "pseudonyms.domain_key_passphrase_file", str(exc)) from exc
     except KeyFileError as exc:
         raise config_error(config, "pseudonyms.domain_key", str(exc)) from exc
     if own.domain != config.node.id:

@@ -31,6 +31,8 @@ class TranscryptorSection:
     listen: str = "127.0.0.1:7600"
     state_dir: Path = Path("state")
     """Holds ``share.json`` (its secrets), ``ceremony.json``, the audit database and key."""
+    share_passphrase_file: Path | None = None
+    """The passphrase ``share.json`` is sealed with; without it the share is plain."""
     log_level: str = "info"
     workers: int = 2
     """Threads that convert a batch; libsodium releases the GIL, so one per core."""
@@ -132,6 +134,7 @@ def load_transcryptor_config(
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
         "policy.file": config.policy.file,
+        "transcryptor.share_passphrase_file": section.share_passphrase_file,
     }.items():
         if path_ is not None and not path_.is_file():
             raise config.error(key, f"file not found: {path_}")

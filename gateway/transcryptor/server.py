@@ -44,6 +44,7 @@ from gateway.transcryptor.ratelimit import RateLimiter
 from gateway.transcryptor.service import TranscryptorService
 from policy.pseudonyms import KeyFileError
 from policy.pseudonyms.ceremony import Transcript
+from policy.pseudonyms.sealing import PassphraseFileError
 from policy.pseudonyms.shares import TranscryptorShare
 
 log = get_logger("transcryptor")
@@ -51,10 +52,17 @@ log = get_logger("transcryptor")
 CONNECTION_AGE_GRACE_SECONDS = 60
 
 
-def load_share(config: TranscryptorConfig) -> tuple[TranscryptorShare, bytes]:
-    """The share and the federation key ``Y``; ConfigError when they do not belong together."""
+def own_share(config: TranscryptorConfig) -> TranscryptorShare:
+    """This transcryptor's share, opened with its passphrase file if it has one.
+
+    ConfigError naming the key when it cannot be read or opened (a wrong
+    passphrase, a sealed file altered since), or is another transcryptor's.
+    """
+    passphrase = config.transcryptor.share_passphrase_file
     try:
-        share = TranscryptorShare.load(config.share_file)
+        share = TranscryptorShare.load(config.share_file, passphrase)
+    except PassphraseFileError as exc:
+        raise config.error("transcryptor.share_passphrase_file", str(exc)) from exc
     except KeyFileError as exc:
         raise config.error("transcryptor.state_dir", str(exc)) from exc
     if share.transcryptor != config.transcryptor.id:
@@ -63,6 +71,12 @@ def load_share(config: TranscryptorConfig) -> tuple[TranscryptorShare, bytes]:
             f"{config.share_file} is the share of {share.transcryptor!r}, "
             f"not of {config.transcryptor.id!r}",
         )
+    return share
+
+
+def load_share(config: TranscryptorConfig) -> tuple[TranscryptorShare, bytes]:
+    """The share and the federation key ``Y``; ConfigError when they do not belong together."""
+    share = own_share(config)
     try:
         transcript = Transcript.load(config.ceremony_file)
     except KeyFileError as exc:

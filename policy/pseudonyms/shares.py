@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policy.pseudonyms.domains import check_domain
-from policy.pseudonyms.errors import PseudonymError
+from policy.pseudonyms.errors import KeyFileError, PseudonymError
 from policy.pseudonyms.hazmat import group
 from policy.pseudonyms.hazmat.factors import MIN_SECRET_BYTES, check_secret, rekey_factor
 from policy.pseudonyms.keys import (
     DomainKey,
     FederationKeys,
-    KeyFileError,
     TranscryptorKeys,
     field_bytes,
     in_file,
@@ -107,8 +106,9 @@ class TranscryptorShare:
         group.check_point(global_public_key, "the global public key")
         return DomainFactor(self.transcryptor, domain, factor, global_public_key)
 
-    def save(self, path: Path, *, force: bool = False) -> None:
-        """Write the ``schakel-pep-transcryptor-share/v1`` file (mode 0600)."""
+    def save(self, path: Path, *, force: bool = False, passphrase_file: Path | None = None) -> None:
+        """Write the ``schakel-pep-transcryptor-share/v1`` file (mode 0600), sealed with a
+        passphrase file."""
         document = {
             "format": SHARE_FORMAT,
             "transcryptor": self.transcryptor,
@@ -117,12 +117,12 @@ class TranscryptorShare:
         }
         if self.key_share is not None:
             document["key_share"] = self.key_share.hex()
-        write_key_file(path, document, force=force)
+        write_key_file(path, document, force=force, passphrase_file=passphrase_file)
 
     @classmethod
-    def load(cls, path: Path) -> TranscryptorShare:
-        """Read and check a ``schakel-pep-transcryptor-share/v1`` file."""
-        doc = read_key_file(path, SHARE_FORMAT)
+    def load(cls, path: Path, passphrase_file: Path | None = None) -> TranscryptorShare:
+        """Read and check a ``schakel-pep-transcryptor-share/v1`` file, sealed or not."""
+        doc = read_key_file(path, SHARE_FORMAT, passphrase_file)
         with in_file(path):
             transcryptor = check_domain(doc.get("transcryptor"))
             ps = check_secret(field_bytes(doc, "pseudonymisation_secret", path), "the PS secret")
@@ -142,8 +142,9 @@ class DomainFactor:
     factor: bytes = field(repr=False)
     global_public_key: bytes
 
-    def save(self, path: Path, *, force: bool = False) -> None:
-        """Write the ``schakel-pep-domain-factor/v1`` file (mode 0600)."""
+    def save(self, path: Path, *, force: bool = False, passphrase_file: Path | None = None) -> None:
+        """Write the ``schakel-pep-domain-factor/v1`` file (mode 0600), sealed with a
+        passphrase file."""
         write_key_file(
             path,
             {
@@ -154,12 +155,13 @@ class DomainFactor:
                 "global_public_key": self.global_public_key.hex(),
             },
             force=force,
+            passphrase_file=passphrase_file,
         )
 
     @classmethod
-    def load(cls, path: Path) -> DomainFactor:
-        """Read and check a ``schakel-pep-domain-factor/v1`` file."""
-        doc = read_key_file(path, FACTOR_FORMAT)
+    def load(cls, path: Path, passphrase_file: Path | None = None) -> DomainFactor:
+        """Read and check a ``schakel-pep-domain-factor/v1`` file, sealed or not."""
+        doc = read_key_file(path, FACTOR_FORMAT, passphrase_file)
         with in_file(path):
             transcryptor = check_domain(doc.get("transcryptor"))
             domain = check_domain(doc.get("domain"))
