@@ -15,7 +15,9 @@ Two JSON files, each with a ``format`` tag and lowercase-hex values:
   ``d`` at enrolment: ``k_{d,i} * y_i`` and ``Y``.
 
 :func:`assemble` multiplies a domain's factors, one from every transcryptor,
-into its key ``y_d = prod (k_{d,i} * y_i) = k_d * y``.
+into its key ``y_d = prod (k_{d,i} * y_i) = k_d * y``;
+:func:`assemble_enrolment` does it for the answers of online enrolment
+(a node's ``schakel node enrol``, a partner's ``adapters.sdk.enrol_domain``).
 """
 
 from __future__ import annotations
@@ -201,3 +203,24 @@ def assemble(factors: Sequence[DomainFactor]) -> DomainKey:
         public_key=group.mul_base(secret, "domain key"),
         global_public_key=first.global_public_key,
     )
+
+
+def assemble_enrolment(
+    transcryptors: Sequence[str], factors: Sequence[DomainFactor], domain: str | None = None
+) -> DomainKey:
+    """A domain's key from the factors the chain's transcryptors answered at online enrolment.
+
+    ``transcryptors`` are the ids asked, in chain order; the factors must
+    come from exactly those, one each, and, when ``domain`` is given, be
+    for that domain (the one the caller's certificate names).
+    """
+    answered = [f.transcryptor for f in factors]
+    if answered != list(transcryptors):
+        raise KeyFileError(
+            f"the factors come from {answered}, not from the transcryptors asked, "
+            f"{list(transcryptors)}"
+        )
+    key = assemble(factors)
+    if domain is not None and key.domain != domain:
+        raise KeyFileError(f"the transcryptors enrolled {key.domain!r}, not {domain!r}")
+    return key
