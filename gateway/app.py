@@ -36,7 +36,13 @@ from gateway.cases.links import LinkStore
 from gateway.chain import Link, TranscryptorChain
 from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
-from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
+from gateway.federation.witnesses import (
+    WitnessKeyError,
+    WitnessKeys,
+    WitnessRoster,
+    transcryptor_logs,
+    witness_keys,
+)
 from gateway.flows.inzage import INZAGE_ACTIVITY
 from gateway.flows.reconcile import reconcile_referrals
 from gateway.logging import get_logger
@@ -172,6 +178,15 @@ def _peer_verifier(config: NodeConfig, index: int, which: str, text: str) -> not
         raise config_error(config, f"peers[{index}].{which}", str(exc)) from exc
 
 
+def _transcryptor_logs(config: NodeConfig) -> dict[str, notes.Verifier]:
+    """The checkpoint keys of the transcryptors whose logs this node witnesses."""
+    try:
+        return transcryptor_logs((t.id, t.log_key) for t in config.transcryptors if t.log_key)
+    except WitnessKeyError as exc:
+        index = next(i for i, t in enumerate(config.transcryptors) if t.id == exc.node_id)
+        raise config_error(config, f"transcryptors[{index}].log_key", str(exc)) from exc
+
+
 def _witness_keys(config: NodeConfig, peers: PeerClient | None) -> WitnessKeys:
     """The witness and log keys the peer list names at start; ConfigError names a bad one.
 
@@ -192,7 +207,7 @@ def _witness_keys(config: NodeConfig, peers: PeerClient | None) -> WitnessKeys:
         )
     listed: list[Peer] = peers.peers() if peers is not None else []
     try:
-        keys = witness_keys(listed)
+        keys = witness_keys(listed, _transcryptor_logs(config))
     except WitnessKeyError as exc:
         if config.federation.directory is not None:
             raise config_error(config, "federation.directory", str(exc)) from exc
@@ -235,7 +250,13 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
     )
     witness = Witness(engine, cosigner, keys.logs)
     roster = (
-        WitnessRoster(peers.peers, checkpointer, witness, quorum=config.audit.quorum)
+        WitnessRoster(
+            peers.peers,
+            checkpointer,
+            witness,
+            quorum=config.audit.quorum,
+            transcryptors=_transcryptor_logs(config),
+        )
         if peers is not None
         else None
     )

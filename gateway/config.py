@@ -92,6 +92,8 @@ class TranscryptorEndpoint:
     """``host:port`` of its gRPC endpoint."""
     identity: str
     """Its certificate identity, ``schakel://transcryptor/<id>``; the channel is pinned to it."""
+    log_key: str = ""
+    """Its checkpoint vkey (C2SP, named after its id): if set, this node witnesses its log."""
 
 
 @dataclass(frozen=True)
