@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
+from schakel.v1 import federation_pb2_grpc
 
 from adapters.sdk import TranscryptorAddress, enrol_domain
 from gateway.app import Node, load_signer, open_node
@@ -17,6 +19,7 @@ from gateway.cli import main
 from gateway.config import load_config
 from gateway.dev import chain
 from gateway.dev.keys import DevKeys
+from gateway.tls import channel_credentials, node_channel
 from gateway.tomlconfig import ConfigError
 from gateway.transcryptor.config import load_transcryptor_config
 from gateway.transcryptor.server import TranscryptorServer
@@ -112,6 +115,18 @@ async def test_a_node_cosigns_the_transcryptor_log_it_pins_and_officers_verify_i
     assert unwitnessed is not None and unwitnessed.size > 0
     assert unwitnessed.cosignatures == ()
     assert witnessed.node.parts.witness.state(UNPINNED)[0] == 0
+
+    # A transcryptor submits its own log only: tc-landelijk offering tc-regio's is refused.
+    assert latest is not None
+    tls = landelijk.config.tls
+    creds = channel_credentials(tls.ca_file, tls.cert_file, tls.key_file)
+    async with node_channel(witnessed.node.address, RR, creds) as channel:
+        stub = federation_pb2_grpc.FederationServiceStub(channel)
+        request = regio.checkpointer.witness_request(latest, 0)
+        with pytest.raises(grpc.aio.AioRpcError) as foreign:
+            await stub.AddCheckpoint(request, timeout=10)
+    assert foreign.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "may not submit the log of another" in (foreign.value.details() or "")
 
     # Offline, an officer checks the transcryptor's database with the pinned keys.
     db = f"sqlite:///{witnessed.keys.transcryptor_dir(WITNESSED) / 'transcryptor.db'}"
