@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from certs import hsm
 from certs.authority import CaKey, Validity, build_crl, certificate_for, create_root_ca, new_key
 from certs.enrol import Request
-from certs.identity import Identity, PeerKind, parse_uri
+from certs.identity import Identity, PeerKind, parse_uri, transcryptor_dns_name
 from certs.keys import KeyFileError, atomic_write, load_private_key, read_passphrase, write_key_file
 
 CA_CERT = "ca.pem"
@@ -55,11 +55,6 @@ def node_dns_name(node_id: str) -> str:
     collides with a real host name given through ``--dns``.
     """
     return f"{node_id}.node.schakel.invalid"
-
-
-def transcryptor_dns_name(transcryptor_id: str) -> str:
-    """The DNS SAN every transcryptor certificate carries, which nodes pin with its id."""
-    return f"{transcryptor_id}.transcryptor.schakel.invalid"
 
 
 def format_serial(serial: int) -> str:

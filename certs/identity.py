@@ -201,6 +201,11 @@ def make_identity(
     return Identity(kind, node_id, org_id, org_type, roles, oin)
 
 
+def transcryptor_dns_name(transcryptor_id: str) -> str:
+    """The DNS SAN every transcryptor certificate carries, which its callers pin with its id."""
+    return f"{transcryptor_id}.transcryptor.schakel.invalid"
+
+
 def parse_uri(uri: str) -> tuple[PeerKind, list[str]]:
     """Split a ``schakel://`` identity URI into its kind and path segments.
 

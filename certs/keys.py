@@ -20,9 +20,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from policy.pseudonyms import sealing
+
 _ENCRYPTED = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
-MIN_PASSPHRASE = 12
-"""Characters a passphrase needs at least; PBKDF2 cannot make a short one strong."""
 
 
 class KeyFileError(ValueError):
@@ -37,16 +37,9 @@ class KeyFileError(ValueError):
 def read_passphrase(path: Path) -> bytes:
     """The passphrase in ``path``: its first line, without the line end."""
     try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(path, f"passphrase file {path}: cannot read: {exc.strerror}") from exc
-    passphrase = text.split(b"\n", 1)[0].removesuffix(b"\r")
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise KeyFileError(
-            path,
-            f"passphrase file {path}: the passphrase must be at least {MIN_PASSPHRASE} characters",
-        )
-    return passphrase
+        return sealing.read_passphrase(path)
+    except sealing.PassphraseFileError as exc:
+        raise KeyFileError(path, str(exc)) from None
 
 
 def is_encrypted(data: bytes) -> bool:

@@ -1,7 +1,8 @@
 """``schakel certs pep``: pseudonym keys: a domain's key from its transcryptors' factors.
 
 ``assemble`` multiplies one factor of every transcryptor of the chain
-(``schakel transcryptor enrol`` writes them) into the domain's key file.
+(``schakel transcryptor enrol`` writes them) into the domain's key file;
+``seal`` encrypts a plain key file at rest.
 ``init`` and ``domain`` are the single scheme (one key authority holding y,
 PS and RS), kept to run a chain of one and to migrate from it.
 
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from certs.pep import enrol_domain, init_federation
+from certs.pep import enrol_domain, init_federation, seal_file
 from policy.pseudonyms import KeyFileError, PseudonymError
 from policy.pseudonyms.shares import DomainFactor, assemble
 
@@ -30,7 +31,13 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _domain(args: argparse.Namespace) -> int:
-    material = enrol_domain(args.org, Path(args.keys), Path(args.out), force=args.force)
+    material = enrol_domain(
+        args.org,
+        Path(args.keys),
+        Path(args.out),
+        force=args.force,
+        passphrase_file=args.passphrase_file,
+    )
     print(f"domain key for {material.domain!r} written to {args.out}")
     print(f"domain public key: {material.public_key.hex()}")
     return 0
@@ -38,10 +45,16 @@ def _domain(args: argparse.Namespace) -> int:
 
 def _assemble(args: argparse.Namespace) -> int:
     material = assemble([DomainFactor.load(Path(f)) for f in args.factors])
-    material.save(Path(args.out), force=args.force)
+    material.save(Path(args.out), force=args.force, passphrase_file=args.passphrase_file)
     print(f"domain key for {material.domain!r} from {len(args.factors)} factors: {args.out}")
     print(f"domain public key: {material.public_key.hex()}")
     print(f"federation key Y: {material.global_public_key.hex()}")
+    return 0
+
+
+def _seal(args: argparse.Namespace) -> int:
+    form = seal_file(Path(args.file), Path(args.passphrase_file))
+    print(f"{args.file} ({form}) is sealed; give its passphrase file wherever it is read")
     return 0
 
 
@@ -78,11 +91,18 @@ def register(certs_subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "factor files its transcryptors wrote (schakel transcryptor enrol).",
         epilog="""examples:
   schakel certs pep assemble politie-dh.tc-regio.json politie-dh.tc-landelijk.json \\
-      --out /etc/schakel/pep/politie-dh.json""",
+      --out /etc/schakel/pep/politie-dh.json
+  schakel certs pep assemble politie-dh.tc-regio.json politie-dh.tc-landelijk.json \\
+      --out /etc/schakel/pep/politie-dh.json --passphrase-file /run/secrets/pep-passphrase""",
     )
     assembled.add_argument("factors", nargs="+", help="factor files from `transcryptor enrol`")
     assembled.add_argument("--out", required=True, help="file to write the domain key to")
     assembled.add_argument("--force", action="store_true", help="replace an existing file")
+    assembled.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="seal the key file with the passphrase on this file's first line (12+ characters)",
+    )
     assembled.set_defaults(func=_run(_assemble))
     init = sub.add_parser(
         "init",
@@ -114,7 +134,32 @@ def register(certs_subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "--out", required=True, help="file to write the domain key to (its folder is created)"
     )
     domain.add_argument("--force", action="store_true", help="replace an existing file")
+    domain.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="seal the key file with the passphrase on this file's first line (12+ characters)",
+    )
     domain.set_defaults(func=_run(_domain))
+    seal = sub.add_parser(
+        "seal",
+        help="seal a plain pseudonym key file with a passphrase, in place",
+        description="Encrypt a plain key file (a transcryptor's share.json, a domain key, a "
+        "domain factor) at rest: scrypt and AES-256-GCM under the passphrase on the first line "
+        "of --passphrase-file. Afterwards name that passphrase file wherever the key file is "
+        "read (transcryptor.share_passphrase_file, pseudonyms.domain_key_passphrase_file).",
+        epilog="""examples:
+  schakel certs pep seal /var/lib/schakel-tc/share.json \\
+      --passphrase-file /run/secrets/tc-share-passphrase
+  schakel certs pep seal /etc/schakel/pep/zvh-haaglanden.json \\
+      --passphrase-file /run/secrets/pep-passphrase""",
+    )
+    seal.add_argument("file", help="the plain key file; it is replaced by its sealed form")
+    seal.add_argument(
+        "--passphrase-file",
+        required=True,
+        help="the file whose first line is the passphrase (12+ characters)",
+    )
+    seal.set_defaults(func=_run(_seal))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

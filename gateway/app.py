@@ -36,7 +36,13 @@ from gateway.cases.links import LinkStore
 from gateway.chain import Link, TranscryptorChain
 from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
-from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
+from gateway.federation.witnesses import (
+    WitnessKeyError,
+    WitnessKeys,
+    WitnessRoster,
+    transcryptor_logs,
+    witness_keys,
+)
 from gateway.flows.inzage import INZAGE_ACTIVITY
 from gateway.flows.reconcile import reconcile_referrals
 from gateway.logging import get_logger
@@ -53,6 +59,7 @@ from gateway.tasks.broker import TaskBroker
 from gateway.tls import ClientCertificates, TlsFileError
 from policy.model import PolicyError
 from policy.pseudonyms import DomainKey, KeyFileError
+from policy.pseudonyms.sealing import PassphraseFileError
 from policy.store import PolicyStore
 
 log = get_logger("node")
@@ -121,7 +128,9 @@ def _load_subjects(config: NodeConfig) -> NodeSubjects | None:
     if section.domain_key is None:
         return None
     try:
-        own = DomainKey.load(section.domain_key)
+        own = DomainKey.load(section.domain_key, section.domain_key_passphrase_file)
+    except PassphraseFileError as exc:
+        raise config_error(config, "pseudonyms.domain_key_passphrase_file", str(exc)) from exc
     except KeyFileError as exc:
         raise config_error(config, "pseudonyms.domain_key", str(exc)) from exc
     if own.domain != config.node.id:
@@ -169,6 +178,15 @@ def _peer_verifier(config: NodeConfig, index: int, which: str, text: str) -> not
         raise config_error(config, f"peers[{index}].{which}", str(exc)) from exc
 
 
+def _transcryptor_logs(config: NodeConfig) -> dict[str, notes.Verifier]:
+    """The checkpoint keys of the transcryptors whose logs this node witnesses."""
+    try:
+        return transcryptor_logs((t.id, t.log_key) for t in config.transcryptors if t.log_key)
+    except WitnessKeyError as exc:
+        index = next(i for i, t in enumerate(config.transcryptors) if t.id == exc.node_id)
+        raise config_error(config, f"transcryptors[{index}].log_key", str(exc)) from exc
+
+
 def _witness_keys(config: NodeConfig, peers: PeerClient | None) -> WitnessKeys:
     """The witness and log keys the peer list names at start; ConfigError names a bad one.
 
@@ -189,7 +207,7 @@ def _witness_keys(config: NodeConfig, peers: PeerClient | None) -> WitnessKeys:
         )
     listed: list[Peer] = peers.peers() if peers is not None else []
     try:
-        keys = witness_keys(listed)
+        keys = witness_keys(listed, _transcryptor_logs(config))
     except WitnessKeyError as exc:
         if config.federation.directory is not None:
             raise config_error(config, "federation.directory", str(exc)) from exc
@@ -232,7 +250,13 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
     )
     witness = Witness(engine, cosigner, keys.logs)
     roster = (
-        WitnessRoster(peers.peers, checkpointer, witness, quorum=config.audit.quorum)
+        WitnessRoster(
+            peers.peers,
+            checkpointer,
+            witness,
+            quorum=config.audit.quorum,
+            transcryptors=_transcryptor_logs(config),
+        )
         if peers is not None
         else None
     )

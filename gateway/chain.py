@@ -6,7 +6,7 @@ input, and only the last one's is under ``b``'s key. One call carries a
 whole batch (one subject asked of 30 peers is one call per transcryptor);
 a batch larger than ``batch_size`` is split and the parts travel in
 parallel. Each channel is pinned to the transcryptor's own certificate
-(:func:`certs.ca_store.transcryptor_dns_name`) and rebuilt after a
+(:func:`certs.identity.transcryptor_dns_name`) and rebuilt after a
 rotation of the node's client certificate.
 
 A transcryptor's refusal comes back as the matching
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import grpc
 from schakel.v1 import common_pb2, transcryptor_pb2, transcryptor_pb2_grpc
 
-from certs.ca_store import transcryptor_dns_name
+from certs.identity import transcryptor_dns_name
 from gateway.errors import (
     DeniedError,
     ExhaustedError,

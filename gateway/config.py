@@ -75,6 +75,8 @@ class PseudonymSection:
 
     domain_key: Path | None = None
     """``schakel-pep-domain/v1`` file for the node's own domain (its node id)."""
+    domain_key_passphrase_file: Path | None = None
+    """The passphrase the domain key file is sealed with; without it the file is plain."""
     batch_size: int = 1024
     """Most ciphertexts the node sends a transcryptor in one call; larger batches are split."""
     timeout_seconds: int = 10
@@ -90,6 +92,8 @@ class TranscryptorEndpoint:
     """``host:port`` of its gRPC endpoint."""
     identity: str
     """Its certificate identity, ``schakel://transcryptor/<id>``; the channel is pinned to it."""
+    log_key: str = ""
+    """Its checkpoint vkey (C2SP, named after its id): if set, this node witnesses its log."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,7 @@ def _validate(
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
         "pseudonyms.domain_key": None if enrolling else config.pseudonyms.domain_key,
+        "pseudonyms.domain_key_passphrase_file": config.pseudonyms.domain_key_passphrase_file,
         "policy.bundle": config.policy.bundle,
         "policy.public_key": config.policy.public_key,
         "federation.directory": config.federation.directory,

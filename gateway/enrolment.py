@@ -17,7 +17,7 @@ from gateway.config import NodeConfig
 from gateway.tls import channel_credentials
 from policy.pseudonyms import DomainKey, KeyFileError, encrypt
 from policy.pseudonyms.hazmat import group
-from policy.pseudonyms.shares import DomainFactor, assemble
+from policy.pseudonyms.shares import DomainFactor, assemble_enrolment
 
 ENROL_ACTIVITY = "schakel.enrolment"
 """The activity the check conversion is made for, as the transcryptors log enrolments."""
@@ -32,14 +32,14 @@ async def enrol(config: NodeConfig) -> DomainKey:
     chain = TranscryptorChain([Link(t.id, t.address) for t in config.transcryptors], credentials)
     try:
         replies = await chain.enrol()
-        key = assemble(
+        key = assemble_enrolment(
+            [link.id for link in chain.links],
             [
                 DomainFactor(r.transcryptor_id, r.domain, r.factor, r.global_public_key)
                 for r in replies
-            ]
+            ],
+            config.node.id,
         )
-        if key.domain != config.node.id:
-            raise KeyFileError(f"the transcryptors enrolled {key.domain!r}, not {config.node.id!r}")
         probe = encrypt(group.mul_base(group.random_scalar(), "probe"), key.global_public_key)
         (moved,) = await chain.transcrypt(
             [(probe, key.domain)], from_domain=None, activity=ENROL_ACTIVITY

@@ -75,7 +75,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="fetch this node's factor from every transcryptor and write its domain key",
         description="Ask every [[transcryptors]] entry for this node's factor over mTLS (with "
         "the node's certificate), multiply them, check the key against a conversion through "
-        "the chain, and write it to pseudonyms.domain_key (mode 0600).",
+        "the chain, and write it to pseudonyms.domain_key (mode 0600), sealed with the "
+        "passphrase in pseudonyms.domain_key_passphrase_file when that is set.",
         epilog="""examples:
   schakel node enrol --config /etc/schakel/node.toml""",
     )
@@ -141,12 +142,15 @@ def _enrol(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         key = asyncio.run(enrol(config))
-        key.save(target, force=args.force)
+        key.save(
+            target, force=args.force, passphrase_file=config.pseudonyms.domain_key_passphrase_file
+        )
     except (SchakelError, KeyFileError, PseudonymError, OSError) as exc:
         print(f"schakel node: enrolment failed: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     names = ", ".join(t.id for t in config.transcryptors)
-    print(f"domain key of {key.domain} from {names}: {target} (mode 0600)")
+    sealed = ", sealed" if config.pseudonyms.domain_key_passphrase_file else ""
+    print(f"domain key of {key.domain} from {names}: {target} (mode 0600{sealed})")
     print(f"domain public key: {key.public_key.hex()}")
     return 0
 

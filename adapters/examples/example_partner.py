@@ -59,6 +59,11 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
         help="this organisation's schakel-pep-domain/v1 key file (mode 0600)",
     )
     parser.add_argument(
+        "--domain-key-passphrase-file",
+        type=Path,
+        help="the file whose first line is the passphrase the domain key file is sealed with",
+    )
+    parser.add_argument(
         "--purpose",
         required=True,
         help="processing activity id, e.g. zvh.complexe-casuistiek",
@@ -183,7 +188,7 @@ def _source(
 
 async def serve(args: argparse.Namespace) -> int:
     """Build the index, then answer tasks until SIGINT or SIGTERM."""
-    keys = DomainKey.load(args.domain_key)
+    keys = DomainKey.load(args.domain_key, args.domain_key_passphrase_file)
     async with _client(args) as client:
         adapter, refresh = _source(args, client, keys)
         await refresh()
@@ -218,7 +223,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 async def refer(args: argparse.Namespace) -> int:
     """Submit one referral for the BSN on standard input and print the case."""
-    keys = DomainKey.load(args.domain_key)
+    keys = DomainKey.load(args.domain_key, args.domain_key_passphrase_file)
     bsn = sys.stdin.readline().strip()
     subject = encrypt_subject("bsn", bsn, keys.global_public_key)
     async with _client(args) as client:

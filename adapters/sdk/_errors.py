@@ -6,7 +6,10 @@ import grpc
 
 
 class PartnerRpcError(Exception):
-    """A PartnerService call failed: the gRPC status code, the node's message and the method.
+    """A call failed: the gRPC status code, the server's message and the method.
+
+    The server is the partner's node (PartnerService), or a transcryptor
+    at enrolment (``Enrol``, the message naming the transcryptor).
 
     ``attempts`` says how many tries were made before giving up; ``trace_id``
     finds the call in the node's audit log.

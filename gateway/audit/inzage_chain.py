@@ -22,7 +22,7 @@ def chain_pseudonym(config_path: Path, bsn: str) -> str:
     config = load_config(config_path)
     if config.pseudonyms.domain_key is None:
         raise ValueError(f"{config_path}: no [pseudonyms] domain_key and [[transcryptors]]")
-    own = DomainKey.load(config.pseudonyms.domain_key)
+    own = DomainKey.load(config.pseudonyms.domain_key, config.pseudonyms.domain_key_passphrase_file)
     subject = encrypt_bsn(bsn, own.global_public_key)
     tls = config.tls
     credentials = channel_credentials(

@@ -69,8 +69,13 @@ def write_config(
     subjects_per_second: int = 50_000,
     burst: int = 500_000,
     workers: int = 2,
+    witnesses: Sequence[tuple[str, str]] = (),
 ) -> Path:
-    """Write ``transcryptor``'s config and allow-list; return the config's path."""
+    """Write ``transcryptor``'s config and allow-list; return the config's path.
+
+    ``witnesses`` are (node id, address) of the nodes asked to cosign its log,
+    all needed for a final checkpoint.
+    """
     keys.chain()  # makes the share and the transcript in the state directory
     state = keys.transcryptor_dir(transcryptor).resolve()
     (state / "allow.toml").write_text(allow if allow is not None else allow_list())
@@ -97,7 +102,17 @@ burst = {burst}
 
 [audit]
 checkpoint_every_seconds = 5
+quorum = {len(witnesses)}
 """
+        + "".join(
+            f"""
+[[witnesses]]
+id = "{node}"
+address = "{address}"
+witness_key = "{keys.witness_vkey(node)}"
+"""
+            for node, address in witnesses
+        )
     )
     return path
 
@@ -142,7 +157,8 @@ def dev_domains() -> list[str]:
 
 async def start_processes(fed: DevFederation, ports: dict[str, int], log: Path) -> None:
     """Start the dev chain as processes: tc-regio converts to any domain, tc-landelijk only
-    to the domains of the dev federation, so each decides by its own policy."""
+    to the domains of the dev federation, so each decides by its own policy. Both nodes
+    witness each transcryptor's log."""
     policies = {"tc-regio": allow_list(), "tc-landelijk": allow_list(dev_domains())}
     for transcryptor in fed.keys.transcryptors:
         cred = fed.credentials[f"transcryptor-{transcryptor}"]
@@ -158,6 +174,7 @@ async def start_processes(fed: DevFederation, ports: dict[str, int], log: Path) 
             ),
             listen=f"127.0.0.1:{ports[transcryptor]}",
             allow=policies.get(transcryptor),
+            witnesses=[(node, f"127.0.0.1:{ports[node]}") for node in PARTNERS],
         )
         fed.processes.append(spawn(config, log))
         fed.transcryptors[transcryptor] = f"127.0.0.1:{ports[transcryptor]}"

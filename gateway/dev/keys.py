@@ -118,6 +118,13 @@ class DevKeys:
         path.parent.mkdir(parents=True, exist_ok=True)
         return load_signer(path, node_id, notes.ED25519).verifier().vkey()
 
+    def transcryptor_log_vkey(self, transcryptor: str) -> str:
+        """A transcryptor's checkpoint verifier key (its key made in its state directory on
+        first use, where the transcryptor finds it)."""
+        path = self.transcryptor_dir(transcryptor) / "audit-log.key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return load_signer(path, transcryptor, notes.ED25519).verifier().vkey()
+
     def witness_vkey(self, node_id: str) -> str:
         """The node's cosignature verifier key (created with the key on first use)."""
         path = self.audit_key(node_id, "witness")
@@ -134,7 +141,8 @@ class DevKeys:
         transcryptors: Iterable[tuple[str, str]] = (),
     ) -> str:
         """TOML for a node's key sections; ``peers`` are (node id, address) that witness it,
-        ``transcryptors`` (id, address) the running chain, in order (none: no pseudonyms)."""
+        ``transcryptors`` (id, address) the running chain, in order (none: no pseudonyms),
+        each with its log key pinned, so the node witnesses it when asked."""
         self.sign_baseline()
         peers = list(peers)
         text = ""
@@ -151,6 +159,7 @@ domain_key = "{self.domain_file(node_id).resolve()}"
 id = "{transcryptor}"
 address = "{address}"
 identity = "schakel://transcryptor/{transcryptor}"
+log_key = "{self.transcryptor_log_vkey(transcryptor)}"
 """
         text += f"""
 [policy]

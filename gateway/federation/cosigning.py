@@ -40,7 +40,7 @@ async def run(
     """Until ``stop``: each round take up key changes from the peer list, then ask every witness."""
 
     async def ask(peer: Peer, stub: FederationServiceAsyncStub, timeout: float) -> None:
-        await ask_witness(checkpointer, peer, stub, timeout)
+        await ask_witness(checkpointer, peer.node_id, stub, timeout)
 
     while not stop.is_set():
         try:
@@ -60,13 +60,17 @@ async def run(
 
 
 async def ask_witness(
-    checkpointer: Checkpointer, peer: Peer, stub: FederationServiceAsyncStub, timeout: float
+    checkpointer: Checkpointer, witness: str, stub: FederationServiceAsyncStub, timeout: float
 ) -> None:
-    """Send the newest checkpoint to ``peer`` if it has not cosigned it yet."""
+    """Send the newest checkpoint to the node ``witness`` if it has not cosigned it yet.
+
+    A transcryptor asks its witnesses this way too
+    (:mod:`gateway.transcryptor.witnessing`).
+    """
     latest = await asyncio.to_thread(checkpointer.latest)
     if latest is None:
         return
-    old_size = await asyncio.to_thread(checkpointer.last_cosigned_size, peer.node_id)
+    old_size = await asyncio.to_thread(checkpointer.last_cosigned_size, witness)
     if old_size >= latest.size:
         return
     for _attempt in range(2):
@@ -80,19 +84,17 @@ async def ask_witness(
                 # (e.g. the reply was lost): prove consistency from there.
                 old_size = held
                 continue
-            log.warning(
-                "witness_unavailable", peer=peer.node_id, code=exc.code().name, size=latest.size
-            )
+            log.warning("witness_unavailable", peer=witness, code=exc.code().name, size=latest.size)
             return
         try:
             count = await asyncio.to_thread(
                 checkpointer.add_cosignature, latest.size, reply.cosignature
             )
         except notes.NoteError as exc:
-            log.error("witness_cosignature_refused", peer=peer.node_id, reason=str(exc))
+            log.error("witness_cosignature_refused", peer=witness, reason=str(exc))
             return
-        metrics.cosigned(peer.node_id)
-        log.info("checkpoint_cosigned", peer=peer.node_id, size=latest.size, cosignatures=count)
+        metrics.cosigned(witness)
+        log.info("checkpoint_cosigned", peer=witness, size=latest.size, cosignatures=count)
         return
 
 

@@ -3,7 +3,8 @@
 The peer list (the signed federation directory, or ``[[peers]]`` without
 one) carries each peer's keys: a peer with a ``witness_key`` is asked to
 cosign this node's checkpoints and its cosignatures are accepted; a peer
-with a ``log_key`` gets its checkpoints cosigned here. :class:`WitnessRoster`
+with a ``log_key`` gets its checkpoints cosigned here, and so does a
+transcryptor whose ``log_key`` the node's ``[[transcryptors]]`` pins. :class:`WitnessRoster`
 turns the list into those keys and puts them in force on the node's
 :class:`~gateway.audit.checkpoint.Checkpoints` and
 :class:`~gateway.audit.witness.Witness`; :meth:`WitnessRoster.refresh` does
@@ -14,7 +15,7 @@ plus one round, without a restart).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.audit import notes
@@ -52,11 +53,36 @@ def _verifier(peer: Peer, which: str, text: str, sig_type: int) -> notes.Verifie
         raise WitnessKeyError(peer.node_id, which, str(exc)) from exc
 
 
-def witness_keys(peers: Iterable[Peer]) -> WitnessKeys:
-    """The keys ``peers`` list; WitnessKeyError names the first unusable one."""
-    witnesses: dict[str, notes.Verifier] = {}
+def transcryptor_logs(transcryptors: Iterable[tuple[str, str]]) -> dict[str, notes.Verifier]:
+    """The checkpoint keys of the transcryptors this node witnesses, from (id, log vkey) pairs.
+
+    A transcryptor's checkpoints have its id as origin, so its key must be an
+    Ed25519 key named after it; WitnessKeyError names the first unusable one.
+    """
     logs: dict[str, notes.Verifier] = {}
+    for transcryptor, vkey in transcryptors:
+        try:
+            logs[transcryptor] = peer_key(transcryptor, vkey, notes.ED25519)
+        except ValueError as exc:
+            raise WitnessKeyError(transcryptor, "log_key", str(exc)) from exc
+    return logs
+
+
+def witness_keys(
+    peers: Iterable[Peer], transcryptors: Mapping[str, notes.Verifier] | None = None
+) -> WitnessKeys:
+    """The keys ``peers`` list, with the ``transcryptors``' logs this node witnesses too.
+
+    WitnessKeyError names the first unusable key, or a peer whose id is a
+    transcryptor's (the two logs would share one origin).
+    """
+    witnesses: dict[str, notes.Verifier] = {}
+    logs: dict[str, notes.Verifier] = dict(transcryptors or {})
     for peer in peers:
+        if peer.node_id in (transcryptors or {}):
+            raise WitnessKeyError(
+                peer.node_id, "log_key", "is also the id of a transcryptor this node witnesses"
+            )
         if peer.witness_key:
             witnesses[peer.node_id] = _verifier(
                 peer, "witness_key", peer.witness_key, notes.COSIGNATURE_V1
@@ -82,7 +108,8 @@ class WitnessRoster:
     ``peers`` returns the peer list in force (this node left out), e.g.
     ``PeerClient.peers``. The first list must be usable (WitnessKeyError
     otherwise, for the node to refuse to start); a later unusable one is
-    logged and the keys in force stay.
+    logged and the keys in force stay. ``transcryptors`` are the logs of
+    the transcryptors this node witnesses, from its own config: they stay.
     """
 
     def __init__(
@@ -92,13 +119,15 @@ class WitnessRoster:
         witness: Witness,
         *,
         quorum: int,
+        transcryptors: Mapping[str, notes.Verifier] | None = None,
     ) -> None:
+        self._transcryptors = dict(transcryptors or {})
         self._peers = peers
         self._checkpoints = checkpoints
         self._witness = witness
         self._quorum = quorum
         self._seen = tuple(peers())
-        self.keys = witness_keys(self._seen)
+        self.keys = witness_keys(self._seen, self._transcryptors)
         """The keys in force."""
         self._put_in_force(self.keys)
 
@@ -113,7 +142,7 @@ class WitnessRoster:
             return self.keys
         self._seen = peers
         try:
-            keys = witness_keys(peers)
+            keys = witness_keys(peers, self._transcryptors)
         except WitnessKeyError as exc:
             # A signed directory's keys were checked when it loaded; this is
             # the defence for any other source of the list.

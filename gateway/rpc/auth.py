@@ -63,6 +63,7 @@ AUDIT_SERVICE = "schakel.v1.AuditService"
 TRANSCRYPTOR_SERVICE = "schakel.v1.TranscryptorService"
 GET_SIGNALS = f"/{FEDERATION_SERVICE}/GetSignals"
 ENROL = f"/{TRANSCRYPTOR_SERVICE}/Enrol"
+ADD_CHECKPOINT = f"/{FEDERATION_SERVICE}/AddCheckpoint"
 
 OPEN_SERVICES = frozenset(
     {
@@ -125,6 +126,10 @@ METHOD_RULES: dict[str, AccessRule] = {
     GET_SIGNALS: AccessRule(frozenset({PeerKind.COLLECTOR}), "the national collector"),
     ENROL: AccessRule(
         frozenset({PeerKind.NODE, PeerKind.PARTNER}), "domains (nodes and partner organisations)"
+    ),
+    # Nodes witness each other's logs and the transcryptors' (whose keys they pin).
+    ADD_CHECKPOINT: AccessRule(
+        frozenset({PeerKind.NODE, PeerKind.TRANSCRYPTOR}), "federation nodes and transcryptors"
     ),
 }
 """Per-method exceptions to :data:`SERVICE_RULES`."""

@@ -10,8 +10,9 @@ against (LinkCase, :mod:`gateway.flows.links`), case transfer (TransferCase,
 aggregate signals (GetSignals, :mod:`gateway.flows.signalering`).
 
 The interceptor admits only node certificates (the collector for
-GetSignals); when the node has a signed directory, the case-flow calls also
-require the caller to be listed in it. Subjects arrive transcrypted to this
+GetSignals, transcryptors too for AddCheckpoint); when the node has a
+signed directory, the case-flow calls also require the caller to be listed
+in it. Subjects arrive transcrypted to this
 node's own domain. Every answer waits for its durable audit record; a
 refusal is raised by the flow and answered, audited, by the interceptor.
 """
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
+from certs.identity import PeerKind
 from gateway.audit.witness import add_checkpoint_rpc
 from gateway.flows.hit_answer import answer_hit
 from gateway.flows.links import take_link
@@ -48,10 +50,11 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
     async def AddCheckpoint(  # noqa: N802 - gRPC method name
         self, request: federation_pb2.AddCheckpointRequest, context: Context
     ) -> federation_pb2.AddCheckpointResponse:
-        """Witness a peer's checkpoint: consistency from what we saw, CAS, cosign."""
-        return await add_checkpoint_rpc(
-            self.parts.witness, request, context, current_identity().node_id
-        )
+        """Witness a peer's or a transcryptor's checkpoint: consistency from what we saw, CAS,
+        cosign. A caller submits its own log only: a transcryptor's log is named by its id."""
+        caller = current_identity()
+        origin = caller.org_id if caller.kind is PeerKind.TRANSCRYPTOR else caller.node_id
+        return await add_checkpoint_rpc(self.parts.witness, request, context, origin)
 
     async def GetSignals(  # noqa: N802 - gRPC method name
         self, request: federation_pb2.SignalsRequest, context: Context

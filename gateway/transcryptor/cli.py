@@ -46,6 +46,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         epilog="""examples:
   schakel transcryptor init --id tc-regio --state-dir /var/lib/schakel-tc
   schakel transcryptor init --id tc-regio --state-dir /var/lib/schakel-tc \\
+      --passphrase-file /run/secrets/tc-share-passphrase
+  schakel transcryptor init --id tc-regio --state-dir /var/lib/schakel-tc \\
       --from-single /secure/pep/federation-keys.json""",
     )
     init.add_argument("--id", required=True, help="the transcryptor id, as in its certificate")
@@ -57,6 +59,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         type=Path,
         help="take over a single-scheme key file: federation-keys.json (PS, RS and y) or a "
         "node's transcryptor.json (PS and RS only: then this transcryptor cannot enrol domains)",
+    )
+    init.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="seal share.json with the passphrase on this file's first line (12+ characters); "
+        "name the same file as transcryptor.share_passphrase_file in transcryptor.toml",
     )
     init.add_argument("--force", action="store_true", help="replace an existing share")
     init.set_defaults(func=_init)
@@ -141,10 +149,13 @@ def _init(args: argparse.Namespace) -> int:
             if transcript.global_public_key != keys.global_public_key:
                 return _fail(f"{args.from_single}: y and Y do not belong together")
             transcript.save(state / "ceremony.json")
-        share.save(state / "share.json", force=args.force)
+        share.save(state / "share.json", force=args.force, passphrase_file=args.passphrase_file)
     except (KeyFileError, PseudonymError, OSError) as exc:
         return _fail(str(exc))
-    print(f"share of {share.transcryptor}: {state / 'share.json'} (mode 0600, never copy it)")
+    sealed = ", sealed" if args.passphrase_file is not None else ""
+    print(
+        f"share of {share.transcryptor}: {state / 'share.json'} (mode 0600{sealed}, never copy it)"
+    )
     if share.key_share is not None:
         print(f"public share U = y_i*G: {share.public_share.hex()}")
     if args.from_single is not None:
@@ -156,9 +167,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _ceremony(args: argparse.Namespace) -> int:
+    from gateway.transcryptor.server import own_share  # noqa: PLC0415
     from policy.pseudonyms import KeyFileError, PseudonymError  # noqa: PLC0415
     from policy.pseudonyms.ceremony import Transcript  # noqa: PLC0415
-    from policy.pseudonyms.shares import TranscryptorShare  # noqa: PLC0415
 
     try:
         if args.verify is not None:
@@ -172,10 +183,12 @@ def _ceremony(args: argparse.Namespace) -> int:
         config = _config(args.config)
         if config is None:
             return EXIT_CONFIG
-        share = TranscryptorShare.load(config.share_file)
+        share = own_share(config)
         previous = Transcript(()) if args.previous is None else Transcript.load(args.previous)
         transcript = previous.extend(share)
         transcript.save(args.out)
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}", EXIT_CONFIG)
     except (KeyFileError, PseudonymError, OSError) as exc:
         return _fail(str(exc))
     step = transcript.steps[-1]

@@ -2,8 +2,9 @@
 
 Sections: ``[transcryptor]`` (id, listen address, state directory, worker
 threads), ``[tls]`` and ``[database]`` as for a node, ``[policy]`` (the
-allow-list file), ``[rate]`` (the per-caller token bucket) and ``[audit]``
-(checkpoint signing of its own audit log). Environment overrides work as
+allow-list file), ``[rate]`` (the per-caller token bucket), ``[audit]``
+(checkpoint signing of its own audit log) and ``[[witnesses]]`` (the
+federation nodes that cosign its checkpoints). Environment overrides work as
 for a node (``SCHAKEL_RATE__BURST=...``).
 """
 
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from certs.identity import IdentityError, check_slug
+from gateway.audit import notes
 from gateway.config import DatabaseSection, TlsSection, split_listen
+from gateway.federation.directory import peer_key
 from gateway.logging import LEVELS
 from gateway.tomlconfig import ConfigError, TableLoader, env_overrides
 
@@ -31,6 +34,8 @@ class TranscryptorSection:
     listen: str = "127.0.0.1:7600"
     state_dir: Path = Path("state")
     """Holds ``share.json`` (its secrets), ``ceremony.json``, the audit database and key."""
+    share_passphrase_file: Path | None = None
+    """The passphrase ``share.json`` is sealed with; without it the share is plain."""
     log_level: str = "info"
     workers: int = 2
     """Threads that convert a batch; libsodium releases the GIL, so one per core."""
@@ -55,7 +60,7 @@ class RateSection:
 
 @dataclass(frozen=True)
 class TranscryptorAuditSection:
-    """``[audit]``: the checkpoint key of the transcryptor's own audit log."""
+    """``[audit]``: the checkpoint key of the transcryptor's own audit log, and its quorum."""
 
     signing_key: Path | None = None
     """Ed25519 PEM key (note key name = the transcryptor id); generated if absent."""
@@ -63,6 +68,20 @@ class TranscryptorAuditSection:
     checkpoint_every_records: int = 1000
     checkpoint_every_seconds: int = 60
     retention_days: int = 3650
+    quorum: int = 0
+    """Cosignatures of ``[[witnesses]]`` that make a checkpoint final."""
+
+
+@dataclass(frozen=True)
+class WitnessEndpoint:
+    """One ``[[witnesses]]`` entry: a federation node asked to cosign the log's checkpoints."""
+
+    id: str
+    """The node id; the channel is pinned to that node's certificate."""
+    address: str
+    """``host:port`` of its gRPC endpoint."""
+    witness_key: str
+    """Its cosignature/v1 vkey (C2SP, named after the node), as the directory lists it."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,7 @@ class TranscryptorConfig:
     policy: AllowListSection
     rate: RateSection = field(default_factory=RateSection)
     audit: TranscryptorAuditSection = field(default_factory=TranscryptorAuditSection)
+    witnesses: list[WitnessEndpoint] = field(default_factory=list)
     database: DatabaseSection = field(default_factory=DatabaseSection)
     source: str = field(default="", metadata={"internal": True})
 
@@ -132,6 +152,7 @@ def load_transcryptor_config(
         "tls.key_file": config.tls.key_file,
         "tls.crl_file": config.tls.crl_file,
         "policy.file": config.policy.file,
+        "transcryptor.share_passphrase_file": section.share_passphrase_file,
     }.items():
         if path_ is not None and not path_.is_file():
             raise config.error(key, f"file not found: {path_}")
@@ -147,4 +168,26 @@ def load_transcryptor_config(
     for key, number in positive.items():
         if number < 1:
             raise config.error(key, f"must be at least 1, not {number}")
+    _check_witnesses(config)
     return config
+
+
+def _check_witnesses(config: TranscryptorConfig) -> None:
+    seen: set[str] = set()
+    for i, w in enumerate(config.witnesses):
+        try:
+            check_slug(w.id, "node id")
+            split_listen(w.address)
+        except (IdentityError, ValueError) as exc:
+            raise config.error(f"witnesses[{i}]", str(exc)) from exc
+        if w.id in seen or w.id == config.transcryptor.id:
+            raise config.error(f"witnesses[{i}].id", f"{w.id!r} is listed twice or is this one")
+        seen.add(w.id)
+        try:
+            peer_key(w.id, w.witness_key, notes.COSIGNATURE_V1)
+        except ValueError as exc:
+            raise config.error(f"witnesses[{i}].witness_key", str(exc)) from exc
+    if not 0 <= config.audit.quorum <= len(config.witnesses):
+        raise config.error(
+            "audit.quorum", f"must be from 0 to the number of witnesses ({len(config.witnesses)})"
+        )

@@ -6,7 +6,9 @@ is not ``schakel://transcryptor/<id>``, a share file of another
 transcryptor, a ceremony transcript that does not verify or in which this
 transcryptor's step is missing or made with another key share. The server
 uses the node's interceptor (authentication, revocation, TLS 1.3, the
-refusal audit) and its own audit log, checkpointed like a node's.
+refusal audit) and its own audit log, checkpointed like a node's and
+cosigned by the federation nodes of ``[[witnesses]]``
+(:mod:`gateway.transcryptor.witnessing`).
 """
 
 from __future__ import annotations
@@ -35,15 +37,17 @@ from gateway.audit.store import AuditLog
 from gateway.logging import get_logger
 from gateway.rpc.auth import TRANSCRYPTOR_SERVICE, AuthInterceptor
 from gateway.storage import make_engine, migrate
-from gateway.tls import RevocationList, ServerCertificates, TlsFileError
+from gateway.tls import ClientCertificates, RevocationList, ServerCertificates, TlsFileError
 from gateway.tomlconfig import ConfigError
 from gateway.transcryptor.allowlist import AllowListError, AllowListFile
 from gateway.transcryptor.config import TranscryptorConfig
 from gateway.transcryptor.conversion import TranscryptorParts
 from gateway.transcryptor.ratelimit import RateLimiter
 from gateway.transcryptor.service import TranscryptorService
+from gateway.transcryptor.witnessing import Witnessing, witness_verifiers
 from policy.pseudonyms import KeyFileError
 from policy.pseudonyms.ceremony import Transcript
+from policy.pseudonyms.sealing import PassphraseFileError
 from policy.pseudonyms.shares import TranscryptorShare
 
 log = get_logger("transcryptor")
@@ -51,10 +55,17 @@ log = get_logger("transcryptor")
 CONNECTION_AGE_GRACE_SECONDS = 60
 
 
-def load_share(config: TranscryptorConfig) -> tuple[TranscryptorShare, bytes]:
-    """The share and the federation key ``Y``; ConfigError when they do not belong together."""
+def own_share(config: TranscryptorConfig) -> TranscryptorShare:
+    """This transcryptor's share, opened with its passphrase file if it has one.
+
+    ConfigError naming the key when it cannot be read or opened (a wrong
+    passphrase, a sealed file altered since), or is another transcryptor's.
+    """
+    passphrase = config.transcryptor.share_passphrase_file
     try:
-        share = TranscryptorShare.load(config.share_file)
+        share = TranscryptorShare.load(config.share_file, passphrase)
+    except PassphraseFileError as exc:
+        raise config.error("transcryptor.share_passphrase_file", str(exc)) from exc
     except KeyFileError as exc:
         raise config.error("transcryptor.state_dir", str(exc)) from exc
     if share.transcryptor != config.transcryptor.id:
@@ -63,6 +74,12 @@ def load_share(config: TranscryptorConfig) -> tuple[TranscryptorShare, bytes]:
             f"{config.share_file} is the share of {share.transcryptor!r}, "
             f"not of {config.transcryptor.id!r}",
         )
+    return share
+
+
+def load_share(config: TranscryptorConfig) -> tuple[TranscryptorShare, bytes]:
+    """The share and the federation key ``Y``; ConfigError when they do not belong together."""
+    share = own_share(config)
     try:
         transcript = Transcript.load(config.ceremony_file)
     except KeyFileError as exc:
@@ -124,6 +141,17 @@ def _certificates(config: TranscryptorConfig) -> ServerCertificates:
     return certificates
 
 
+def _client_certificates(config: TranscryptorConfig) -> ClientCertificates:
+    """Its own certificate as a client, to ask its witnesses; followed across rotations."""
+    tls = config.tls
+    try:
+        return ClientCertificates(
+            tls.ca_file, tls.cert_file, tls.key_file, passphrase_file=tls.key_passphrase_file
+        )
+    except TlsFileError as exc:
+        raise config.error(f"tls.{exc.key}", str(exc)) from exc
+
+
 @dataclass
 class TranscryptorServer:
     """A built transcryptor; :meth:`start` it, then :meth:`wait` or :meth:`stop`."""
@@ -134,6 +162,7 @@ class TranscryptorServer:
     port: int
     checkpointer: Checkpointer
     health: health_aio.HealthServicer
+    witnessing: Witnessing | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -149,6 +178,10 @@ class TranscryptorServer:
         for name in ("", TRANSCRYPTOR_SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(self.checkpointer.run(self._stop), name="checkpoints")]
+        if self.witnessing is not None:
+            self._tasks.append(
+                asyncio.create_task(self.witnessing.run(self._stop), name="witnessing")
+            )
         log.info("transcryptor_started", transcryptor=self.parts.id, listen=self.address)
 
     async def stop(self, grace: float | None = 5.0) -> None:
@@ -208,7 +241,12 @@ def open_transcryptor(config: TranscryptorConfig) -> TranscryptorServer:
         signer,
         every_records=config.audit.checkpoint_every_records,
         every_seconds=float(config.audit.checkpoint_every_seconds),
+        witnesses=witness_verifiers(config.witnesses),
+        quorum=config.audit.quorum,
     )
+    witnessing = None
+    if config.witnesses:
+        witnessing = Witnessing(checkpointer, config.witnesses, _client_certificates(config))
     age = tls.max_connection_age_seconds
     server = grpc.aio.server(
         interceptors=[AuthInterceptor("", revocations, audit, max_stream_age=age)],
@@ -232,4 +270,6 @@ def open_transcryptor(config: TranscryptorConfig) -> TranscryptorServer:
             f"{config.source}: transcryptor.listen: cannot listen on {section.listen} "
             "(address in use or not local?)"
         ) from exc
-    return TranscryptorServer(config, parts, server, port, checkpointer, health_servicer)
+    return TranscryptorServer(
+        config, parts, server, port, checkpointer, health_servicer, witnessing
+    )

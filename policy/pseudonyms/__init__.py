@@ -18,12 +18,11 @@ from policy.pseudonyms.chain import LocalChain, transcrypt_chain
 from policy.pseudonyms.ciphertext import CIPHERTEXT_BYTES, Ciphertext
 from policy.pseudonyms.domains import check_domain
 from policy.pseudonyms.elgamal import decrypt, encrypt, pseudonym_hex, rerandomise
-from policy.pseudonyms.errors import PseudonymError
+from policy.pseudonyms.errors import KeyFileError, PseudonymError
 from policy.pseudonyms.identifiers import BSN, check_identifier, is_valid_bsn, subject_point
 from policy.pseudonyms.keys import (
     DomainKey,
     FederationKeys,
-    KeyFileError,
     TranscryptorKeys,
 )
 from policy.pseudonyms.shares import DomainFactor, TranscryptorShare, assemble

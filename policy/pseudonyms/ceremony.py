@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy.pseudonyms.errors import PseudonymError
+from policy.pseudonyms.errors import KeyFileError, PseudonymError
 from policy.pseudonyms.hazmat import dleq, group
-from policy.pseudonyms.keys import KeyFileError
 from policy.pseudonyms.shares import TranscryptorShare
 
 CEREMONY_FORMAT = "schakel-pep-ceremony/v1"

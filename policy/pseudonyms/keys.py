@@ -8,7 +8,9 @@ Three JSON files, each with a ``format`` tag and lowercase-hex fields
 - ``schakel-pep-domain/v1``: an organisation's file: its domain, ``y_d``, ``y_d*G`` and ``Y``.
 
 Secret files are written with mode 0600, never over an existing file unless
-forced, and refused on load when group or others may read them.
+forced, and refused on load when group or others may read them. The
+secrets a party keeps for long (a domain key, a transcryptor's share) can be
+sealed with a passphrase (:mod:`policy.pseudonyms.sealing`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from policy.pseudonyms.domains import check_domain
-from policy.pseudonyms.errors import PseudonymError
+from policy.pseudonyms.errors import KeyFileError, PseudonymError
 from policy.pseudonyms.hazmat import group
 from policy.pseudonyms.hazmat.factors import MIN_SECRET_BYTES, check_secret, rekey_factor
+from policy.pseudonyms.sealing import is_sealed, read_passphrase, seal, unseal
 from policy.pseudonyms.transcrypt import Transcryptor
 
 FEDERATION_FORMAT = "schakel-pep-federation/v1"
@@ -35,17 +38,23 @@ DOMAIN_FORMAT = "schakel-pep-domain/v1"
 SECRET_MODE = 0o600
 
 
-class KeyFileError(ValueError):
-    """A key file is missing, malformed, inconsistent, too widely readable, or already exists."""
-
-
-def write_key_file(path: Path, document: dict[str, str], *, force: bool = False) -> None:
-    """Write ``document`` as JSON to ``path`` with mode 0600.
+def write_key_file(
+    path: Path,
+    document: dict[str, str],
+    *,
+    force: bool = False,
+    passphrase_file: Path | None = None,
+) -> None:
+    """Write ``document`` as JSON to ``path`` with mode 0600, sealed when a passphrase is given.
 
     Without ``force`` an existing file is an error (checked atomically with
     O_EXCL); with it the file is replaced atomically through a temporary file.
+    With ``passphrase_file`` the file is sealed (:mod:`policy.pseudonyms.sealing`).
     """
-    data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+    written: dict[str, Any] = (
+        document if passphrase_file is None else seal(document, read_passphrase(passphrase_file))
+    )
+    data = (json.dumps(written, indent=2, sort_keys=True) + "\n").encode()
     target = path if not force else path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE)
@@ -65,8 +74,14 @@ def write_key_file(path: Path, document: dict[str, str], *, force: bool = False)
         raise
 
 
-def read_key_file(path: Path, expected_format: str) -> dict[str, Any]:
-    """Read a key file, refusing one that group or others may read."""
+def read_key_file(
+    path: Path, expected_format: str, passphrase_file: Path | None = None
+) -> dict[str, Any]:
+    """Read a key file, refusing one that group or others may read.
+
+    A sealed file is opened with the passphrase in ``passphrase_file``; a
+    sealed file without one, or a plain file with one, is refused.
+    """
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -81,8 +96,19 @@ def read_key_file(path: Path, expected_format: str) -> dict[str, Any]:
         raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise KeyFileError(f"{path} is not a JSON key file") from None
-    if not isinstance(document, dict) or document.get("format") != expected_format:
+    if not isinstance(document, dict):
         raise KeyFileError(f"{path} is not a {expected_format} key file")
+    if is_sealed(document):
+        if passphrase_file is None:
+            raise KeyFileError(f"{path} is sealed with a passphrase: give its passphrase file")
+        return unseal(document, expected_format, read_passphrase(passphrase_file), path)
+    if document.get("format") != expected_format:
+        raise KeyFileError(f"{path} is not a {expected_format} key file")
+    if passphrase_file is not None:
+        raise KeyFileError(
+            f"{path} is not sealed although a passphrase file is given; seal it "
+            "(schakel certs pep seal) or drop the passphrase file"
+        )
     return document
 
 
@@ -232,8 +258,8 @@ class DomainKey:
     public_key: bytes
     global_public_key: bytes
 
-    def save(self, path: Path, *, force: bool = False) -> None:
-        """Write the ``schakel-pep-domain/v1`` file (mode 0600)."""
+    def save(self, path: Path, *, force: bool = False, passphrase_file: Path | None = None) -> None:
+        """Write the ``schakel-pep-domain/v1`` file (mode 0600), sealed with a passphrase file."""
         write_key_file(
             path,
             {
@@ -244,12 +270,13 @@ class DomainKey:
                 "global_public_key": self.global_public_key.hex(),
             },
             force=force,
+            passphrase_file=passphrase_file,
         )
 
     @classmethod
-    def load(cls, path: Path) -> DomainKey:
-        """Read and check a ``schakel-pep-domain/v1`` file."""
-        doc = read_key_file(path, DOMAIN_FORMAT)
+    def load(cls, path: Path, passphrase_file: Path | None = None) -> DomainKey:
+        """Read and check a ``schakel-pep-domain/v1`` file, sealed or not."""
+        doc = read_key_file(path, DOMAIN_FORMAT, passphrase_file)
         with in_file(path):
             domain = check_domain(doc.get("domain"))
             y_d = group.check_scalar(

@@ -15,7 +15,9 @@ Two JSON files, each with a ``format`` tag and lowercase-hex values:
   ``d`` at enrolment: ``k_{d,i} * y_i`` and ``Y``.
 
 :func:`assemble` multiplies a domain's factors, one from every transcryptor,
-into its key ``y_d = prod (k_{d,i} * y_i) = k_d * y``.
+into its key ``y_d = prod (k_{d,i} * y_i) = k_d * y``;
+:func:`assemble_enrolment` does it for the answers of online enrolment
+(a node's ``schakel node enrol``, a partner's ``adapters.sdk.enrol_domain``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policy.pseudonyms.domains import check_domain
-from policy.pseudonyms.errors import PseudonymError
+from policy.pseudonyms.errors import KeyFileError, PseudonymError
 from policy.pseudonyms.hazmat import group
 from policy.pseudonyms.hazmat.factors import MIN_SECRET_BYTES, check_secret, rekey_factor
 from policy.pseudonyms.keys import (
     DomainKey,
     FederationKeys,
-    KeyFileError,
     TranscryptorKeys,
     field_bytes,
     in_file,
@@ -107,8 +108,9 @@ class TranscryptorShare:
         group.check_point(global_public_key, "the global public key")
         return DomainFactor(self.transcryptor, domain, factor, global_public_key)
 
-    def save(self, path: Path, *, force: bool = False) -> None:
-        """Write the ``schakel-pep-transcryptor-share/v1`` file (mode 0600)."""
+    def save(self, path: Path, *, force: bool = False, passphrase_file: Path | None = None) -> None:
+        """Write the ``schakel-pep-transcryptor-share/v1`` file (mode 0600), sealed with a
+        passphrase file."""
         document = {
             "format": SHARE_FORMAT,
             "transcryptor": self.transcryptor,
@@ -117,12 +119,12 @@ class TranscryptorShare:
         }
         if self.key_share is not None:
             document["key_share"] = self.key_share.hex()
-        write_key_file(path, document, force=force)
+        write_key_file(path, document, force=force, passphrase_file=passphrase_file)
 
     @classmethod
-    def load(cls, path: Path) -> TranscryptorShare:
-        """Read and check a ``schakel-pep-transcryptor-share/v1`` file."""
-        doc = read_key_file(path, SHARE_FORMAT)
+    def load(cls, path: Path, passphrase_file: Path | None = None) -> TranscryptorShare:
+        """Read and check a ``schakel-pep-transcryptor-share/v1`` file, sealed or not."""
+        doc = read_key_file(path, SHARE_FORMAT, passphrase_file)
         with in_file(path):
             transcryptor = check_domain(doc.get("transcryptor"))
             ps = check_secret(field_bytes(doc, "pseudonymisation_secret", path), "the PS secret")
@@ -142,8 +144,9 @@ class DomainFactor:
     factor: bytes = field(repr=False)
     global_public_key: bytes
 
-    def save(self, path: Path, *, force: bool = False) -> None:
-        """Write the ``schakel-pep-domain-factor/v1`` file (mode 0600)."""
+    def save(self, path: Path, *, force: bool = False, passphrase_file: Path | None = None) -> None:
+        """Write the ``schakel-pep-domain-factor/v1`` file (mode 0600), sealed with a
+        passphrase file."""
         write_key_file(
             path,
             {
@@ -154,12 +157,13 @@ class DomainFactor:
                 "global_public_key": self.global_public_key.hex(),
             },
             force=force,
+            passphrase_file=passphrase_file,
         )
 
     @classmethod
-    def load(cls, path: Path) -> DomainFactor:
-        """Read and check a ``schakel-pep-domain-factor/v1`` file."""
-        doc = read_key_file(path, FACTOR_FORMAT)
+    def load(cls, path: Path, passphrase_file: Path | None = None) -> DomainFactor:
+        """Read and check a ``schakel-pep-domain-factor/v1`` file, sealed or not."""
+        doc = read_key_file(path, FACTOR_FORMAT, passphrase_file)
         with in_file(path):
             transcryptor = check_domain(doc.get("transcryptor"))
             domain = check_domain(doc.get("domain"))
@@ -199,3 +203,24 @@ def assemble(factors: Sequence[DomainFactor]) -> DomainKey:
         public_key=group.mul_base(secret, "domain key"),
         global_public_key=first.global_public_key,
     )
+
+
+def assemble_enrolment(
+    transcryptors: Sequence[str], factors: Sequence[DomainFactor], domain: str | None = None
+) -> DomainKey:
+    """A domain's key from the factors the chain's transcryptors answered at online enrolment.
+
+    ``transcryptors`` are the ids asked, in chain order; the factors must
+    come from exactly those, one each, and, when ``domain`` is given, be
+    for that domain (the one the caller's certificate names).
+    """
+    answered = [f.transcryptor for f in factors]
+    if answered != list(transcryptors):
+        raise KeyFileError(
+            f"the factors come from {answered}, not from the transcryptors asked, "
+            f"{list(transcryptors)}"
+        )
+    key = assemble(factors)
+    if domain is not None and key.domain != domain:
+        raise KeyFileError(f"the transcryptors enrolled {key.domain!r}, not {domain!r}")
+    return key

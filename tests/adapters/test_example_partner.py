@@ -24,7 +24,9 @@ def connection(tmp_path: Path, pki: Pki, sim: RunningNode, police_keys: DomainKe
     files = {"cert": pki.partner_cert, "key": pki.partner_key, "ca": pki.ca}
     for name, pem in files.items():
         (tmp_path / f"{name}.pem").write_bytes(pem)
-    police_keys.save(tmp_path / "domain.json")
+    # The partner keeps its domain key sealed; the example opens it with the passphrase file.
+    (tmp_path / "pep.pass").write_text("the partner's own passphrase\n")
+    police_keys.save(tmp_path / "domain.json", passphrase_file=tmp_path / "pep.pass")
     return [
         "--node",
         sim.target,
@@ -38,6 +40,8 @@ def connection(tmp_path: Path, pki: Pki, sim: RunningNode, police_keys: DomainKe
         str(tmp_path / "ca.pem"),
         "--domain-key",
         str(tmp_path / "domain.json"),
+        "--domain-key-passphrase-file",
+        str(tmp_path / "pep.pass"),
         "--purpose",
         PURPOSE,
     ]

@@ -31,7 +31,7 @@ def leaves(
 
 def test_every_command_has_a_description_examples_and_help_on_every_option() -> None:
     found = dict(leaves(build_parser()))
-    assert len(found) == 36, sorted(found)
+    assert len(found) == 37, sorted(found)
     for name, parser in found.items():
         assert parser.description, f"schakel {name}: no description"
         assert parser.epilog and parser.epilog.startswith("examples:\n  "), name

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from certs.ca_store import transcryptor_dns_name
+from certs.identity import transcryptor_dns_name
 from gateway.dev import chain
 from gateway.dev.keys import DevKeys
 from gateway.tls import channel_credentials

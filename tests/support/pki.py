@@ -18,11 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from certs.authority import Validity, build_crl, create_root_ca, issue
 from certs.ca_store import (
     node_dns_name,
-    transcryptor_dns_name,
     write_certificate,
     write_private_key,
 )
-from certs.identity import Identity, PeerKind, make_identity
+from certs.identity import Identity, PeerKind, make_identity, transcryptor_dns_name
 from gateway.config import NodeConfig, load_config
 from gateway.logging import configure_logging
 from gateway.rpc.server import NodeServer, Servicers, build_server
