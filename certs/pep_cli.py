@@ -44,7 +44,9 @@ def _domain(args: argparse.Namespace) -> int:
 
 
 def _assemble(args: argparse.Namespace) -> int:
-    material = assemble([DomainFactor.load(Path(f)) for f in args.factors])
+    material = assemble(
+        [DomainFactor.load(Path(f), args.factor_passphrase_file) for f in args.factors]
+    )
     material.save(Path(args.out), force=args.force, passphrase_file=args.passphrase_file)
     print(f"domain key for {material.domain!r} from {len(args.factors)} factors: {args.out}")
     print(f"domain public key: {material.public_key.hex()}")
@@ -93,7 +95,8 @@ def register(certs_subparsers: argparse._SubParsersAction[argparse.ArgumentParse
   schakel certs pep assemble politie-dh.tc-regio.json politie-dh.tc-landelijk.json \\
       --out /etc/schakel/pep/politie-dh.json
   schakel certs pep assemble politie-dh.tc-regio.json politie-dh.tc-landelijk.json \\
-      --out /etc/schakel/pep/politie-dh.json --passphrase-file /run/secrets/pep-passphrase""",
+      --out /etc/schakel/pep/politie-dh.json --passphrase-file /run/secrets/pep-passphrase \\
+      --factor-passphrase-file /run/secrets/politie-dh-transfer""",
     )
     assembled.add_argument("factors", nargs="+", help="factor files from `transcryptor enrol`")
     assembled.add_argument("--out", required=True, help="file to write the domain key to")
@@ -102,6 +105,12 @@ def register(certs_subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "--passphrase-file",
         type=Path,
         help="seal the key file with the passphrase on this file's first line (12+ characters)",
+    )
+    assembled.add_argument(
+        "--factor-passphrase-file",
+        type=Path,
+        help="open factor files sealed by `transcryptor enrol --passphrase-file` with the "
+        "passphrase on this file's first line",
     )
     assembled.set_defaults(func=_run(_assemble))
     init = sub.add_parser(

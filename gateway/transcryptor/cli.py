@@ -93,13 +93,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="Write this transcryptor's factor of one domain's key, for the domain to "
         "multiply with the other transcryptors' factors (schakel certs pep assemble).",
         epilog="""examples:
-  schakel transcryptor enrol politie-dh --config tc-regio.toml --out politie-dh.tc-regio.json""",
+  schakel transcryptor enrol politie-dh --config tc-regio.toml --out politie-dh.tc-regio.json
+  schakel transcryptor enrol politie-dh --config tc-regio.toml --out politie-dh.tc-regio.json \\
+      --passphrase-file /run/secrets/politie-dh-transfer""",
     )
     enrol.add_argument("domain", help="the organisation or node id")
     enrol.add_argument(
         "--config", type=Path, required=True, help="this transcryptor's transcryptor.toml"
     )
     enrol.add_argument("--out", type=Path, required=True, help="the factor file to write (0600)")
+    enrol.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="seal the factor file with the passphrase on this file's first line (12+ "
+        "characters), agreed with the domain, so the file is safe on its way there",
+    )
     enrol.add_argument("--force", action="store_true", help="replace an existing file")
     enrol.set_defaults(func=_enrol)
     run = sub.add_parser(
@@ -221,12 +229,15 @@ def _enrol(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         share, global_public_key = load_share(config)
-        share.domain_factor(args.domain, global_public_key).save(args.out, force=args.force)
+        share.domain_factor(args.domain, global_public_key).save(
+            args.out, force=args.force, passphrase_file=args.passphrase_file
+        )
     except ConfigError as exc:
         return _fail(f"config error: {exc}", EXIT_CONFIG)
     except (KeyFileError, PseudonymError, OSError) as exc:
         return _fail(str(exc))
-    print(f"factor of {args.domain} from {share.transcryptor}: {args.out} (mode 0600)")
+    sealed = ", sealed" if args.passphrase_file is not None else ""
+    print(f"factor of {args.domain} from {share.transcryptor}: {args.out} (mode 0600{sealed})")
     print("the domain multiplies one factor of every transcryptor: schakel certs pep assemble")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def test_init_ceremony_enrol_and_assemble(
         == 2
     )
     factors = []
+    # The factors travel sealed under a passphrase the domain agreed with its transcryptors.
+    transfer = tmp_path / "transfer-passphrase"
+    transfer.write_text("politie-rr transfer passphrase\n")
     for i, name in enumerate(names):
         shutil.copyfile(second, tmp_path / name / "ceremony.json")
         out = tmp_path / f"factor-{i}.json"
@@ -91,12 +95,31 @@ def test_init_ceremony_enrol_and_assemble(
                 str(configs[name]),
                 "--out",
                 str(out),
+                "--passphrase-file",
+                str(transfer),
             ]
         )
         assert code == 0
+        assert "factor" not in json.loads(out.read_text())
         factors.append(str(out))
     domain = tmp_path / "politie-rr.json"
-    assert main(["certs", "pep", "assemble", *factors, "--out", str(domain)]) == 0
+    assert main(["certs", "pep", "assemble", *factors, "--out", str(domain)]) != 0
+    assert "politie-rr transfer" not in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "certs",
+                "pep",
+                "assemble",
+                *factors,
+                "--out",
+                str(domain),
+                "--factor-passphrase-file",
+                str(transfer),
+            ]
+        )
+        == 0
+    )
     shares = tuple(TranscryptorShare.load(tmp_path / n / "share.json") for n in names)
     chain = LocalChain(shares, transcript.global_public_key)
     assert DomainKey.load(domain) == chain.domain_key("politie-rr")
