@@ -3,8 +3,9 @@
 The node's side (:class:`gateway.chain.TranscryptorChain`) runs in this
 process and sends batches; each transcryptor converts its link with two
 worker threads (libsodium releases the GIL), so the two processes and this
-one share the machine's two cores. Every rate is the median of
-:data:`REPEATS` runs, and the baselines are measured in the same run:
+one share the machine's two cores. Every rate is a median (of
+:data:`REPEATS` runs in this process, taking turns; of :data:`CHAIN_REPEATS`
+through the chain), and the baselines are measured in the same run:
 
 - ``transcrypt_in_process_1_thread`` / ``_2_threads``: today's single
   transcryption in this process, the baseline;
@@ -17,7 +18,8 @@ one share the machine's two cores. Every rate is the median of
   subject of the node side and of each transcryptor, and
   ``cpu_bound_subjects_per_s``: two cores divided by that CPU time, the rate
   when no other process shares the cores (the machine is shared: wall-clock
-  rates move with the other load, CPU per subject hardly);
+  rates move with the other load, CPU per subject much less; the in-process
+  rows give theirs as well);
 - ``single_hit_no_hit_round`` / ``chain2_hit_no_hit_round`` /
   ``chain2_hit_no_hit_added``: one subject to :data:`PEERS` domains, a
   hit/no-hit round's conversion (p50 of :data:`ROUNDS`): subject by subject
@@ -49,7 +51,8 @@ from tests.support.pki import Federation
 AREA = "pseudonyms"
 BATCHES = (128, 1024)
 SUBJECTS = 8192
-REPEATS = 3
+REPEATS = 5
+CHAIN_REPEATS = 3
 PEERS = 30
 ROUNDS = 21
 CORES = 2
@@ -100,6 +103,25 @@ def _link_floor(items: Sequence[Ciphertext]) -> None:
         )
 
 
+def _interleaved(fns: Sequence[Callable[[], object]], count: int) -> list[tuple[float, float]]:
+    """Per ``fn`` (``count`` subjects a call): median subjects/s and median CPU µs per subject.
+
+    The functions take turns within each repeat, so a change in the other
+    load of the machine falls on all of them alike.
+    """
+    runs: list[list[tuple[float, float]]] = [[] for _ in fns]
+    for repeat in range(REPEATS + 1):
+        for fn, run in zip(fns, runs, strict=True):
+            start, own = time.perf_counter(), time.process_time()
+            fn()
+            if repeat:  # the first round warms caches and the pool
+                wall, cpu = time.perf_counter() - start, time.process_time() - own
+                run.append((count / wall, cpu / count * 1e6))
+    return [
+        (statistics.median(r for r, _ in run), statistics.median(c for _, c in run)) for run in runs
+    ]
+
+
 def _in_process(single: Transcryptor, items: list[Ciphertext]) -> list[Result]:
     def one_thread(part: Sequence[Ciphertext] = items) -> object:
         return [single.transcrypt(ct, TARGET) for ct in part]
@@ -111,35 +133,37 @@ def _in_process(single: Transcryptor, items: list[Ciphertext]) -> list[Result]:
             # As a transcryptor does: the batch split in one chunk per worker.
             return list(pool.map(one_thread, (items[:half], items[half:])))
 
-        two = len(items) / _median_seconds(two_threads, REPEATS)
-    one = len(items) / _median_seconds(one_thread, REPEATS)
-    floor = len(items) / _median_seconds(lambda: _link_floor(items), REPEATS)
-    return [
-        Result(
-            AREA,
+        one, two, floor = _interleaved(
+            [one_thread, two_threads, lambda: _link_floor(items)], len(items)
+        )
+    rows = [
+        (
             "transcrypt_in_process_1_thread",
             one,
-            "subjects/s",
-            notes="baseline: today's single transcryption in the node, one thread",
+            "",
+            "baseline: today's single transcryption in the node, one thread",
         ),
-        Result(
-            AREA,
+        (
             "transcrypt_in_process_2_threads",
             two,
-            "subjects/s",
-            baseline="transcrypt_in_process_1_thread",
-            notes="baseline: the same on both cores (a chunk per thread)",
+            "transcrypt_in_process_1_thread",
+            "baseline: the same on both cores (a chunk per thread)",
         ),
-        Result(
-            AREA,
+        (
             "libsodium_link_floor_1_thread",
             floor,
-            "subjects/s",
-            baseline="transcrypt_in_process_1_thread",
-            notes="one link's libsodium calls alone (3 variable-base mults, 1 fixed-base, "
-            "2 adds): a chain of 2 on 2 cores cannot exceed this one-core rate",
+            "transcrypt_in_process_1_thread",
+            "one link's libsodium calls alone (3 variable-base mults, 1 fixed-base, 2 adds): "
+            "a chain of 2 on 2 cores cannot exceed this one-core rate",
         ),
     ]
+    results = []
+    for name, (rate, cpu), baseline, what in rows:
+        notes = f"{what}; {cpu:.0f} µs CPU per subject"
+        result = Result(AREA, name, rate, "subjects/s", baseline=baseline, notes=notes)
+        result.extra["cpu_us_per_subject"] = cpu
+        results.append(result)
+    return results
 
 
 class _Processes:
@@ -185,7 +209,7 @@ async def _throughput(chain: _Processes, batch: int, items: list[tuple[Ciphertex
     try:
         await client.transcrypt(items[: batch * 4], from_domain=None, activity="bench")
         rates, cpu = [], []
-        for _ in range(REPEATS):
+        for _ in range(CHAIN_REPEATS):
             before = [_cpu_seconds(pid) for pid in chain.pids]
             start, own = time.perf_counter(), time.process_time()
             await client.transcrypt(items, from_domain=None, activity="bench")
@@ -197,6 +221,7 @@ async def _throughput(chain: _Processes, batch: int, items: list[tuple[Ciphertex
         await client.close()
     per_subject = [statistics.median(column) for column in zip(*cpu, strict=True)]
     names = ["node_client", *(link.id for link in chain.links)]
+    ceiling = CORES * 1e6 / sum(per_subject)
     result = Result(
         AREA,
         f"chain2_batch_{batch}",
@@ -204,11 +229,14 @@ async def _throughput(chain: _Processes, batch: int, items: list[tuple[Ciphertex
         "subjects/s",
         baseline="transcrypt_in_process_2_threads",
         notes=f"2 transcryptor processes (2 workers each), batches of {batch}, "
-        f"{len(items)} subjects, {client.in_flight} batches in flight; target 5,000",
+        f"{client.in_flight} in flight, {len(items)} subjects; CPU per subject "
+        + " + ".join(f"{v:.0f}" for v in per_subject)
+        + f" µs (node, links): {ceiling:,.0f}/s if no other process used the {CORES} cores; "
+        "target 5,000",
     )
     for name, value in zip(names, per_subject, strict=True):
         result.extra[f"{name}_cpu_us_per_subject"] = value
-    result.extra["cpu_bound_subjects_per_s"] = CORES * 1e6 / sum(per_subject)
+    result.extra["cpu_bound_subjects_per_s"] = ceiling
     return result
 
 
