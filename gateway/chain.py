@@ -4,10 +4,12 @@ A conversion from domain ``a`` to ``b`` goes through the ``n`` transcryptors
 the node config lists, in that order: each one's answer is the next one's
 input, and only the last one's is under ``b``'s key. One call carries a
 whole batch (one subject asked of 30 peers is one call per transcryptor);
-a batch larger than ``batch_size`` is split and the parts travel in
-parallel. Each channel is pinned to the transcryptor's own certificate
-(:func:`certs.identity.transcryptor_dns_name`) and rebuilt after a
-rotation of the node's client certificate.
+a batch larger than ``batch_size`` is split and up to ``in_flight`` parts
+travel at once, so the links work as a pipeline while no part waits in a
+transcryptor's queue long enough to use up its deadline. Each channel is
+pinned to the transcryptor's own certificate
+(:func:`certs.identity.transcryptor_dns_name`) and rebuilt after a rotation
+of the node's client certificate.
 
 A transcryptor's refusal comes back as the matching
 :class:`~gateway.errors.SchakelError` naming that transcryptor, so the
@@ -75,6 +77,7 @@ class TranscryptorChain:
         credentials: ClientCertificates | grpc.ChannelCredentials,
         *,
         batch_size: int = 1024,
+        in_flight: int = 4,
         timeout: float = 10.0,
     ) -> None:
         if not links:
@@ -82,6 +85,7 @@ class TranscryptorChain:
         self.links = list(links)
         self._credentials = credentials
         self.batch_size = batch_size
+        self.in_flight = in_flight
         self.timeout = timeout
         self._channels: dict[str, tuple[int, grpc.aio.Channel]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -113,10 +117,15 @@ class TranscryptorChain:
         if not items:
             return []
         size = self.batch_size
-        parts = [items[i : i + size] for i in range(0, len(items), size)]
-        done = await asyncio.gather(
-            *(self._through_chain(part, from_domain or GLOBAL, activity) for part in parts)
-        )
+        gate = asyncio.Semaphore(self.in_flight)
+
+        async def part(start: int) -> list[Ciphertext]:
+            async with gate:
+                return await self._through_chain(
+                    items[start : start + size], from_domain or GLOBAL, activity
+                )
+
+        done = await asyncio.gather(*(part(i) for i in range(0, len(items), size)))
         return [ct for part in done for ct in part]
 
     async def _through_chain(

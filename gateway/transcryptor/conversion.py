@@ -121,6 +121,14 @@ def _convert(
     return out
 
 
+def _usable(domain: str) -> bool:
+    try:
+        check_domain(domain)
+    except PseudonymError:
+        return False
+    return True
+
+
 def _domain(value: str, where: str) -> str:
     try:
         return check_domain(value)
@@ -140,8 +148,11 @@ async def transcrypt(
         raise InvalidInputError(f"items: between 1 and {parts.max_items} per call, not {count}")
     crossing.pairs = Counter((source, item.to_domain) for item in request.items)
     from_domain = _domain(request.from_domain, "from_domain") if request.from_domain else None
+    # Each distinct domain is checked once: a batch names few, and the first bad item is named.
+    bad = {to for _, to in crossing.pairs if not _usable(to)}
     for i, item in enumerate(request.items):
-        _domain(item.to_domain, f"items[{i}].to_domain")
+        if item.to_domain in bad:
+            _domain(item.to_domain, f"items[{i}].to_domain")
         if not item.HasField("subject"):
             raise InvalidInputError(f"items[{i}].subject is required")
     rules = parts.allow.current().decide(caller, activity, crossing.pairs)

@@ -15,7 +15,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import pysodium
 
@@ -111,13 +110,6 @@ def run() -> list[Result]:
         ),
     ]
 
-    def transcrypt_two_threads() -> object:
-        # libsodium calls through ctypes release the GIL, so threads use both cores.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            return list(
-                pool.map(lambda _: transcryptor.transcrypt(ct, "politie-rotterdam"), range(OPS))
-            )
-
     results = []
     for name, op, notes in cases:
         rate = median_rate(repeat(op), OPS, REPEATS)
@@ -126,15 +118,4 @@ def run() -> list[Result]:
         )
         result.extra["ops_per_cpu_second"] = cpu_rate(repeat(op), OPS)
         results.append(result)
-    rate = median_rate(transcrypt_two_threads, OPS, REPEATS)
-    results.append(
-        Result(
-            AREA,
-            "transcrypt_cached_2_threads",
-            rate,
-            "ops/s",
-            baseline=BASE,
-            notes="as transcrypt_cached, 2 worker threads: the GIL is released in libsodium",
-        )
-    )
     return results + chain.run()

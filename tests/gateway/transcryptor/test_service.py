@@ -131,6 +131,12 @@ async def test_a_malformed_item_is_named(running: Running) -> None:
         await call(running, 0, RR, request)
     assert identity.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "items[0].subject" in (identity.value.details() or "")
+    # Each distinct domain is checked once, and still the first item that names a bad one is named.
+    spaced = batch(running, ["politie-rr", "politie rr", "politie-rr", "politie rr"])
+    with pytest.raises(grpc.aio.AioRpcError) as domain:
+        await call(running, 0, RR, spaced)
+    assert domain.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "items[1].to_domain" in (domain.value.details() or "")
     empty = transcryptor_pb2.TranscryptRequest(purpose=request.purpose)
     with pytest.raises(grpc.aio.AioRpcError) as none:
         await call(running, 0, RR, empty)
