@@ -31,7 +31,8 @@ test: $(STAMP)
 ## test-all: the fast suite plus the slow tests, serially (they measure load)
 # The slow tests: kill -9 under load on SQLite and PostgreSQL (tests/gateway/flows/test_crash.py),
 # the long fuzz run of every RPC (tests/gateway/rpc/test_fuzz.py), the 10-minute soak
-# (tests/gateway/flows/test_soak.py) and the signals load test.
+# (tests/gateway/flows/test_soak.py), the signals load test, and three replicas on PostgreSQL
+# behind HAProxy with kill -9 of the leader (tests/gateway/test_replicas.py; installs haproxy).
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 
