@@ -63,7 +63,7 @@ proto-check: $(STAMP)
 	diff -r -x '__init__.py' -x '__pycache__' -x '*.proto' -x 'py.typed' $$tmp/schakel proto/schakel \
 	  || { echo "generated code in proto/schakel is stale: run 'make proto'"; exit 1; }
 
-## bench: benchmarks (pseudonyms, policy, audit, gRPC); writes bench-results/
+## bench: benchmarks (pseudonyms, policy, audit, gRPC, 1 vs 3 replicas); writes bench-results/
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)
 
