@@ -31,7 +31,8 @@ test: $(STAMP)
 ## test-all: the fast suite plus the slow tests, serially (they measure load)
 # The slow tests: kill -9 under load on SQLite and PostgreSQL (tests/gateway/flows/test_crash.py),
 # the long fuzz run of every RPC (tests/gateway/rpc/test_fuzz.py), the 10-minute soak
-# (tests/gateway/flows/test_soak.py) and the signals load test.
+# (tests/gateway/flows/test_soak.py), the signals load test, and three replicas on PostgreSQL
+# behind HAProxy with kill -9 of the leader (tests/gateway/test_replicas.py; installs haproxy).
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 
@@ -62,7 +63,7 @@ proto-check: $(STAMP)
 	diff -r -x '__init__.py' -x '__pycache__' -x '*.proto' -x 'py.typed' $$tmp/schakel proto/schakel \
 	  || { echo "generated code in proto/schakel is stale: run 'make proto'"; exit 1; }
 
-## bench: benchmarks (pseudonyms, policy, audit, gRPC); writes bench-results/
+## bench: benchmarks (pseudonyms, policy, audit, gRPC, 1 vs 3 replicas); writes bench-results/
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)
 

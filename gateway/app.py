@@ -3,16 +3,18 @@
 :func:`open_node` loads every piece the config names (pseudonym keys, the
 signed policy bundle, the audit log with its checkpoint and witness keys,
 the case registry and the case links), builds the servicers on them and the mTLS server around
-them. :class:`Node` then runs the server plus the background loops:
-checkpoint signing, asking peers to witness checkpoints, policy hot reload,
-and the retention purge of cases, case links, audit bodies and expired
-partner tasks.
+them. :class:`Node` then runs the server, policy hot reload and the
+background duties of :mod:`gateway.duties` (checkpoints, witnessing, the
+retention purge), which the leader among a node's replicas does.
+
+On SQLite the node is one process and holds the database file's lock
+(:mod:`gateway.storage.exclusive`); on PostgreSQL any number of replicas
+serve on one schema: tasks, answers and case locks go through the database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 from collections.abc import Iterator, Sequence
@@ -28,14 +30,16 @@ from certs import hsm
 from certs import keys as key_files
 from gateway.audit import notes
 from gateway.audit.checkpoint import Checkpointer
-from gateway.audit.store import AuditLog, to_us
+from gateway.audit.store import AuditLog
 from gateway.audit.verify import Keys
 from gateway.audit.witness import Witness
+from gateway.caselocks import CaseLocks
 from gateway.cases import CaseRegistry, FactVault
 from gateway.cases.links import LinkStore
 from gateway.chain import Link, TranscryptorChain
 from gateway.config import ConfigError, NodeConfig, config_error
-from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
+from gateway.duties import start_duties
+from gateway.federation import Peer, PeerClient, peer_client_for
 from gateway.federation.witnesses import (
     WitnessKeyError,
     WitnessKeys,
@@ -54,8 +58,12 @@ from gateway.rpc.case import CaseService
 from gateway.rpc.federation import FederationService
 from gateway.rpc.partner import PartnerService
 from gateway.rpc.server import NodeServer, Servicers, build_server, open_database
+from gateway.storage.exclusive import ProcessLock, hold_sqlite
+from gateway.storage.leader import Leadership, others_lead
+from gateway.storage.shared import is_shared
 from gateway.subjects import NodeSubjects
 from gateway.tasks.broker import TaskBroker
+from gateway.tasks.replicas import SharedTaskBroker
 from gateway.tls import ClientCertificates, TlsFileError
 from policy.model import PolicyError
 from policy.pseudonyms import DomainKey, KeyFileError
@@ -64,8 +72,8 @@ from policy.store import PolicyStore
 
 log = get_logger("node")
 
-PURGE_INTERVAL_SECONDS = 60.0
-"""Often, so that each retention run finds little to do and finishes in short transactions."""
+REPLICA_GRACE = timedelta(seconds=60)
+"""Cases younger than this are left to the replica that opens them (start-up reconciliation)."""
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -272,9 +280,10 @@ def load_parts(config: NodeConfig, engine: Engine | None = None) -> NodeParts:
         subjects=subjects,
         log_key=signer.verifier(),
         witness_verifier=cosigner.verifier(),
-        tasks=TaskBroker(engine, vault),
+        tasks=(SharedTaskBroker if is_shared(engine) else TaskBroker)(engine, vault),
         peers=peers,
         roster=roster,
+        case_locks=CaseLocks(engine),
     )
 
 
@@ -330,6 +339,10 @@ class Node:
     server: NodeServer
     admin: AdminPort | None = None
     """``/metrics``, ``/healthz`` and ``/readyz``; None without ``[admin] listen``."""
+    process_lock: ProcessLock | None = None
+    """The SQLite file's lock, held while the node runs; None on PostgreSQL."""
+    leadership: Leadership | None = None
+    """Whether this replica does the node's duties; made by :meth:`start`."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -344,17 +357,16 @@ class Node:
         if self.admin is not None:
             self.admin.start()
         await self.parts.tasks.recover()
-        await reconcile_referrals(self.parts)
+        # Replicas serving already may be mid-referral: a case a moment old is theirs to record.
+        others = await asyncio.to_thread(others_lead, self.parts.engine)
+        await reconcile_referrals(self.parts, older_than=REPLICA_GRACE if others else timedelta(0))
         await self.server.start()
         if self.admin is not None:
             self.admin.serving.set()
         if self.parts.policy is not None:
             self.parts.policy.start()
-        self._tasks = [
-            asyncio.create_task(self.parts.checkpointer.run(self._stop), name="checkpoints"),
-            asyncio.create_task(self._witness_loop(), name="witnessing"),
-            asyncio.create_task(self._purge_loop(), name="retention"),
-        ]
+        self.leadership = Leadership(self.parts.engine)
+        self._tasks = start_duties(self.parts, self.leadership, self._stop)
 
     async def stop(self, grace: float | None = 5.0) -> None:
         """Stop serving, finish the loops, and close the audit writer."""
@@ -363,9 +375,7 @@ class Node:
             self.admin.serving.clear()
         await self.server.stop(grace)
         await self.parts.tasks.close()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.parts.policy is not None:
             self.parts.policy.stop()
         if self.parts.peers is not None:
@@ -375,64 +385,34 @@ class Node:
         self.parts.audit.close()
         if self.admin is not None:
             self.admin.stop()
+        if self.process_lock is not None:
+            self.process_lock.release()
 
     async def wait(self) -> None:
         """Return when the server has stopped."""
         await self.server.wait()
 
-    async def _purge_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                purged = await asyncio.to_thread(self.parts.registry.purge_expired)
-                links = await asyncio.to_thread(self.parts.links.purge_expired)
-                erased = await self._erase_audit_bodies()
-                tasks = await self.parts.tasks.purge_expired()
-                if purged or links or erased or tasks:
-                    log.info(
-                        "retention_purge",
-                        cases=len(purged),
-                        links=len(links),
-                        audit_bodies=erased,
-                        partner_tasks=tasks,
-                    )
-            except Exception as exc:  # a failed purge is retried at the next interval
-                log.error("retention_purge_failed", error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), PURGE_INTERVAL_SECONDS)
-
-    async def _erase_audit_bodies(self) -> int:
-        """Erase the audit bodies due now, one short transaction per batch, until none are left.
-
-        Each batch runs in a worker thread and appends go on between batches,
-        so even a large backlog never holds the audit log's write lock for long.
-        """
-        audit = self.parts.audit
-        cutoff = to_us(audit.clock())
-        total = 0
-        while not self._stop.is_set():
-            erased, full = await asyncio.to_thread(audit.erase_batch, cutoff)
-            total += erased
-            if not full:
-                break
-        return total
-
-    async def _witness_loop(self) -> None:
-        roster, peers = self.parts.roster, self.parts.peers
-        if roster is not None and peers is not None:
-            await cosigning.run(self.parts.checkpointer, roster, peers, self._stop)
-
 
 def open_node(config: NodeConfig) -> Node:
     """Load the parts and build the server (inside the event loop that will run it)."""
     otel.configure(config.tracing, config.node.id)  # before any channel to a peer is made
-    engine = open_database(config)
+    process_lock = hold_sqlite(config.database_url)
+    try:
+        engine = open_database(config)
+    except BaseException:
+        if process_lock is not None:
+            process_lock.release()
+        raise
     try:
         parts = load_parts(config, engine)
         server = build_server(config, servicers_for(parts), engine=engine, audit=parts.audit)
     except BaseException:
         engine.dispose()
+        if process_lock is not None:
+            process_lock.release()
         raise
-    return Node(parts, server, AdminPort(parts) if config.admin.listen else None)
+    admin = AdminPort(parts) if config.admin.listen else None
+    return Node(parts, server, admin, process_lock=process_lock)
 
 
 __all__ = ["ConfigError", "Node", "NodeParts", "load_parts", "open_node", "servicers_for"]

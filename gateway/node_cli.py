@@ -179,6 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.rpc.core_log import route_grpc_log  # noqa: PLC0415 - only a node routes it
     from gateway.rpc.server import StartupError  # noqa: PLC0415
     from gateway.storage import StorageError  # noqa: PLC0415
+    from gateway.storage.exclusive import DatabaseInUseError  # noqa: PLC0415
 
     config = _load(args.config)
     if config is None:
@@ -198,6 +199,10 @@ def _run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"schakel node: cannot start: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    except DatabaseInUseError as exc:
+        # Exit 2 like a config error: starting again will not help until the setup changes.
+        print(f"schakel node: cannot start: {config.source}: database.url: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except (StorageError, SQLAlchemyError) as exc:
         return _database_failed(config, exc)
     return 0

@@ -52,7 +52,7 @@ class NodeParts:
     roster: WitnessRoster | None = None
     """Keeps the witness and log keys equal to the peer list; None without peers."""
     case_locks: CaseLocks = field(default_factory=CaseLocks)
-    """Lets one action at a time work on a case."""
+    """Lets one action at a time work on a case (across replicas with a PostgreSQL engine)."""
 
     @property
     def node_id(self) -> str:

@@ -85,7 +85,7 @@ async def answer_hit(
     parts: NodeParts, caller: Identity, request: partner_pb2.AnswerHitRequest
 ) -> None:
     """Take a hit/no-hit answer: check it, judge ``bekend`` under policy, audit, hand on."""
-    pending = _claim(parts, caller, request.task_id)
+    pending = await _claim(parts, caller, request.task_id)
     crossing = _crossing(parts, "AnswerHit", pending, caller, (BEKEND,))
     _check_task(request, pending.task, partner_pb2.TASK_KIND_HIT_QUERY)
     if request.known:
@@ -108,14 +108,14 @@ async def answer_hit(
         released = decision.outcome is Outcome.ALLOW
     await _check_case_open(parts, pending.task)
     await record(parts.audit, crossing)
-    parts.tasks.resolve(pending, request if released else Withheld())
+    await parts.tasks.deliver(pending, request if released else Withheld())
 
 
 async def answer_facts(
     parts: NodeParts, caller: Identity, request: partner_pb2.AnswerFactsRequest
 ) -> None:
     """Take an uitvraag answer: only categories asked; audited, then handed to the uitvraag."""
-    pending = _claim(parts, caller, request.task_id)
+    pending = await _claim(parts, caller, request.task_id)
     asked = tuple(pending.task.categories)
     crossing = _crossing(parts, "AnswerFacts", pending, caller, asked)
     _check_task(request, pending.task, partner_pb2.TASK_KIND_FACT_QUERY)
@@ -131,7 +131,7 @@ async def answer_facts(
     crossing.categories = tuple(sorted({f.category for f in request.facts}))
     await _check_case_open(parts, pending.task)
     await record(parts.audit, crossing)
-    parts.tasks.resolve(pending, request)
+    await parts.tasks.deliver(pending, request)
 
 
 async def acknowledge(parts: NodeParts, caller: Identity, task_id: str) -> None:
@@ -143,9 +143,9 @@ async def acknowledge(parts: NodeParts, caller: Identity, task_id: str) -> None:
     await parts.tasks.acknowledge(check_task_id(task_id), caller.org_id)
 
 
-def _claim(parts: NodeParts, caller: Identity, task_id: str) -> PendingTask:
+async def _claim(parts: NodeParts, caller: Identity, task_id: str) -> PendingTask:
     """The caller's open task ``task_id`` (a TaskError of the broker says why not)."""
-    return parts.tasks.claim(check_task_id(task_id), caller.org_id)
+    return await parts.tasks.claim_open(check_task_id(task_id), caller.org_id)
 
 
 def _crossing(

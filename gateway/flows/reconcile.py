@@ -19,7 +19,7 @@ record might be one of them.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from schakel.v1 import audit_pb2, common_pb2
@@ -59,16 +59,21 @@ def _has_record(entries: list[audit_pb2.AuditEntry], node_id: str, case_id: str)
     return False
 
 
-async def reconcile_referrals(parts: NodeParts) -> list[str]:
+async def reconcile_referrals(
+    parts: NodeParts, *, older_than: timedelta = timedelta(0)
+) -> list[str]:
     """Withdraw the cases in aanmelding whose referral never reached the log; their ids.
 
-    Call once before serving. Raises AuditUnavailableError when a withdrawal
-    cannot be audited (then that case and the rest stay).
+    Call once before serving. With replicas, others serve meanwhile and may
+    be between a case's commit and its record: only cases opened more than
+    ``older_than`` ago are looked at then. Raises AuditUnavailableError when
+    a withdrawal cannot be audited (then that case and the rest stay).
     """
     opened = await asyncio.to_thread(parts.registry.open_referrals)
+    before = datetime.now(UTC) - older_than
     withdrawn = []
     for referral in opened:
-        if not referral.subject:
+        if not referral.subject or referral.opened_at > before:
             continue
         found = await asyncio.to_thread(
             query.query,

@@ -14,7 +14,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine, MetaData, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.storage.errors import StorageError, describe, shown
@@ -31,6 +31,8 @@ metadata = MetaData(
 """The one MetaData every table of the node is declared on."""
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATE_LOCK = "hashtext('schakel/migrate:' || current_schema())"
+"""The advisory lock key (SQL) that lets one replica at a time migrate its schema."""
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -42,9 +44,24 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema up to the newest revision (idempotent); raises :class:`StorageError`."""
+    """Bring the schema up to the newest revision (idempotent); raises :class:`StorageError`.
+
+    On PostgreSQL the replicas of a node start together and each migrates:
+    an advisory lock (scoped to the schema) lets one at a time look at the
+    revision and upgrade, so the others find the schema current.
+    """
     try:
-        command.upgrade(alembic_config(engine), "head")
+        if engine.dialect.name != "postgresql":
+            command.upgrade(alembic_config(engine), "head")
+            return
+        with engine.connect() as conn:
+            conn.execute(text(f"SELECT pg_advisory_lock({_MIGRATE_LOCK})"))
+            conn.commit()
+            try:
+                command.upgrade(alembic_config(engine), "head")
+            finally:
+                conn.execute(text(f"SELECT pg_advisory_unlock({_MIGRATE_LOCK})"))
+                conn.commit()
     except (SQLAlchemyError, CommandError) as exc:
         raise describe(exc, engine.url) from exc
 

@@ -19,7 +19,8 @@ is purged with the expired ones soon after (:meth:`TaskBroker.purge_expired`). W
 opens a new stream, its sent-but-not-done tasks of the kinds asked go out
 again, at most :data:`MAX_DELIVERY_ATTEMPTS` times in all. After a restart
 :meth:`TaskBroker.recover` queues the open deliveries again; open questions
-lapse, since the asker awaiting them died with the old process.
+lapse, since the asker awaiting them died with the old process. Replicas
+on PostgreSQL use :class:`gateway.tasks.replicas.SharedTaskBroker` instead.
 
 The broker holds no audit records: every answer is audited by
 :mod:`gateway.flows.answers` before it is acknowledged, and every task the
@@ -274,6 +275,14 @@ class TaskBroker:
             raise TaskNotYoursError(f"task {quote(task_id)} was sent to another organisation")
         return pending
 
+    async def claim_open(self, task_id: str, org_id: str) -> PendingTask:
+        """:meth:`claim`, where the task may have been made by another replica."""
+        return self.claim(task_id, org_id)
+
+    async def deliver(self, pending: PendingTask, answer: Answer) -> bool:
+        """:meth:`resolve`, where the asker may wait on another replica."""
+        return self.resolve(pending, answer)
+
     def resolve(self, pending: PendingTask, answer: Answer) -> bool:
         """Hand ``answer`` to the asker; False when the task lapsed meanwhile."""
         if self._live.get(pending.task.task_id) is not pending:
@@ -291,8 +300,8 @@ class TaskBroker:
         A :class:`TaskError` says why not; UnavailableError when the table
         could not be written (the delivery stays open; try again).
         """
-        pending = self.claim(task_id, org_id)
-        if pending.answer is not None:
+        pending = await self.claim_open(task_id, org_id)
+        if pending.task.kind in ANSWERED_KINDS:
             kind = partner_pb2.TaskKind.Name(pending.task.kind)
             raise TaskKindError(
                 f"task {quote(task_id)} is a {kind} task: its answer acknowledges it, "

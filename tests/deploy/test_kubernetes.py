@@ -67,7 +67,7 @@ def test_the_node_probes_its_admin_port_and_reads_keys_from_secrets() -> None:
     deployment = one("Deployment", "schakel-node")
     pod = deployment["spec"]["template"]["spec"]
     (node,) = pod["containers"]
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 3
     assert node["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     assert node["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     assert {"name": "admin", "containerPort": 9464, "protocol": "TCP"} in node["ports"]

@@ -13,6 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.storage.exclusive import hold_sqlite
 from gateway.tls import channel_credentials, node_channel
 from tests.support.pki import RR, Federation
 from tests.support.ports import free_port
@@ -112,3 +113,36 @@ def test_a_database_problem_is_one_line_naming_database_url(
     assert lines[0].startswith(f"schakel node: {kind}: {path}: database.url: "), lines[0]
     assert reason in lines[0]
     assert "geheim" not in result.stderr
+
+
+async def test_a_second_node_process_on_the_same_sqlite_file_is_refused(
+    federation: Federation,
+) -> None:
+    port = free_port()
+    path = federation.write_config(federation.node(RR))
+    path.write_text(path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+    first = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, "node", "run", "--config", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        politie = federation.partner(RR, "politie-rr", "politie")
+        creds = channel_credentials(federation.ca_file, politie.cert_file, politie.key_file)
+        await _wait_serving(f"127.0.0.1:{port}", creds, time.monotonic() + 20)
+        second = _node("run", "--config", str(path))
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=20)
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    assert lines[0].startswith(f"schakel node: cannot start: {path}: database.url: "), lines[0]
+    assert f"in use by another node process (pid {first.pid})" in lines[0]
+    assert "run replicas on PostgreSQL" in lines[0]
+    assert first.returncode == 0, "the first node served on and stopped cleanly"
+    freed = hold_sqlite(f"sqlite:///{federation.root / f'state-{RR}' / 'node.db'}")
+    assert freed is not None, "once the first has stopped, the file is free again"
+    freed.release()

@@ -157,10 +157,12 @@ async def referral_load(
     interval: float = 0.0,
     latencies: list[tuple[float, float]] | None = None,
     on_error: Callable[[grpc.StatusCode], None] = lambda _code: None,
+    prefix: str = "w",
 ) -> None:
     """Referrals from ``workers`` concurrent loops until ``stop``, each loop one per
     ``interval`` seconds at most; each OK answer goes into ``acked`` (idempotency key ->
-    case id) and, with ``latencies``, (time, seconds)."""
+    case id) and, with ``latencies``, (time, seconds). Loads side by side need their own
+    ``prefix`` for their idempotency keys."""
     cred = fed.partner(node.node_id, *REFERRER, force=True)
     creds = channel_credentials(fed.ca_file, cred.cert_file, cred.key_file)
     bsns = fake_bsns(20_000, seed=14)
@@ -171,7 +173,7 @@ async def referral_load(
         while not stop.is_set():
             due += interval
             await asyncio.sleep(max(due - time.monotonic(), 0))
-            key = f"w{n}-{i}"
+            key = f"{prefix}{n}-{i}"
             started = time.monotonic()
             try:
                 answer = await stub.SubmitReferral(
