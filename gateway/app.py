@@ -35,6 +35,7 @@ from gateway.cases import CaseRegistry, FactVault
 from gateway.cases.links import LinkStore
 from gateway.chain import Link, TranscryptorChain
 from gateway.config import ConfigError, NodeConfig, config_error
+from gateway.console.server import ConsoleServer
 from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
 from gateway.flows.inzage import INZAGE_ACTIVITY
@@ -306,6 +307,8 @@ class Node:
     server: NodeServer
     admin: AdminPort | None = None
     """``/metrics``, ``/healthz`` and ``/readyz``; None without ``[admin] listen``."""
+    console: ConsoleServer | None = None
+    """The officers' web console; None without ``[console] listen``."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -322,6 +325,8 @@ class Node:
         await self.parts.tasks.recover()
         await reconcile_referrals(self.parts)
         await self.server.start()
+        if self.console is not None:
+            await self.console.start()
         if self.admin is not None:
             self.admin.serving.set()
         if self.parts.policy is not None:
@@ -337,6 +342,8 @@ class Node:
         self._stop.set()
         if self.admin is not None:
             self.admin.serving.clear()
+        if self.console is not None:
+            await self.console.stop()
         await self.server.stop(grace)
         await self.parts.tasks.close()
         for task in self._tasks:
@@ -408,7 +415,9 @@ def open_node(config: NodeConfig) -> Node:
     except BaseException:
         engine.dispose()
         raise
-    return Node(parts, server, AdminPort(parts) if config.admin.listen else None)
+    admin = AdminPort(parts) if config.admin.listen else None
+    console = ConsoleServer(parts, server.revocations) if config.console.listen else None
+    return Node(parts, server, admin, console)
 
 
 __all__ = ["ConfigError", "Node", "NodeParts", "load_parts", "open_node", "servicers_for"]

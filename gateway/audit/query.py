@@ -96,3 +96,15 @@ def query(engine: Engine, where: Filter) -> list[audit_pb2.AuditEntry]:
     """Matching entries, oldest first (at most ``where.limit``)."""
     with engine.connect() as conn:
         return list(select(conn, where.checked()))
+
+
+def one(engine: Engine, index: int) -> audit_pb2.AuditEntry | None:
+    """The entry at ``index``, or None when the log is not that long."""
+    leaf = tables.leaf
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(leaf.c.idx, leaf.c.leaf_hash, leaf.c.data).where(leaf.c.idx == index)
+        ).first()
+    if row is None:
+        return None
+    return entry(int(row.idx), bytes(row.leaf_hash), None if row.data is None else bytes(row.data))
