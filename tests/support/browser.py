@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from tests.support.flow import Flow, partner_sections, running_flow
 from tests.support.paths import ROOT
@@ -54,7 +55,7 @@ def _install_chromium() -> str:
     return ""
 
 
-def chromium() -> Path:
+def system_chromium() -> Path:
     """The system chromium, installed when missing; skips the test when it cannot be."""
     if not CHROMIUM.exists():
         reason = _install_chromium()
@@ -66,7 +67,7 @@ def chromium() -> Path:
 @contextlib.asynccontextmanager
 async def browser() -> AsyncIterator[Any]:
     """One headless chromium for a test module."""
-    path = chromium()
+    path = system_chromium()
     from playwright.async_api import async_playwright  # noqa: PLC0415 - only once chromium is there
 
     async with async_playwright() as playwright:
@@ -75,6 +76,13 @@ async def browser() -> AsyncIterator[Any]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Any]:
+    """One chromium for the whole test module (its tests run in the module's event loop)."""
+    async with browser() as launched:
+        yield launched
 
 
 async def context_for(browser: Any, origin: str, cred: Credential | None) -> Any:

@@ -9,18 +9,23 @@ and checked in the registry and the audit log behind it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gateway.audit.query import Filter, query
 from gateway.flows.casebook import VIEW_METHOD
 from policy.vocabulary import Phase
-from tests.support.browser import browser, console_flow, context_for, shot
+from tests.support.browser import console_flow, context_for, shot
 from tests.support.caseflow import ANTECEDENTEN, HUISVESTING, IN_ZORG, PARTICIPANTS, open_case
 from tests.support.caseflow import partners as simulated
 from tests.support.pki import RR
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-async def test_a_case_walks_from_referral_to_closure(tmp_path: Path) -> None:
-    async with browser() as chromium, console_flow(tmp_path) as (flow, origin):
+
+async def test_a_case_walks_from_referral_to_closure(tmp_path: Path, chromium: Any) -> None:
+    async with console_flow(tmp_path) as (flow, origin):
         for org_id, sim in simulated().items():
             if org_id in dict(PARTICIPANTS):
                 await flow.run_partner(RR, org_id, dict(PARTICIPANTS)[org_id], sim)
