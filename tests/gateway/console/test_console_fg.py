@@ -18,6 +18,7 @@ from gateway.audit.query import Filter, query
 from gateway.console.fg import INZAGE_METHOD
 from gateway.flows.oversight import OPEN_METHOD
 from policy.pseudonyms import Ciphertext, decrypt, pseudonym_hex
+from policy.signing import sign_bundle
 from tests.support.browser import console_flow, context_for, shot
 from tests.support.caseflow import open_case
 from tests.support.flow import Flow
@@ -83,12 +84,34 @@ async def test_the_fg_browses_proves_verifies_and_makes_an_inzage(
         bundle = parts.policy.evaluator.policy.bundle if parts.policy is not None else None
         assert bundle is not None
         assert bundle.sha256 in (await page.text_content("#bundel") or "")
+        assert "nog geen eerdere bundel" in (await page.text_content("#diff") or "")
+        await _new_bundle(flow)
+        await page.goto(origin + "/fg/beleid")
+        assert "2026.2" in (await page.text_content("#bundel") or "")
+        diff = await page.text_content("#diff")
+        assert diff is not None and '-version: "2026.1"' in diff and '+version: "2026.2"' in diff
         await shot(page, "13-fg-beleid")
 
         await _inzage(page, origin, flow)
         names = [e.record.name for e in query(parts.audit.engine, Filter(data_subject_id=subject))]
         assert INZAGE_METHOD in names, "the inzage is audited under the person's pseudonym"
         await context.close()
+
+
+async def _new_bundle(flow: Flow) -> None:
+    """The policy owner signs version 2026.2 of the bundle and RR takes it."""
+    keys = flow.pair.keys
+    text = keys.bundle.read_text()
+    keys.bundle.write_text(text.replace('version: "2026.1"', 'version: "2026.2"'))
+    sign_bundle(keys.bundle, keys.policy_key)
+    store = flow.pair.nodes[RR].parts.policy
+    assert store is not None
+    for _ in range(100):
+        if store.evaluator.policy.bundle.version == "2026.2":
+            return
+        store.check()
+        await asyncio.sleep(0.05)
+    raise AssertionError("RR did not take the new bundle")
 
 
 async def _inzage(page: Any, origin: str, flow: Flow) -> None:
