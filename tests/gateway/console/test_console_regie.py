@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from schakel.v1 import audit_pb2
 
 from gateway.audit.query import Filter, query
 from gateway.flows.casebook import VIEW_METHOD
@@ -19,7 +20,7 @@ from policy.vocabulary import Phase
 from tests.support.browser import console_flow, context_for, shot
 from tests.support.caseflow import ANTECEDENTEN, HUISVESTING, IN_ZORG, PARTICIPANTS, open_case
 from tests.support.caseflow import partners as simulated
-from tests.support.pki import RR
+from tests.support.pki import HL, RR
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -44,6 +45,18 @@ async def test_a_case_walks_from_referral_to_closure(tmp_path: Path, chromium: A
         assert await page.text_content("#fase") == "Aanmelding"
         await shot(page, "02-zaak-aanmelding")
 
+        refused = await page.evaluate(
+            """async (id) => {
+                const token = document.querySelector('input[name=csrf]').value;
+                const body = new URLSearchParams({csrf: token, uitkomst: 'doelen-bereikt'});
+                const answer = await fetch('/zaken/' + id + '/afsluiten', {method: 'POST', body});
+                return [answer.status, await answer.text()];
+            }""",
+            case_id,
+        )
+        assert refused[0] == 409, "closing a case still in aanmelding is the wrong phase"
+        assert "Geweigerd" in refused[1]
+
         await page.click("#form-triage-starten button")
         assert await page.text_content("#fase") == "Triage"
 
@@ -52,11 +65,17 @@ async def test_a_case_walks_from_referral_to_closure(tmp_path: Path, chromium: A
         assert round_result is not None and "ggz-rr" in round_result
         await shot(page, "03-zaak-hitnohit")
 
-        for org_id, org_type in PARTICIPANTS:
+        *first, (last_org, last_type) = PARTICIPANTS
+        for org_id, org_type in first:
             await page.check(f"#form-triage input[value='{org_id}|{org_type}|{RR}']")
         await shot(page, "04-zaak-triage")
         await page.click("#form-triage button")
         assert await page.text_content("#fase") == "Casusoverleg"
+        assert await page.locator("#deelnemers tbody tr").count() == len(first)
+
+        await page.fill("#form-deelnemer input[name=org_id]", last_org)
+        await page.select_option("#form-deelnemer select[name=org_type]", last_type)
+        await page.click("#form-deelnemer button")
         assert await page.locator("#deelnemers tbody tr").count() == len(PARTICIPANTS)
 
         await page.select_option("#form-grondslag select[name=soort]", "consent")
@@ -98,6 +117,23 @@ async def test_a_case_walks_from_referral_to_closure(tmp_path: Path, chromium: A
         assert VIEW_METHOD in names, "opening the case page is audited with the subject"
         for method in ("StartTriage", "Triage", "RecordGround", "StartUitvraag", "CloseCase"):
             assert f"schakel.v1.CaseService/{method}" in names
+        closes = [e.record for e in records if e.record.name.endswith("/CloseCase")]
+        assert audit_pb2.SPAN_STATUS_ERROR in [r.status for r in closes], (
+            "the close refused in aanmelding is audited as refused"
+        )
+
+        second = (await open_case(flow, key="ref-2")).case_id
+        await page.goto(f"{origin}/zaken/{second}")
+        await page.select_option("#form-overdragen select[name=naar]", HL)
+        await page.click("#form-overdragen button")
+        moved = await page.text_content("#resultaat-overdracht")
+        assert moved is not None and HL in moved
+        await shot(page, "08-zaak-overgedragen")
+        handed = parts.registry.get(second)
+        assert handed.phase is Phase.AFSCHALING
+        transfer = parts.registry.transfer_of(second)
+        assert transfer is not None and transfer.node_id == HL
+        assert flow.pair.nodes[HL].parts.registry.get(transfer.remote_case_id).is_open
         await context.close()
 
 
