@@ -38,6 +38,7 @@ from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.console.server import ConsoleServer
 from gateway.federation import Peer, PeerClient, cosigning, peer_client_for
 from gateway.federation.witnesses import WitnessKeyError, WitnessKeys, WitnessRoster, witness_keys
+from gateway.flows.bundles import keep_bundle
 from gateway.flows.inzage import INZAGE_ACTIVITY
 from gateway.flows.reconcile import reconcile_referrals
 from gateway.logging import get_logger
@@ -330,6 +331,9 @@ class Node:
         if self.admin is not None:
             self.admin.serving.set()
         if self.parts.policy is not None:
+            # Every bundle enforced is kept, so the FG can compare it with the one before.
+            await asyncio.to_thread(keep_bundle, self.parts)
+            self.parts.policy.on_reload = functools.partial(keep_bundle, self.parts)
             self.parts.policy.start()
         self._tasks = [
             asyncio.create_task(self.parts.checkpointer.run(self._stop), name="checkpoints"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -64,6 +65,8 @@ class PolicyStore:
         self._bytes = bundle or b""
         self.last_error: str = ""
         """Why the most recent reload failed; empty after a successful one."""
+        self.on_reload: Callable[[], None] | None = None
+        """Called (in the thread that reloaded) after a new bundle took effect."""
         log.info("policy.loaded", bundle_hash=self._evaluator.bundle_hash)
 
     @classmethod
@@ -134,7 +137,9 @@ class PolicyStore:
             self._evaluator = evaluator
             self._bytes = bundle or b""
             log.info("policy.reloaded", bundle_hash=evaluator.bundle_hash, previous=previous)
-            return True
+        if self.on_reload is not None:
+            self.on_reload()
+        return True
 
     def start(self) -> None:
         """Poll for changes every ``interval`` seconds in a daemon thread."""

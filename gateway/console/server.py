@@ -21,7 +21,6 @@ from gateway.config import ConfigError, config_error, split_listen
 from gateway.console import fg, regie
 from gateway.console.access import Gate
 from gateway.console.pages import IDENTITY_KEY, Pages
-from gateway.flows.bundles import keep_bundle
 from gateway.logging import get_logger
 from gateway.parts import NodeParts
 from gateway.tls import RevocationList
@@ -89,7 +88,6 @@ class ConsoleServer:
 
     async def start(self) -> None:
         """Bind and serve; ConfigError naming ``console.listen`` when it cannot bind."""
-        keep_bundle(self.parts)
         host, port = split_listen(self.listen)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port, ssl_context=self._context)

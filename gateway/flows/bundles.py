@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.errors import NotConfiguredError
+from gateway.logging import get_logger
 
 if TYPE_CHECKING:
     from gateway.parts import NodeParts
+
+log = get_logger("bundles")
 
 HISTORY_DIR = "policy-history"
 ORDER_FILE = "order"
@@ -49,7 +52,19 @@ def _history(parts: NodeParts) -> Path:
 
 
 def keep_bundle(parts: NodeParts) -> None:
-    """Store the bundle in force in the history, unless it is already the newest entry there."""
+    """Store the bundle in force in the history, unless it is already the newest entry there.
+
+    The node calls this at start and after every reload, so the FG can see what changed.
+    A failure is logged, never raised: a bundle in force is enforced whether or not its
+    copy could be kept.
+    """
+    try:
+        _keep(parts)
+    except OSError as exc:
+        log.error("policy_history_failed", reason=exc.strerror or type(exc).__name__)
+
+
+def _keep(parts: NodeParts) -> None:
     if parts.policy is None:
         return
     data = parts.policy.bundle_bytes
@@ -76,7 +91,7 @@ def _version_of(text: str) -> str:
 def _view(parts: NodeParts) -> BundleView:
     if parts.policy is None:
         raise NotConfiguredError("this node has no policy bundle configured (policy.bundle)")
-    keep_bundle(parts)
+    _keep(parts)
     bundle = parts.policy.evaluator.policy.bundle
     data = parts.policy.bundle_bytes
     digest = hashlib.sha256(data).hexdigest()

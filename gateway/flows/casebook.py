@@ -77,12 +77,11 @@ async def view_case(parts: NodeParts, caller: Identity, case_id: str) -> CaseVie
     transfer = await asyncio.to_thread(parts.registry.transfer_of, case.id)
     history: list[audit_pb2.AuditEntry] = []
     if case.subject:
-        about = await asyncio.to_thread(
-            query, parts.audit.engine, Filter(data_subject_id=case.subject, limit=HISTORY_LIMIT)
-        )
+        newest = Filter(data_subject_id=case.subject, limit=HISTORY_LIMIT, newest_first=True)
+        about = await asyncio.to_thread(query, parts.audit.engine, newest)
         history = [
             e
-            for e in about
+            for e in reversed(about)
             if not e.erased
             and e.record.case_ref.case_id == case.id
             and e.record.name != VIEW_METHOD

@@ -12,7 +12,7 @@ verifies, exactly as an officer's offline tool would.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,9 @@ class Browse:
     def admits(self, entry: audit_pb2.AuditEntry) -> bool:
         """True when ``entry`` passes the filters on the decoded record."""
         r = entry.record
+        if entry.erased:
+            # An erased record keeps only its hash: no requester, provider or rule to match.
+            return not (self.requester or self.provider or self.rule)
         return (
             (not self.requester or self.requester in r.requester)
             and (not self.provider or self.provider in r.provider)
@@ -56,14 +59,18 @@ class Browse:
 
 
 async def browse(parts: NodeParts, what: Browse) -> list[audit_pb2.AuditEntry]:
-    """The newest records ``what`` admits, at most ``what.limit``, newest first."""
+    """The newest records ``what`` admits, at most ``what.limit``, newest first.
+
+    Requester, provider and rule are not indexed: they are looked for among
+    the newest :data:`~gateway.audit.query.MAX_LIMIT` records the indexed
+    filters admit.
+    """
     try:
-        where = what.where.checked()
+        where = replace(what.where, newest_first=True).checked()
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
     entries = await asyncio.to_thread(query.query, parts.audit.engine, where)
-    kept = [e for e in reversed(entries) if e.erased or what.admits(e)]
-    return kept[: what.limit]
+    return [e for e in entries if what.admits(e)][: what.limit]
 
 
 @dataclass(frozen=True)
