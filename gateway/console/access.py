@@ -71,6 +71,21 @@ SECURITY_HEADERS = {
 """Pages hold personal data: never cached, framed, or sent along as a referrer."""
 
 
+TITLES = {
+    400: "Onjuiste invoer",
+    401: "Niet aangemeld",
+    403: "Geweigerd",
+    404: "Niet gevonden",
+    405: "Niet toegestaan",
+    409: "Niet mogelijk in deze toestand",
+    413: "Te groot",
+    500: "Fout in het knooppunt",
+    503: "Niet beschikbaar",
+    504: "Geen antwoord op tijd",
+}
+"""The heading of a refusal's page; the message below it says what was wrong."""
+
+
 def status_of(error: SchakelError) -> int:
     """The HTTP status a refusal is answered with."""
     table: list[tuple[type[SchakelError], int]] = [
@@ -169,14 +184,15 @@ class Gate:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = self.pages.error(request, exc.status, exc.reason, exc.reason)
+            title = TITLES.get(exc.status, exc.reason)
+            response = self.pages.error(request, exc.status, title, exc.reason)
         except Exception as exc:
             # The type only: an exception's text may quote a value, a query or a pseudonym.
             log.error("console_failed", path=request.path, error_type=type(exc).__name__)
             response = self.pages.error(
                 request,
                 500,
-                "Fout in het knooppunt",
+                TITLES[500],
                 f"Deze pagina kon niet worden gemaakt ({type(exc).__name__}); "
                 "de beheerders vinden het in het log van het knooppunt.",
             )
@@ -197,4 +213,5 @@ class Gate:
             except AuditUnavailableError as failed:
                 error = failed
         log.warning("console_refused", path=request.path, error_type=type(error).__name__)
-        return self.pages.error(request, status_of(error), "Geweigerd", error.message)
+        status = status_of(error)
+        return self.pages.error(request, status, TITLES.get(status, "Geweigerd"), error.message)

@@ -93,6 +93,11 @@ def operation(name: str) -> str:
     return name.rpartition("/")[2] or name
 
 
+def reason(code: str) -> str:
+    """A withheld reason in Dutch with its code, e.g. ``geen regel staat dit toe (no-rule)``."""
+    return f"{REASONS[code]} ({code})" if code in REASONS else code
+
+
 def field_value(value: common_pb2.FactValue) -> str:
     """A fact field as text: a date as dd-mm-jjjj (coarsened mm-jjjj or jjjj), a flag ja/nee."""
     kind = value.WhichOneof("kind")
@@ -123,7 +128,7 @@ class Pages:
             uitkomst=lambda v: OUTCOMES.get(v, "—"),
             operatie=operation,
             waarde=field_value,
-            reden=lambda code: REASONS.get(code, code),
+            reden=reason,
             hexkort=lambda b: bytes(b).hex()[:16] if b else "",
             hex=lambda b: bytes(b).hex(),
         )
@@ -142,4 +147,4 @@ class Pages:
 
     def error(self, request: web.Request, status: int, title: str, message: str) -> web.Response:
         """A page saying why the request was refused."""
-        return self.render(request, "fout.html", status, title=title, message=message)
+        return self.render(request, "fout.html", status, title=title, message=message, code=status)

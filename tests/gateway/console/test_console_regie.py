@@ -55,7 +55,7 @@ async def test_a_case_walks_from_referral_to_closure(tmp_path: Path, chromium: A
             case_id,
         )
         assert refused[0] == 409, "closing a case still in aanmelding is the wrong phase"
-        assert "Geweigerd" in refused[1]
+        assert "Niet mogelijk in deze toestand" in refused[1]
 
         await page.click("#form-triage-starten button")
         assert await page.text_content("#fase") == "Triage"
