@@ -93,7 +93,9 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
                         for role in (PROCESREGISSEUR, FG)
                     )
                     say(
-                        f"   {node_id}'s console: {node.console.url} (import {officers} "
+                        # The dev node certificates name localhost, not 127.0.0.1.
+                        f"   {node_id}'s console: "
+                        f"{node.console.url.replace('127.0.0.1', 'localhost')} (import {officers} "
                         f"into the browser, password {P12_PASSWORD})"
                     )
         except (ConfigError, StartupError, RuntimeError) as exc:
