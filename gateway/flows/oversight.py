@@ -65,8 +65,11 @@ async def browse(parts: NodeParts, what: Browse) -> list[audit_pb2.AuditEntry]:
     the newest :data:`~gateway.audit.query.MAX_LIMIT` records the indexed
     filters admit.
     """
+    unindexed = what.requester or what.provider or what.rule
+    # Without an unindexed filter the database's limit is the page's.
+    limit = what.where.limit if unindexed else min(what.where.limit, what.limit)
     try:
-        where = replace(what.where, newest_first=True).checked()
+        where = replace(what.where, newest_first=True, limit=limit).checked()
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
     entries = await asyncio.to_thread(query.query, parts.audit.engine, where)
