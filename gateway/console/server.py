@@ -6,8 +6,11 @@ locks. The TLS context asks every browser for a certificate chaining to
 the federation CA (a browser without one is refused in the handshake);
 who may see what is :mod:`gateway.console.access`.
 
-The certificate and key are read at start: after a rotation of the
-node's certificate, restart the node (or the console with it).
+Like the gRPC port, the console follows a rotation of the node's
+certificate, key or CA files: before a handshake it checks whether the
+files changed and, if they did, hands that handshake a context built
+from the new files (a rotation that cannot be loaded is logged and the
+last good context kept).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from gateway.console.access import Gate
 from gateway.console.pages import IDENTITY_KEY, Pages
 from gateway.logging import get_logger
 from gateway.parts import NodeParts
-from gateway.tls import RevocationList
+from gateway.tls import RevocationList, TlsFileError, TlsFiles, read_material
 
 log = get_logger("console")
 
@@ -47,6 +50,49 @@ def tls_context(parts: NodeParts) -> ssl.SSLContext:
             parts.config, "tls.cert_file", f"the console cannot use it: {exc}"
         ) from exc
     return context
+
+
+class RotatingContext:
+    """The console's TLS context, rebuilt when the node's TLS files change."""
+
+    def __init__(self, parts: NodeParts) -> None:
+        self.parts = parts
+        tls = parts.config.tls
+        self.files = TlsFiles(tls.ca_file, tls.cert_file, tls.key_file, tls.key_passphrase_file)
+        self._stamp = self.files.stamp()
+        try:
+            self.current = self._build()
+        except TlsFileError as exc:
+            raise config_error(parts.config, f"tls.{exc.key}", str(exc)) from exc
+        self.generation = 0
+        """Incremented on every rotation taken."""
+
+    def _build(self) -> ssl.SSLContext:
+        # The same checks as the gRPC port's: this node's certificate, from the CA, valid now.
+        read_material(self.files, self.parts.node_id)
+        context = tls_context(self.parts)
+        context.sni_callback = self._before_handshake
+        return context
+
+    def _before_handshake(
+        self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        """OpenSSL's server-name callback, called for every handshake (with or without SNI)."""
+        try:
+            stamp = self.files.stamp()
+        except OSError as exc:
+            log.error("console_tls_reload_failed", reason=f"cannot stat: {exc.strerror}")
+            stamp = self._stamp
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.current = self._build()
+                self.generation += 1
+                log.info("console_tls_rotated", generation=self.generation)
+            except (ConfigError, TlsFileError) as exc:
+                log.error("console_tls_reload_failed", reason=str(exc))
+        if connection.context is not self.current:
+            connection.context = self.current
 
 
 async def _home(request: web.Request) -> web.StreamResponse:
@@ -73,7 +119,7 @@ class ConsoleServer:
     def __init__(self, parts: NodeParts, revocations: RevocationList) -> None:
         self.parts = parts
         self.listen = parts.config.console.listen
-        self._context = tls_context(parts)
+        self.tls = RotatingContext(parts)
         self._runner = web.AppRunner(build_app(parts, revocations), access_log=None)
         self._site: web.TCPSite | None = None
         self.port = 0
@@ -90,7 +136,7 @@ class ConsoleServer:
         """Bind and serve; ConfigError naming ``console.listen`` when it cannot bind."""
         host, port = split_listen(self.listen)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, ssl_context=self._context)
+        self._site = web.TCPSite(self._runner, host, port, ssl_context=self.tls.current)
         try:
             await self._site.start()
         except OSError as exc:

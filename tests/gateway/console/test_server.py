@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.app import Node, open_node
 from gateway.config import ConfigError
@@ -76,6 +77,39 @@ async def test_tls_1_2_and_a_browser_without_certificate_are_refused_in_the_hand
     good.check_hostname = False
     good.load_cert_chain(officer.cert_file, officer.key_file)
     assert (await asyncio.to_thread(_handshake, port, good)).startswith("HTTP/1.0 303")
+
+
+def _server_certificate(port: int, context: ssl.SSLContext) -> bytes:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+
+async def test_the_console_follows_a_rotation_of_the_node_certificate(
+    console_node: Node, federation: Federation
+) -> None:
+    assert console_node.console is not None
+    port = console_node.console.port
+    officer = federation.officer(RR, "fg")
+    client = ssl.create_default_context(cafile=federation.ca_file)
+    client.check_hostname = False
+    client.load_cert_chain(officer.cert_file, officer.key_file)
+    before = await asyncio.to_thread(_server_certificate, port, client)
+    rotated = federation.node(RR, force=True)
+    after = await asyncio.to_thread(_server_certificate, port, client)
+    assert after != before
+    assert after == rotated.cert.public_bytes(Encoding.DER)
+    assert console_node.console.tls.generation == 1
+    other = federation.node("zvh-haaglanden")
+    rotated.cert_file.write_bytes(other.cert_file.read_bytes())
+    rotated.key_file.write_bytes(other.key_file.read_bytes())
+    kept = await asyncio.to_thread(_server_certificate, port, client)
+    assert kept == after, "another node's certificate is not taken"
+    assert console_node.console.tls.generation == 1
 
 
 async def test_a_console_address_in_use_is_named(federation: Federation, tmp_path: Path) -> None:
