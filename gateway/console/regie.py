@@ -8,7 +8,8 @@ as over gRPC. Reading a case is audited by :func:`gateway.flows.casebook.view_ca
 
 from __future__ import annotations
 
-import uuid
+import secrets
+import string
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,6 +53,12 @@ def _vocabulary(parts: NodeParts) -> dict[str, Any]:
         "phases": [p.value for p in Phase],
         "node_id": parts.node_id,
     }
+
+
+def _idempotency_key() -> str:
+    """A fresh hand-over key of letters only: no run of digits a text check could read as a
+    BSN or a date (see :mod:`policy.text`), so a random key is never refused."""
+    return "console-" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(26))
 
 
 def _filter(query: Any) -> CaseFilter:
@@ -178,7 +185,7 @@ def add_routes(app: web.Application, parts: NodeParts, pages: Pages) -> None:
             status,
             view=view,
             result=result or {},
-            handover_key=uuid.uuid4().hex,
+            handover_key=_idempotency_key(),
             **_vocabulary(parts),
         )
 
