@@ -38,6 +38,7 @@ from gateway.cases import CaseRegistry, FactVault
 from gateway.cases.links import LinkStore
 from gateway.chain import Link, TranscryptorChain
 from gateway.config import ConfigError, NodeConfig, config_error
+from gateway.console.server import ConsoleServer
 from gateway.duties import start_duties
 from gateway.federation import Peer, PeerClient, peer_client_for
 from gateway.federation.witnesses import (
@@ -47,6 +48,7 @@ from gateway.federation.witnesses import (
     transcryptor_logs,
     witness_keys,
 )
+from gateway.flows.bundles import keep_bundle
 from gateway.flows.inzage import INZAGE_ACTIVITY
 from gateway.flows.reconcile import reconcile_referrals
 from gateway.logging import get_logger
@@ -343,6 +345,8 @@ class Node:
     """The SQLite file's lock, held while the node runs; None on PostgreSQL."""
     leadership: Leadership | None = None
     """Whether this replica does the node's duties; made by :meth:`start`."""
+    console: ConsoleServer | None = None
+    """The officers' web console; None without ``[console] listen``."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -361,9 +365,14 @@ class Node:
         others = await asyncio.to_thread(others_lead, self.parts.engine)
         await reconcile_referrals(self.parts, older_than=REPLICA_GRACE if others else timedelta(0))
         await self.server.start()
+        if self.console is not None:
+            await self.console.start()
         if self.admin is not None:
             self.admin.serving.set()
         if self.parts.policy is not None:
+            # Every bundle enforced is kept, so the FG can compare it with the one before.
+            await asyncio.to_thread(keep_bundle, self.parts)
+            self.parts.policy.on_reload = functools.partial(keep_bundle, self.parts)
             self.parts.policy.start()
         self.leadership = Leadership(self.parts.engine)
         self._tasks = start_duties(self.parts, self.leadership, self._stop)
@@ -373,6 +382,8 @@ class Node:
         self._stop.set()
         if self.admin is not None:
             self.admin.serving.clear()
+        if self.console is not None:
+            await self.console.stop()
         await self.server.stop(grace)
         await self.parts.tasks.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -412,7 +423,8 @@ def open_node(config: NodeConfig) -> Node:
             process_lock.release()
         raise
     admin = AdminPort(parts) if config.admin.listen else None
-    return Node(parts, server, admin, process_lock=process_lock)
+    console = ConsoleServer(parts, server.revocations) if config.console.listen else None
+    return Node(parts, server, admin, process_lock=process_lock, console=console)
 
 
 __all__ = ["ConfigError", "Node", "NodeParts", "load_parts", "open_node", "servicers_for"]

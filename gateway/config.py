@@ -183,6 +183,14 @@ class PartnerOrgSection:
 
 
 @dataclass(frozen=True)
+class ConsoleSection:
+    """``[console]``: the officers' web console, on its own HTTPS port behind the node's mTLS."""
+
+    listen: str = ""
+    """``host:port`` of the console, e.g. ``127.0.0.1:7480``; empty (the default): off."""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole, validated configuration of one node."""
 
@@ -198,6 +206,7 @@ class NodeConfig:
     partners: list[PartnerOrgSection] = field(default_factory=list)
     admin: AdminSection = field(default_factory=AdminSection)
     tracing: TracingSection = field(default_factory=TracingSection)
+    console: ConsoleSection = field(default_factory=ConsoleSection)
     transcryptors: list[TranscryptorEndpoint] = field(default_factory=list)
     source: str = field(default="", metadata={"internal": True})
     """Where the configuration came from, for error messages; not a key."""
@@ -265,10 +274,14 @@ def _validate(
         check_slug(config.node.id, "node id")
     except IdentityError as exc:
         raise fail("node.id", str(exc)) from exc
-    listens = {"node.listen": config.node.listen, "admin.listen": config.admin.listen}
+    listens = {
+        "node.listen": config.node.listen,
+        "admin.listen": config.admin.listen,
+        "console.listen": config.console.listen,
+    }
     for key, listen in listens.items():
         try:
-            if listen or key == "node.listen":  # an empty admin.listen turns the port off
+            if listen or key == "node.listen":  # an empty admin or console listen: port off
                 split_listen(listen)
         except ValueError as exc:
             raise fail(key, str(exc)) from exc
@@ -364,6 +377,7 @@ __all__ = [
     "AuditSection",
     "CasesSection",
     "ConfigError",
+    "ConsoleSection",
     "DatabaseSection",
     "FederationSection",
     "NodeConfig",

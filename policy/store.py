@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -61,8 +62,11 @@ class PolicyStore:
         bundle, sig = _read(self.bundle_path), _read(self._sig_path)
         self._stamp = (_digest(bundle), _digest(sig))
         self._evaluator = self._load(bundle, sig)
+        self._bytes = bundle or b""
         self.last_error: str = ""
         """Why the most recent reload failed; empty after a successful one."""
+        self.on_reload: Callable[[], None] | None = None
+        """Called (in the thread that reloaded) after a new bundle took effect."""
         log.info("policy.loaded", bundle_hash=self._evaluator.bundle_hash)
 
     @classmethod
@@ -76,6 +80,16 @@ class PolicyStore:
     def evaluator(self) -> Evaluator:
         """The evaluator of the bundle in force."""
         return self._evaluator
+
+    @property
+    def bundle_bytes(self) -> bytes:
+        """The signed bytes of the bundle in force, as they were read."""
+        return self._bytes
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The pinned key the bundle's signature was checked with."""
+        return self._key
 
     @property
     def bundle_hash(self) -> str:
@@ -121,8 +135,11 @@ class PolicyStore:
                 return False
             previous = self._evaluator.bundle_hash
             self._evaluator = evaluator
+            self._bytes = bundle or b""
             log.info("policy.reloaded", bundle_hash=evaluator.bundle_hash, previous=previous)
-            return True
+        if self.on_reload is not None:
+            self.on_reload()
+        return True
 
     def start(self) -> None:
         """Poll for changes every ``interval`` seconds in a daemon thread."""

@@ -29,6 +29,8 @@ class Filter:
     until: datetime | None = None
     outcome: int | None = None
     limit: int = MAX_LIMIT
+    newest_first: bool = False
+    """Newest first (and ``limit`` takes the newest), instead of oldest first."""
 
     @classmethod
     def from_proto(cls, query: audit_pb2.AuditQuery) -> Filter:
@@ -73,7 +75,7 @@ def entry(index: int, digest: bytes, data: bytes | None) -> audit_pb2.AuditEntry
 
 
 def select(conn: Connection, where: Filter) -> Iterator[audit_pb2.AuditEntry]:
-    """Matching entries, oldest first."""
+    """Matching entries, oldest first (newest first when the filter says so)."""
     leaf = tables.leaf
     query = sa.select(leaf.c.idx, leaf.c.leaf_hash, leaf.c.data)
     if where.data_subject_id is not None:
@@ -88,11 +90,24 @@ def select(conn: Connection, where: Filter) -> Iterator[audit_pb2.AuditEntry]:
         query = query.where(leaf.c.start_us < to_us(where.until))
     if where.outcome is not None:
         query = query.where(leaf.c.outcome == where.outcome)
-    for idx, digest, data in conn.execute(query.order_by(leaf.c.idx).limit(where.limit)):
+    order = leaf.c.idx.desc() if where.newest_first else leaf.c.idx
+    for idx, digest, data in conn.execute(query.order_by(order).limit(where.limit)):
         yield entry(int(idx), bytes(digest), None if data is None else bytes(data))
 
 
 def query(engine: Engine, where: Filter) -> list[audit_pb2.AuditEntry]:
-    """Matching entries, oldest first (at most ``where.limit``)."""
+    """Matching entries, oldest or newest first (at most ``where.limit``)."""
     with engine.connect() as conn:
         return list(select(conn, where.checked()))
+
+
+def one(engine: Engine, index: int) -> audit_pb2.AuditEntry | None:
+    """The entry at ``index``, or None when the log is not that long."""
+    leaf = tables.leaf
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(leaf.c.idx, leaf.c.leaf_hash, leaf.c.data).where(leaf.c.idx == index)
+        ).first()
+    if row is None:
+        return None
+    return entry(int(row.idx), bytes(row.leaf_hash), None if row.data is None else bytes(row.data))

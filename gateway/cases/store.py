@@ -23,6 +23,7 @@ from gateway.cases.errors import CaseError, IllegalTransitionError, ReferralConf
 from gateway.cases.facts import FactStore
 from gateway.cases.grounds import GroundStore
 from gateway.cases.hits import HitStore
+from gateway.cases.listing import CaseListing
 from gateway.cases.model import (
     REJECTED_OUTCOME,
     Case,
@@ -68,7 +69,13 @@ class OpenReferral:
 
 
 class CaseRegistry(
-    ParticipantStore, GroundStore, HitStore, BottleneckStore, FactStore, RetentionStore
+    ParticipantStore,
+    GroundStore,
+    HitStore,
+    BottleneckStore,
+    FactStore,
+    RetentionStore,
+    CaseListing,
 ):
     """Cases of one node, stored through ``engine``; facts sealed by ``vault``.
 

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
 from schakel.v1 import common_pb2
 
 from adapters.sdk import PartnerClient
@@ -31,6 +34,7 @@ from certs.identity import (
     identity_from_certificate,
     make_identity,
 )
+from certs.keys import load_private_key
 from gateway.app import Node
 from gateway.dev import partners as devpartners
 from gateway.dev.keys import TRANSCRYPTORS, DevKeys
@@ -41,7 +45,16 @@ from policy.vocabulary import COLLECTOR_ROLE, FG, PROCESREGISSEUR, REGIE
 
 ROTTERDAM = "zvh-rotterdam-rijnmond"
 HAAGLANDEN = "zvh-haaglanden"
-DEV_PORTS = {ROTTERDAM: 7443, HAAGLANDEN: 7444, "tc-regio": 7445, "tc-landelijk": 7446}
+DEV_PORTS = {
+    ROTTERDAM: 7443,
+    HAAGLANDEN: 7444,
+    "tc-regio": 7445,
+    "tc-landelijk": 7446,
+    f"console-{ROTTERDAM}": 7480,
+    f"console-{HAAGLANDEN}": 7481,
+}
+P12_PASSWORD = "schakel-dev"  # noqa: S105 - printed by make run
+"""The password of the officers' ``.p12`` files that a browser imports (a dev federation only)."""
 
 # Made-up OINs: the 00000099 prefix is not handed out by Logius.
 _OIN = "000000990000000{:05d}"
@@ -229,6 +242,8 @@ def write_node_config(fed: DevFederation, node_id: str, ports: dict[str, int]) -
     partners = "".join(
         f'\n[[partners]]\nid = "{org}"\norg_type = "{kind}"\n' for org, kind in PARTNERS[node_id]
     )
+    partners += f'\n[console]\nlisten = "127.0.0.1:{ports[f"console-{node_id}"]}"\n'
+
     path = fed.root / node_id / "node.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -246,6 +261,25 @@ key_file = "{cred.key_file.resolve()}"
 crl_file = "{(fed.root / "ca" / "crl.pem").resolve()}"
 {sections}{partners}"""
     )
+    return path
+
+
+def browser_certificate(fed: DevFederation, stem: str) -> Path:
+    """The certificate ``stem`` with its key as ``certs/<stem>.p12`` (password
+    :data:`P12_PASSWORD`), to import into a browser for the console."""
+    cred = fed.credentials[stem]
+    key = load_private_key(cred.key_file)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{cred.key_file} is not an EC key")
+    bundle = pkcs12.serialize_key_and_certificates(
+        stem.encode(),
+        key,
+        load_certificate(cred.cert_file),
+        None,
+        serialization.BestAvailableEncryption(P12_PASSWORD.encode()),
+    )
+    path = cred.cert_file.with_suffix(".p12")
+    path.write_bytes(bundle)
     return path
 
 

@@ -34,8 +34,10 @@ from gateway.dev import chain, checks, walkthrough
 from gateway.dev.federation import (
     DEV_PORTS,
     HAAGLANDEN,
+    P12_PASSWORD,
     ROTTERDAM,
     Check,
+    browser_certificate,
     free_port,
     prepare_pki,
     shut_down,
@@ -44,6 +46,7 @@ from gateway.dev.federation import (
 )
 from gateway.logging import configure_logging
 from gateway.rpc.server import StartupError
+from policy.vocabulary import FG, PROCESREGISSEUR
 
 CHECKS: list[Check] = [
     *checks.SERVING,
@@ -67,9 +70,10 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     log_path = root / "nodes.log"
     with log_path.open("a", encoding="utf-8") as log_file:
         configure_logging("info", stream=log_file)
+        consoles = [f"console-{n}" for n in (ROTTERDAM, HAAGLANDEN)]
         ports = {
             name: free_port() if args.ports == "auto" else DEV_PORTS[name]
-            for name in (ROTTERDAM, HAAGLANDEN, *fed.keys.transcryptors)
+            for name in (ROTTERDAM, HAAGLANDEN, *fed.keys.transcryptors, *consoles)
         }
         try:
             say(f"== starting the transcryptor chain as processes (JSON logs in {log_path})")
@@ -83,6 +87,17 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
                 await node.start()
                 fed.nodes[node_id] = node
                 say(f"   {node_id} listens on {node.address} ({config.database_url})")
+                if node.console is not None:
+                    officers = ", ".join(
+                        str(browser_certificate(fed, f"{node_id}-{role}"))
+                        for role in (PROCESREGISSEUR, FG)
+                    )
+                    say(
+                        # The dev node certificates name localhost, not 127.0.0.1.
+                        f"   {node_id}'s console: "
+                        f"{node.console.url.replace('127.0.0.1', 'localhost')} (import {officers} "
+                        f"into the browser, password {P12_PASSWORD})"
+                    )
         except (ConfigError, StartupError, RuntimeError) as exc:
             say(f"FAILED: {exc}")
             if args.ports != "auto":

@@ -36,6 +36,23 @@ async def subject_report(
     ``resolver`` turns the ciphertext into the node-domain pseudonym; a node
     without pseudonym keys has none and cannot answer.
     """
+    report = await make_report(log, checkpointer, resolver, caller, subject)
+    return report.response
+
+
+async def make_report(
+    log: AuditLog,
+    checkpointer: Checkpoints,
+    resolver: inzage.SubjectResolver | None,
+    caller: Identity,
+    subject: common_pb2.EncryptedPseudonym,
+    *,
+    name: str = METHOD,
+) -> inzage.SubjectReport:
+    """:func:`subject_report` with the records newer than the checkpoint, for a rendered report.
+
+    ``name`` is the operation the lookup's audit record names.
+    """
     if resolver is None:
         raise NotConfiguredError(
             "SubjectReport needs the node's pseudonym keys "
@@ -45,10 +62,10 @@ async def subject_report(
         pseudonym = await resolver(Ciphertext.from_proto(subject))
     except PseudonymError as exc:
         raise InvalidInputError(f"subject: {exc}") from None
-    crossing = Crossing(name=METHOD, caller=caller, activity=INZAGE_ACTIVITY, subject=pseudonym)
+    crossing = Crossing(name=name, caller=caller, activity=INZAGE_ACTIVITY, subject=pseudonym)
     try:
         report = await asyncio.to_thread(inzage.build_report, checkpointer, pseudonym)
     except inzage.InzageError as exc:
         raise WrongStateError(str(exc)) from None
     await record(log, crossing)
-    return report.response
+    return report

@@ -38,6 +38,9 @@ def test_the_wheel_holds_everything_a_node_needs(tmp_path: Path) -> None:
         "schakel/v1/partner_pb2.py",
         "policy/bundles/baseline/bundle.yaml",
         "adapters/sdk/__init__.py",
+        "gateway/console/templates/zaak.html",
+        "gateway/console/static/noble-ristretto255.js",
+        "gateway/console/static/noble-curves.LICENSE.txt",
     ):
         assert expected in names, expected
     info = next(n for n in names if n.endswith(".dist-info/METADATA"))

@@ -30,6 +30,10 @@ def test_dev_federation_walks_a_case_through_and_reuses_its_state(tmp_path: Path
         for org_id, _ in federation.PARTNERS[node_id]:
             assert f'[[partners]]\nid = "{org_id}"' in config
         assert (tmp_path / node_id / "state" / "node.db").is_file()
+        assert "\n[console]\nlisten = " in config
+        assert f"{node_id}'s console: https://localhost:" in first
+        for role in ("procesregisseur", "fg"):
+            assert (tmp_path / "certs" / f"{node_id}-{role}.p12").is_file()
     assert len(WALKTHROUGH) == 11
     for title in WALKTHROUGH:
         assert f"   ok      {title}: " in first, title
