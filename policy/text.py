@@ -44,8 +44,7 @@ _MAILTO = re.compile(rf"mailto:{_EMAIL.pattern}")
 
 _ANY_DIGIT = re.compile(r"[0-9]")
 _DIGITS = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
-_HEX_RUN = re.compile(r"[0-9A-Fa-f]+")
-_LONG_HEX = 16
+_LONG_HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
 _YMD = re.compile(r"(?<![0-9])([0-9]{4})([-/.])([0-9]{1,2})\2([0-9]{1,2})(?![0-9])")
 _DMY = re.compile(r"(?<![0-9])([0-9]{1,2})([-/.])([0-9]{1,2})\2([0-9]{4}|[0-9]{2})(?![0-9])")
 _MONTHS = {
@@ -98,14 +97,13 @@ def _compact_date(digits: str) -> bool:
     )
 
 
-def _numbers(text: str) -> list[str]:
-    """Each standalone run of digits not inside a long hex run (a uuid or hash)."""
-    long_runs = [m.span() for m in _HEX_RUN.finditer(text) if m.end() - m.start() >= _LONG_HEX]
-    return [
-        m.group()
-        for m in _DIGITS.finditer(text)
-        if not any(start <= m.start() and m.end() <= end for start, end in long_runs)
-    ]
+def _without_long_hex(text: str) -> str:
+    """``text`` with every hex run of 16 or more characters (a uuid or a hash) blanked out.
+
+    Random hex is full of digit and letter mixes that read as dates ("4dec04" is
+    4 December 1904), so no pattern may look inside it.
+    """
+    return _LONG_HEX_RUN.sub(" ", text)
 
 
 def _number_is(digits: str) -> str | None:
@@ -122,11 +120,13 @@ def identifier_in(text: str) -> str | None:
     A BSN is a standalone run of nine digits that passes the elfproef; a date
     is ``yyyy-mm-dd``, ``dd-mm-yyyy`` or ``dd-mm-yy`` (with ``-``, ``/`` or
     ``.``), ``yyyymmdd`` or ``ddmmyyyy``, or a day, a month's name and a year
-    (``12-mrt-1985``), each a real calendar day from 1900 to 2099.
+    (``12-mrt-1985``), each a real calendar day from 1900 to 2099. Hex runs of
+    16 or more characters (uuids, hashes) are not read at all.
     """
     if _ANY_DIGIT.search(text) is None:
         return None  # every identifier has digits; most codes and handles have none
-    for digits in _numbers(text):
+    text = _without_long_hex(text)
+    for digits in _DIGITS.findall(text):
         found = _number_is(digits)
         if found is not None:
             return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import pytest
@@ -54,6 +55,27 @@ def test_a_uuid_or_hash_is_not_read_for_numbers() -> None:
     assert identifier_in(f"{key}:{'ref-1'}") is None
     for _ in range(200):
         check_token(uuid.uuid4().hex, "idempotency_key")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a7d6bb2d0a07434dbf95faa4decfa04d",  # a uuid4 whose "4decfa04" read as 4 Dec 1904
+        "0123456789abcdef1feb20aa",
+        "ffff12dec1985fffff",
+    ],
+)
+def test_a_month_name_inside_a_uuid_or_hash_is_no_date(key: str) -> None:
+    assert identifier_in(key) is None
+    assert identifier_in(f"ref-{key}") is None
+
+
+def test_no_random_hex_key_is_refused() -> None:
+    # Seeded, so a failure names a reproducible key rather than a one-in-a-thousand flake.
+    rng = random.Random(20261130)
+    for _ in range(20_000):
+        key = "".join(rng.choice("0123456789abcdef") for _ in range(rng.choice((16, 32, 64))))
+        assert identifier_in(key) is None, key
 
 
 @pytest.mark.parametrize("value", ["POL-2026-0001", "make-run-demo-1", "a/b:c.d_e", "R" * 128])
