@@ -39,7 +39,7 @@ from gateway.cases.links import LinkStore
 from gateway.chain import Link, TranscryptorChain
 from gateway.config import ConfigError, NodeConfig, config_error
 from gateway.console.server import ConsoleServer
-from gateway.duties import start_duties
+from gateway.duties import REPLICA_GRACE, start_duties
 from gateway.federation import Peer, PeerClient, peer_client_for
 from gateway.federation.witnesses import (
     WitnessKeyError,
@@ -73,9 +73,6 @@ from policy.pseudonyms.sealing import PassphraseFileError
 from policy.store import PolicyStore
 
 log = get_logger("node")
-
-REPLICA_GRACE = timedelta(seconds=60)
-"""Cases younger than this are left to the replica that opens them (start-up reconciliation)."""
 
 
 def _write_secret(path: Path, data: bytes) -> None:

@@ -1,7 +1,8 @@
 """A node's background duties, and which replica does them.
 
-Signing checkpoints, asking peers to witness them and the retention purge
-(cases, case links, audit bodies, expired partner tasks) are done once per
+Signing checkpoints, asking peers to witness them, the retention purge
+(cases, case links, audit bodies, expired partner tasks) and withdrawing
+referrals a killed replica left without their record are done once per
 node: by the leader among its replicas (:mod:`gateway.storage.leader`),
 which on SQLite is the one process. When the leader dies another replica
 takes the duties over within seconds; each duty keeps its state in the
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 from gateway.audit.store import to_us
 from gateway.federation import cosigning
+from gateway.flows.reconcile import reconcile_referrals
 from gateway.logging import get_logger
 from gateway.parts import NodeParts
 from gateway.storage.leader import Leadership
@@ -27,6 +30,13 @@ log = get_logger("node")
 
 PURGE_INTERVAL_SECONDS = 60.0
 """Often, so that each retention run finds little to do and finishes in short transactions."""
+
+RECONCILE_INTERVAL_SECONDS = 60.0
+"""How often the leader looks for referrals a killed replica left without their record."""
+
+REPLICA_GRACE = timedelta(seconds=60)
+"""A referral younger than this may still be between its case and its record on a replica
+that is alive, so it is left alone."""
 
 
 def start_duties(
@@ -42,8 +52,35 @@ def start_duties(
         asyncio.create_task(
             leadership.lead(lambda ended: _purge(parts, ended), stop), name="retention"
         ),
+        asyncio.create_task(
+            leadership.lead(lambda ended: reconcile_loop(parts, ended), stop), name="reconcile"
+        ),
         asyncio.create_task(_follow_roster(parts, leadership, stop), name="witness-keys"),
     ]
+
+
+async def reconcile_loop(
+    parts: NodeParts,
+    ended: asyncio.Event,
+    *,
+    interval: float = RECONCILE_INTERVAL_SECONDS,
+    grace: timedelta = REPLICA_GRACE,
+) -> None:
+    """While leading, withdraw the referrals older than ``grace`` that never reached the log.
+
+    A replica killed between a case's commit and its record leaves such a
+    case; at start-up only a lone process can look at every case, so while
+    other replicas keep serving the leader does it here.
+    """
+    while not ended.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), interval)
+        if ended.is_set():
+            return
+        try:
+            await reconcile_referrals(parts, older_than=grace)
+        except Exception as exc:  # the cases stay; tried again next round
+            log.error("reconcile_failed", error=type(exc).__name__)
 
 
 async def _witness(parts: NodeParts, ended: asyncio.Event) -> None:
@@ -104,4 +141,10 @@ async def _erase_audit_bodies(parts: NodeParts, ended: asyncio.Event) -> int:
     return total
 
 
-__all__ = ["PURGE_INTERVAL_SECONDS", "start_duties"]
+__all__ = [
+    "PURGE_INTERVAL_SECONDS",
+    "RECONCILE_INTERVAL_SECONDS",
+    "REPLICA_GRACE",
+    "reconcile_loop",
+    "start_duties",
+]

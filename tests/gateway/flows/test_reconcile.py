@@ -8,7 +8,9 @@ stops before any record is written.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from datetime import timedelta
 
 import pytest
 from schakel.v1 import audit_pb2
@@ -16,6 +18,7 @@ from schakel.v1 import audit_pb2
 from gateway.audit.records import decode
 from gateway.audit.store import iter_leaves
 from gateway.cases import CaseNotFoundError, Referral
+from gateway.duties import reconcile_loop
 from gateway.flows.reconcile import METHOD
 from tests.support.caseflow import node
 from tests.support.flow import Flow
@@ -65,3 +68,59 @@ async def test_a_case_without_its_referral_record_is_withdrawn_at_start_and_audi
     assert [r.case_ref.case_id for r in records(flow) if r.name == METHOD] == [orphan.case.id]
     assert registry is not node(flow).parts.registry
     assert node(flow).parts.registry.get(recorded.case_id).id == recorded.case_id
+
+
+async def test_the_leader_withdraws_an_unrecorded_referral_while_the_node_serves(
+    flow: Flow,
+) -> None:
+    # A replica killed mid-referral leaves its case; the others keep serving and do not restart.
+    recorded = (await refer(flow, RR, "politie-rr", "politie")).case_ref
+    await node(flow).parts.tasks.settle()
+    parts = node(flow).parts
+    orphan = parts.registry.refer(
+        Referral(
+            referrer_org_id="politie-rr",
+            referrer_org_type="politie",
+            idempotency_key="replica-killed-before-its-record",
+            subject=os.urandom(32).hex(),
+            activity="zvh.complexe-casuistiek",
+            theme="complexe-casuistiek",
+            external_ref="REF-10",
+        )
+    )
+    ended = asyncio.Event()
+    loop = asyncio.create_task(reconcile_loop(parts, ended, interval=0.05, grace=timedelta(0)))
+    try:
+        for _ in range(200):
+            if any(r.name == METHOD for r in records(flow)):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        ended.set()
+        await loop
+    with pytest.raises(CaseNotFoundError):
+        parts.registry.get(orphan.case.id)
+    assert parts.registry.get(recorded.case_id).id == recorded.case_id
+    assert [r.case_ref.case_id for r in records(flow) if r.name == METHOD] == [orphan.case.id]
+
+
+async def test_the_leader_leaves_a_referral_younger_than_the_grace_alone(flow: Flow) -> None:
+    parts = node(flow).parts
+    young = parts.registry.refer(
+        Referral(
+            referrer_org_id="politie-rr",
+            referrer_org_type="politie",
+            idempotency_key="still-being-referred",
+            subject=os.urandom(32).hex(),
+            activity="zvh.complexe-casuistiek",
+            theme="complexe-casuistiek",
+            external_ref="REF-11",
+        )
+    )
+    ended = asyncio.Event()
+    loop = asyncio.create_task(reconcile_loop(parts, ended, interval=0.05))
+    await asyncio.sleep(0.3)
+    ended.set()
+    await loop
+    assert parts.registry.get(young.case.id).id == young.case.id
+    assert not [r for r in records(flow) if r.name == METHOD]
