@@ -191,18 +191,20 @@ async def _ask_partners(
             categories=[BEKEND],
             trace=current_trace_proto(),
         )
-        streams = broker.streams(org_id)
         pending = await broker.send(org_id, task, subject=case.subject, timeout=timeout)
-        sent.append((org_id, streams, pending))
-    answers = await asyncio.gather(*(broker.wait(pending) for _, _, pending in sent))
+        sent.append((org_id, pending))
+    answers = await asyncio.gather(*(broker.wait(pending) for _, pending in sent))
     out: dict[str, partner_pb2.AnswerHitRequest | str] = {}
-    for (org_id, streams, _), answer in zip(sent, answers, strict=True):
+    for (org_id, pending), answer in zip(sent, answers, strict=True):
         if isinstance(answer, partner_pb2.AnswerHitRequest):
             out[org_id] = answer
         elif isinstance(answer, Withheld):
             out[org_id] = UNANSWERED_WITHHELD
+        elif await broker.taken(pending):
+            out[org_id] = UNANSWERED_DEADLINE
         else:
-            out[org_id] = UNANSWERED_DEADLINE if streams else UNANSWERED_NO_STREAM
+            # No stream on any replica took the question before its deadline.
+            out[org_id] = UNANSWERED_NO_STREAM
     return out
 
 

@@ -198,9 +198,13 @@ class TaskBroker:
         return self._store.open_counts()
 
     def streams(self, org_id: str) -> int:
-        """How many ReceiveTasks streams ``org_id`` has open now."""
+        """How many ReceiveTasks streams ``org_id`` has open now on this process."""
         queue = self._orgs.get(org_id)
         return queue.streams if queue is not None else 0
+
+    async def taken(self, pending: PendingTask) -> bool:
+        """Whether a stream took ``pending`` before it was settled or lapsed."""
+        return pending.attempts > 0
 
     async def send(
         self, org_id: str, task: partner_pb2.PartnerTask, *, subject: str, timeout: float

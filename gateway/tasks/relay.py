@@ -80,6 +80,13 @@ class SharedTaskStore(TaskStore):
             conn.execute(sa.insert(partner_tasks), [row])
             _notify(conn, channel, str(row["org_id"]))
 
+    def was_taken(self, task_id: str) -> bool:
+        """Whether a stream on any replica has taken the task (blocking)."""
+        t = partner_tasks
+        with self._engine.connect() as conn:
+            attempts = conn.execute(sa.select(t.c.attempts).where(t.c.id == task_id)).scalar()
+        return bool(attempts)
+
     def take(
         self, org_id: str, kinds: Collection[partner_pb2.TaskKind.ValueType], limit: int
     ) -> list[StoredTask]:

@@ -153,6 +153,13 @@ class SharedTaskBroker(TaskBroker):
         finally:
             self._finish(pending)
 
+    async def taken(self, pending: PendingTask) -> bool:
+        """Whether a stream on any replica took ``pending``: the partner's stream may be open
+        on another replica than the one that asked."""
+        if pending.attempts:
+            return True
+        return await asyncio.to_thread(self._shared.was_taken, pending.task.task_id)
+
     async def claim_open(self, task_id: str, org_id: str) -> PendingTask:
         """The open task ``task_id`` if ``org_id`` may answer it, made here or on another
         replica; TaskNotFoundError or TaskNotYoursError say why not."""

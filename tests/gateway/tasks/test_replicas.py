@@ -114,6 +114,23 @@ async def test_an_answer_taken_on_one_replica_reaches_the_asker_on_the_other(
     await stream.aclose()
 
 
+async def test_a_question_taken_by_a_stream_on_the_other_replica_counts_as_taken(
+    pair: tuple[SharedTaskBroker, ...],
+) -> None:
+    # So a round reports "deadline", not "no task stream", for a partner streaming elsewhere.
+    a, b = pair
+    unseen = await b.send(OTHER, task(), subject="cd" * 32, timeout=0.3)
+    pending = await b.send(ORG, task(), subject="ab" * 32, timeout=0.3)
+    stream = a.stream(ORG, [HIT])
+    got = await asyncio.wait_for(anext(stream), 5)
+    assert got.task_id == pending.task.task_id
+    assert await b.wait(pending) is None
+    assert await b.wait(unseen) is None
+    assert await b.taken(pending)
+    assert not await b.taken(unseen)
+    await stream.aclose()
+
+
 async def test_each_task_goes_to_one_of_two_streams_and_a_new_stream_gets_the_unsettled(
     pair: tuple[SharedTaskBroker, ...],
 ) -> None:
