@@ -119,6 +119,13 @@ def check_answer(node_id: str, response: federation_pb2.SignalsResponse) -> None
             raise MalformedAnswerError(f"cells[{i}].phase {cell.phase} is not a phase")
         if cell.suppressed and cell.count:
             raise MalformedAnswerError(f"cells[{i}] is suppressed but carries a count")
+    for i, total in enumerate(response.case_totals):
+        if total.key and total.key != ALL and not _CODE.match(total.key):
+            raise MalformedAnswerError(f"case_totals[{i}].key is not a code")
+        if total.dimension not in federation_pb2.CaseDimension.values() or not total.dimension:
+            raise MalformedAnswerError(f"case_totals[{i}].dimension {total.dimension} is unknown")
+        if total.suppressed and total.count:
+            raise MalformedAnswerError(f"case_totals[{i}] is suppressed but carries a count")
 
 
 def _reason(exc: grpc.aio.AioRpcError | MalformedAnswerError) -> str:

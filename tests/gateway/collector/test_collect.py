@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -13,7 +14,13 @@ import pytest
 from schakel.v1 import federation_pb2
 
 from gateway.cli import main
-from gateway.collector.collect import Period, collect, split_periods
+from gateway.collector.collect import (
+    MalformedAnswerError,
+    Period,
+    check_answer,
+    collect,
+    split_periods,
+)
 from gateway.collector.directory import DirectoryNode
 from gateway.collector.report import CSV_HEADER
 from gateway.rpc.server import NodeServer, Servicers
@@ -261,3 +268,27 @@ def test_cli_refuses_bad_arguments_before_asking_anyone(
         main([*base, "--from", "2026-03-01", "--to", "2026-05-01", "--timeout", "0"])
     assert "expected seconds between 0 and 600" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("total", "reason"),
+    [
+        (
+            federation_pb2.CaseTotal(dimension=federation_pb2.CASE_DIMENSION_THEME, key="Jan J"),
+            "case_totals[0].key is not a code",
+        ),
+        (federation_pb2.CaseTotal(key="zorgplek"), "case_totals[0].dimension 0 is unknown"),
+        (
+            federation_pb2.CaseTotal(
+                dimension=federation_pb2.CASE_DIMENSION_ALL, key="*", count=3, suppressed=True
+            ),
+            "case_totals[0] is suppressed but carries a count",
+        ),
+    ],
+)
+def test_case_totals_carry_codes_and_counts_only(
+    total: federation_pb2.CaseTotal, reason: str
+) -> None:
+    answer = federation_pb2.SignalsResponse(node_id=HL, case_totals=[total])
+    with pytest.raises(MalformedAnswerError, match=re.escape(reason)):
+        check_answer(HL, answer)
