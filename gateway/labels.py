@@ -10,7 +10,7 @@ a bundle may add and which are readable as they are.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from certs.identity import IdentityError, PeerKind, parse_uri
@@ -42,8 +42,7 @@ def local(moment: datetime) -> datetime:
 
 def date(moment: datetime) -> str:
     """``3 maart 2026`` in Dutch time."""
-    m = local(moment)
-    return f"{m.day} {_MONTHS[m.month - 1]} {m.year}"
+    return _day(local(moment))
 
 
 def date_time(moment: datetime) -> str:
@@ -224,3 +223,36 @@ def party(uri: str) -> str:
     if kind is PeerKind.COLLECTOR:
         return "landelijke signalering"
     return f"pseudoniemendienst {parts[0]}"
+
+
+_WORD_FIXES = {"casuistiek": "casuïstiek", "ggz": "ggz", "zvh": "ZVH"}
+
+
+def code_words(code: str) -> str:
+    """A bundle code (theme, tag, outcome) in words: ``wachtlijst-ggz`` -> ``Wachtlijst ggz``."""
+    words = [_WORD_FIXES.get(w, w) for w in code.replace("_", "-").split("-")]
+    text = " ".join(w for w in words if w)
+    return text[:1].upper() + text[1:]
+
+
+def bottleneck(tag: str) -> str:
+    """A bottleneck tag in words; the empty tag is the cases without one."""
+    return code_words(tag) if tag else "Zonder knelpunt"
+
+
+def period(start: datetime, end: datetime) -> str:
+    """A half-open UTC period ``[start, end)``: ``mrt 2026`` for a calendar month, else
+    ``5 maart 2026 t/m 31 maart 2026`` (the collector's periods are whole UTC days)."""
+    first, last = start.astimezone(UTC), (end - timedelta(seconds=1)).astimezone(UTC)
+    following = (
+        first.replace(year=first.year + 1, month=1)
+        if first.month == 12
+        else first.replace(month=first.month + 1)
+    )
+    if first.day == 1 and first.time() == time() and end.astimezone(UTC) == following:
+        return month(first)
+    return f"{_day(first)} t/m {_day(last)}"
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}"

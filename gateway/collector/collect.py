@@ -84,6 +84,14 @@ class Collection:
     periods: list[Period]
     answers: dict[tuple[str, Period], federation_pb2.SignalsResponse] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    overall: Period | None = None
+    """The whole range, asked besides the months so that a case open for several months
+    counts once in the report's totals; None when the range is one period."""
+
+    @property
+    def whole(self) -> Period:
+        """The period whose answers count every case once: :attr:`overall`, or the only one."""
+        return self.overall or self.periods[0]
 
     @property
     def answered(self) -> list[DirectoryNode]:
@@ -159,14 +167,16 @@ async def collect(
     periods: list[Period],
     *,
     timeout: float = 10.0,
+    overall: Period | None = None,
 ) -> Collection:
-    """Ask every node for every period at once; each call has ``timeout`` seconds.
+    """Ask every node for every period (and ``overall``) at once; each call has ``timeout`` s.
 
     With :class:`~gateway.tls.ClientCertificates` every run presents the
     collector's certificate as its files are now, so a long-running
     collector follows a rotation without a restart.
     """
-    result = Collection(nodes, periods)
+    result = Collection(nodes, periods, overall=overall)
+    asked = [*periods, overall] if overall is not None else periods
     _generation, current = credentials_now(credentials)
     channels = [node_channel(n.address, n.node_id, current) for n in nodes]
     try:
@@ -177,7 +187,7 @@ async def collect(
                 _ask(federation_pb2_grpc.FederationServiceStub(ch), node, period, timeout),
             )
             for node, ch in zip(nodes, channels, strict=True)
-            for period in periods
+            for period in asked
         ]
         outcomes = await asyncio.gather(*(c for _, _, c in calls), return_exceptions=True)
     finally:
