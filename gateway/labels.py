@@ -129,6 +129,13 @@ def legal_basis(code: str) -> str:
     return LEGAL_BASES.get(code, code) if code else "geen"
 
 
+def legal_basis_short(code: str) -> str:
+    """A legal basis as a table cell names it (the summary gives the whole name)."""
+    if code == "AVG-6.1e":
+        return "AVG art. 6 lid 1e"
+    return code.replace("-", " ") if code else "geen"
+
+
 ACTIVITIES = {
     "complexe-casuistiek": "aanpak complexe casuïstiek",
     "nazorg-ex-gedetineerden": "nazorg voor (ex-)gedetineerden",

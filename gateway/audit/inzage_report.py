@@ -82,8 +82,9 @@ class Recipient:
             else f"tussen {labels.date(first)} en {labels.date(last)}"
         )
         times = "één keer" if count == 1 else f"{count} keer"
+        name = self.name[:1].upper() + self.name[1:]
         return (
-            f"{self.name} ontving {_join(sorted(self.categories))}, {times} {when}, "
+            f"{name} ontving {_join(sorted(self.categories))}, {times} {when}, "
             f"in de fase {_join(sorted(self.phases))}, op grond van {_join(sorted(self.bases))}."
         )
 
@@ -131,7 +132,7 @@ def _row(entry: audit_pb2.AuditEntry, proof: audit_pb2.InclusionProof | None) ->
         outcome=_OUTCOMES.get(d.outcome, UNKNOWN),
         released=[labels.category(c) for c in d.released],
         withheld=[f"{labels.category(w.category)}: {labels.reason(w.reason)}" for w in d.withheld],
-        basis=labels.legal_basis(d.legal_basis.code) if d.released else "—",
+        basis=labels.legal_basis_short(d.legal_basis.code) if d.released else "—",
         failed=r.status == audit_pb2.SPAN_STATUS_ERROR,
         proof=hashes,
         leaf_hash=entry.leaf_hash.hex(),
