@@ -9,7 +9,7 @@ ARGS ?=
 PROTOC_PLUGINS := --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
   --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc
 
-.PHONY: run test test-all lint proto proto-check bench dist clean
+.PHONY: run test test-all lint proto proto-check bench dist clean report-samples
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ proto-check: $(STAMP)
 ## bench: benchmarks (pseudonyms, policy, audit, gRPC, 1 vs 3 replicas); writes bench-results/
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)
+
+## report-samples: the sample inzage and signals reports and their screenshots in docs/images
+report-samples: $(STAMP)
+	$(BIN)/python -m gateway.dev.report_samples docs/images
 
 ## dist: build the wheel into dist/ (LICENSE and the generated API package included)
 dist: $(STAMP)

@@ -326,7 +326,13 @@ def servicers_for(parts: NodeParts) -> Servicers:
         partner=PartnerService(parts),
         case=CaseService(parts),
         federation=FederationService(parts),
-        audit=AuditService(parts.audit, parts.checkpointer, keys, resolver),
+        audit=AuditService(
+            parts.audit,
+            parts.checkpointer,
+            keys,
+            resolver,
+            subjects.own.global_public_key if subjects is not None else None,
+        ),
     )
 
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,10 @@ from gateway.audit.cli_io import (
     ProgressBar,
     db_failed,
     fail,
+    key_args,
+    load_keys,
+    moment,
+    node_args,
     open_engine,
 )
 
@@ -43,6 +46,7 @@ _OUTCOMES = {"allow": 1, "deny": 2, "partial": 3}
 
 
 _DB = "the node's database URL: sqlite:///path/node.db or postgresql+psycopg://user@host/db"
+_NODE = "a running node's gRPC address: asks it over AuditService with --cert/--key/--ca"
 
 
 def register(sub: Any) -> None:
@@ -99,11 +103,17 @@ def register(sub: Any) -> None:
 
     p = cmds.add_parser(
         "verify",
-        help="verify a database or an export bundle",
+        help="verify a database, an export bundle or a running node",
         description="Recompute the Merkle tree of every record, check every checkpoint "
         "against the pinned log key and its cosignatures against the witness keys, in "
-        "constant memory. Prints OK or FAILED with the first bad leaf; exit 1 on FAILED.",
+        "constant memory. Prints OK or FAILED with the first bad leaf; exit 1 on FAILED. "
+        "With --node: check the node's latest checkpoint with the pinned keys, prove it "
+        "consistent with every checkpoint seen before (--checkpoint, --state) and prove "
+        "the oldest --sample records included; also prints the node's own full check.",
         epilog="""examples:
+  schakel audit verify --node zvh-haaglanden.example:50051 --cert fg.pem --key fg.key \\
+      --ca federation-ca.pem --log-key log.vkey --witness-key rr-witness.vkey --quorum 1 \\
+      --state ~/.schakel/zvh-haaglanden.checkpoint
   schakel audit verify --db sqlite:////var/lib/schakel/node.db --log-key log.vkey
   schakel audit verify --bundle export.jsonl --log-key 'zvh-haaglanden+1a2b3c4d+AU...' \\
       --witness-key rr-witness.vkey --quorum 1
@@ -115,7 +125,8 @@ def register(sub: Any) -> None:
     source.add_argument(
         "--bundle", type=Path, help="an export bundle (JSON lines from 'schakel audit export')"
     )
-    _key_args(p)
+    source.add_argument("--node", metavar="HOST:PORT", help=_NODE)
+    key_args(p)
     p.add_argument(
         "--checkpoint",
         type=Path,
@@ -123,6 +134,19 @@ def register(sub: Any) -> None:
         default=[],
         help="a signed checkpoint obtained elsewhere (e.g. from a witness) that must agree",
     )
+    p.add_argument(
+        "--state",
+        type=Path,
+        help="with --node: a file keeping the last verified checkpoint; the next run proves "
+        "the log grew from it (a rolled-back or forked log fails)",
+    )
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=20,
+        help="with --node: prove this many of the oldest records included (default 20)",
+    )
+    node_args(p)
     p.set_defaults(func=cmd_verify)
 
     p = cmds.add_parser(
@@ -135,16 +159,20 @@ def register(sub: Any) -> None:
   schakel audit query --db sqlite:///state/node.db --subject 3f9a...e1 --limit 50
   schakel audit query --db sqlite:///state/node.db --decision deny --since 2026-03-01
   schakel audit query --db sqlite:///state/node.db \\
-      --partner schakel://partner/zvh-haaglanden/politie-dh | head""",
+      --partner schakel://partner/zvh-haaglanden/politie-dh | head
+  schakel audit query --node zvh-haaglanden.example:50051 --node-id zvh-haaglanden \\
+      --cert fg.pem --key fg.key --ca federation-ca.pem --decision deny --since 2026-03-01""",
     )
-    p.add_argument("--db", required=True, help=_DB)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", help=_DB)
+    source.add_argument("--node", metavar="HOST:PORT", help=_NODE)
     p.add_argument("--subject", help="the person's node-domain pseudonym (64 hex characters)")
     p.add_argument("--purpose", help="processing activity id, e.g. zvh.complexe-casuistiek")
     p.add_argument(
         "--partner", help="the caller's identity URI, e.g. schakel://partner/<node>/<org>"
     )
-    p.add_argument("--since", type=_moment, help="ISO 8601 time, inclusive (UTC if no zone)")
-    p.add_argument("--until", type=_moment, help="ISO 8601 time, exclusive (UTC if no zone)")
+    p.add_argument("--since", type=moment, help="ISO 8601 time, inclusive (UTC if no zone)")
+    p.add_argument("--until", type=moment, help="ISO 8601 time, exclusive (UTC if no zone)")
     p.add_argument("--decision", choices=sorted(_OUTCOMES), help="the policy decision's outcome")
     p.add_argument(
         "--limit",
@@ -152,6 +180,7 @@ def register(sub: Any) -> None:
         default=query.MAX_LIMIT,
         help=f"at most this many records (default and maximum {query.MAX_LIMIT:,})",
     )
+    node_args(p)
     p.set_defaults(func=cmd_query)
 
     p = cmds.add_parser(
@@ -181,16 +210,24 @@ def register(sub: Any) -> None:
         "inzage",
         help="every record about one person, with proofs",
         description="Find every record about one person by their BSN (turned into the "
-        "node's pseudonym with the node's key files, never stored), each with an inclusion "
-        "proof against a verified checkpoint. Give - to read the BSN from stdin.",
+        "node's pseudonym, never stored), each with an inclusion proof against a verified "
+        "checkpoint. Give - to read the BSN from stdin. With --node the BSN is encrypted "
+        "under the federation key Y here, the node converts it through its transcryptor "
+        "chain and records the lookup on the person's record; with --db the node's key "
+        "files convert it here and nothing is recorded.",
         epilog="""examples:
+  echo 123456782 | schakel audit inzage - --node zvh-haaglanden.example:50051 \\
+      --cert fg.pem --key fg.key --ca federation-ca.pem --federation-key ceremony.json \\
+      --log-key log.vkey --witness-key rr-witness.vkey --quorum 1 --html inzage.html
   echo 123456782 | schakel audit inzage - --db sqlite:////var/lib/schakel/node.db \\
       --transcryptor-keys pep/transcryptor.json --domain-key pep/zvh-haaglanden.json \\
       --log-key log.vkey --html inzage.html""",
     )
     p.add_argument("bsn", help="the BSN, or - to read it from stdin (keeps it out of ps)")
-    p.add_argument("--db", required=True, help=_DB)
-    source = p.add_mutually_exclusive_group(required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", help=_DB)
+    where.add_argument("--node", metavar="HOST:PORT", help=_NODE)
+    source = p.add_mutually_exclusive_group()
     source.add_argument(
         "--node-config",
         type=Path,
@@ -202,45 +239,15 @@ def register(sub: Any) -> None:
         help="a federation of one transcryptor: its PS/RS file (with --domain-key)",
     )
     p.add_argument("--domain-key", type=Path, help="the node's domain key file")
-    _key_args(p)
-    p.add_argument("--html", type=Path, help="also write an HTML report here")
+    key_args(p)
+    p.add_argument("--html", type=Path, help="also write the readable HTML report here")
+    node_args(p)
+    p.add_argument(
+        "--federation-key",
+        help="with --node: Y from the key ceremony's public ceremony.json (or 64 hex "
+        "characters); without it the node is asked for Y",
+    )
     p.set_defaults(func=cmd_inzage)
-
-
-def _key_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--log-key", required=True, help="the node's checkpoint vkey (name+id+key, or a file)"
-    )
-    p.add_argument(
-        "--witness-key",
-        action="append",
-        default=[],
-        help="a witness's cosignature vkey (text or file; repeatable)",
-    )
-    p.add_argument(
-        "--quorum", type=int, default=0, help="cosignatures a checkpoint needs (default 0)"
-    )
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _vkey(text: str) -> notes.Verifier:
-    path = Path(text)
-    source = path.read_text(encoding="utf-8") if "+" not in text and path.is_file() else text
-    return notes.Verifier.from_vkey(source)
-
-
-def _keys(args: argparse.Namespace) -> verify.Keys:
-    witnesses = [_vkey(w) for w in args.witness_key]
-    if not 0 <= args.quorum <= len(witnesses):
-        raise ValueError(f"--quorum {args.quorum} needs that many --witness-key options")
-    return verify.Keys(_vkey(args.log_key), witnesses, args.quorum)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -295,8 +302,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify and print the outcome; exit 1 when anything fails."""
+    if args.node:
+        from gateway.audit import cli_remote  # noqa: PLC0415 - pulls in gRPC
+
+        return cli_remote.cmd_verify(args)
     try:
-        keys = _keys(args)
+        keys = load_keys(args)
         extra = [p.read_bytes() for p in args.checkpoint]
     except (OSError, ValueError) as exc:
         return fail(str(exc))
@@ -336,6 +347,10 @@ def cmd_query(args: argparse.Namespace) -> int:
             outcome=_OUTCOMES[args.decision] if args.decision else None,
             limit=args.limit,
         ).checked()
+        if args.node:
+            from gateway.audit import cli_remote  # noqa: PLC0415 - pulls in gRPC
+
+            return cli_remote.cmd_query(args, where.to_proto())
         entries = query.query(open_engine(args.db), where)
     except ValueError as exc:
         return fail(str(exc))
@@ -397,8 +412,14 @@ def cmd_inzage(args: argparse.Namespace) -> int:
     )
 
     bsn = sys.stdin.readline().strip() if args.bsn == "-" else args.bsn
+    if args.node:
+        from gateway.audit import cli_remote  # noqa: PLC0415 - pulls in gRPC
+
+        return cli_remote.cmd_inzage(args, bsn)
+    if args.node_config is None and args.transcryptor_keys is None:
+        return fail("--db needs --node-config or --transcryptor-keys to find the pseudonym")
     try:
-        keys = _keys(args)
+        keys = load_keys(args)
         if args.node_config is not None:
             pseudonym = chain_pseudonym(args.node_config, bsn)
         else:

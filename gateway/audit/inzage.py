@@ -8,16 +8,15 @@ The BSN itself goes nowhere: not into the report, a log line or a query.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Protocol
 
 import sqlalchemy as sa
 from schakel.v1 import audit_pb2, common_pb2
 
-from gateway.audit import merkle, notes, query, tables
+from gateway.audit import inzage_report, merkle, notes, query, tables
 from gateway.audit.checkpoint import Checkpoints
 from gateway.audit.verify import Keys
 from policy.pseudonyms import (
@@ -205,46 +204,10 @@ def render_text(report: SubjectReport) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_html(report: SubjectReport) -> str:
-    """The report as a self-contained HTML page (every value escaped)."""
-    resp = report.response
-    cp = resp.checkpoint
-    columns = [
-        "index",
-        "time",
-        "operation",
-        "activity",
-        "phase",
-        "outcome",
-        "released",
-        "withheld",
-        "basis",
-        "rules",
-        "requester",
-        "provider",
-        "leaf_hash",
-    ]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in [*columns, "proof"])
-    rows = []
-    for proven in resp.entries:
-        s = _summary(proven.entry)
-        proof = "<br>".join(h.hex() for h in proven.proof.hashes)
-        cells = "".join(f"<td>{html.escape(s[c])}</td>" for c in columns)
-        rows.append(f"<tr>{cells}<td class=proof>{proof}</td></tr>")
-    pending = "".join(
-        f"<li>#{entry.index} {html.escape(_summary(entry)['operation'])}</li>"
-        for entry in report.pending
-    )
-    note = html.escape(cp.note.decode("utf-8", errors="replace"))
-    return f"""<!doctype html>
-<html lang="nl"><head><meta charset="utf-8"><title>Inzage audit log</title>
-<style>body{{font-family:sans-serif}} td,th{{border:1px solid #ccc;padding:2px 4px;font-size:12px}}
-.proof{{font-family:monospace;font-size:10px}}</style></head><body>
-<h1>Inzage: verwerkingen over één persoon</h1>
-<p>Pseudoniem (node-domein): <code>{html.escape(resp.data_subject_id)}</code></p>
-<p>Checkpoint: grootte {cp.size}, {cp.cosignatures} medeondertekeningen
-{"(definitief)" if cp.final else ""}</p><pre>{note}</pre>
-<table><tr>{head}</tr>{"".join(rows)}</table>
-<h2>Nieuwer dan de checkpoint (nog zonder bewijs)</h2><ul>{pending}</ul>
-</body></html>
-"""
+def render_html(report: SubjectReport, generated: datetime | None = None) -> str:
+    """The report as a self-contained, printable HTML page in Dutch (made at ``generated``).
+
+    A plain-language summary, one row per processing, the proofs in an appendix:
+    see :mod:`gateway.audit.inzage_report`.
+    """
+    return inzage_report.render(report.response, report.pending, generated)

@@ -47,6 +47,21 @@ class Filter:
             limit=query.limit or MAX_LIMIT,
         ).checked()
 
+    def to_proto(self) -> audit_pb2.AuditQuery:
+        """The API's AuditQuery for these filters, to ask a running node."""
+        query = audit_pb2.AuditQuery(
+            data_subject_id=self.data_subject_id or "",
+            processing_activity_id=self.processing_activity_id or "",
+            peer=self.peer or "",
+            outcome=self.outcome or 0,  # type: ignore[arg-type]
+            limit=self.limit,
+        )
+        if self.since is not None:
+            query.since.FromDatetime(self.since)
+        if self.until is not None:
+            query.until.FromDatetime(self.until)
+        return query
+
     def checked(self) -> Filter:
         """Self, after checking the values; raises ValueError naming the bad one."""
         if self.data_subject_id is not None and not records.is_pseudonym(self.data_subject_id):

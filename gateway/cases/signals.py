@@ -43,6 +43,55 @@ def count_cases(engine: Engine, period_start: datetime, period_end: datetime) ->
     may add up to more than its number of cases; a case without tags counts
     in the cell with an empty tag.
     """
+    with engine.connect() as conn:
+        return _cells(conn, _per_case(period_start, period_end))
+
+
+def _cells(conn: sa.Connection, per_case: sa.Subquery) -> list[SignalCount]:
+    query = sa.select(
+        per_case.c.theme,
+        per_case.c.phase,
+        per_case.c.outcome,
+        per_case.c.bottleneck,
+        sa.func.count().label("n"),
+    ).group_by(per_case.c.theme, per_case.c.phase, per_case.c.outcome, per_case.c.bottleneck)
+    rows = conn.execute(query).all()
+    order = list(Phase)
+    counts = [SignalCount(r.theme, Phase(r.phase), r.outcome, r.bottleneck, r.n) for r in rows]
+    return sorted(counts, key=lambda c: (c.theme, order.index(c.phase), c.outcome, c.bottleneck))
+
+
+CASES = "*"
+"""The key of the count of all cases in :func:`count_distinct_cases`."""
+
+
+def count_with_cases(
+    engine: Engine, period_start: datetime, period_end: datetime
+) -> tuple[list[SignalCount], dict[tuple[str, str], int]]:
+    """The cells of :func:`count_cases`, and distinct cases per theme, phase and outcome.
+
+    Both come from one read. The second's keys are ``("theme", code)``,
+    ``("phase", name)``, ``("outcome", code)`` (``""`` while open) and
+    ``("all", CASES)``; a case counts once whatever its tags. Values without
+    cases are absent.
+    """
+    per_case = _per_case(period_start, period_end)
+    found: dict[tuple[str, str], int] = {}
+    with engine.connect() as conn:
+        cells = _cells(conn, per_case)
+        for dimension in ("theme", "phase", "outcome"):
+            column = per_case.c[dimension]
+            query = sa.select(column, sa.func.count(sa.distinct(per_case.c.id))).group_by(column)
+            for key, n in conn.execute(query).all():
+                found[(dimension, str(key))] = int(n)
+        total = conn.execute(sa.select(sa.func.count(sa.distinct(per_case.c.id)))).scalar_one()
+    if total:
+        found[("all", CASES)] = int(total)
+    return cells, found
+
+
+def _per_case(period_start: datetime, period_end: datetime) -> sa.Subquery:
+    """One row per case active in the period and tag it carries (one row if none)."""
     for name, value in (("period_start", period_start), ("period_end", period_end)):
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise CaseInputError(f"{name} must be a timezone-aware datetime")
@@ -60,8 +109,9 @@ def count_cases(engine: Engine, period_start: datetime, period_end: datetime) ->
     # The per-case rows go through a subquery so that GROUP BY names plain
     # columns: PostgreSQL cannot tell that two CASE expressions with separately
     # bound parameters are the same expression.
-    per_case = (
+    return (
         sa.select(
+            cases.c.id.label("id"),
             cases.c.theme.label("theme"),
             phase.label("phase"),
             sa.case((closed, cases.c.outcome), else_="").label("outcome"),
@@ -77,15 +127,3 @@ def count_cases(engine: Engine, period_start: datetime, period_end: datetime) ->
         )
         .subquery()
     )
-    query = sa.select(
-        per_case.c.theme,
-        per_case.c.phase,
-        per_case.c.outcome,
-        per_case.c.bottleneck,
-        sa.func.count().label("n"),
-    ).group_by(per_case.c.theme, per_case.c.phase, per_case.c.outcome, per_case.c.bottleneck)
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    order = list(Phase)
-    counts = [SignalCount(r.theme, Phase(r.phase), r.outcome, r.bottleneck, r.n) for r in rows]
-    return sorted(counts, key=lambda c: (c.theme, order.index(c.phase), c.outcome, c.bottleneck))

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.collector.collect import collect, split_periods
+from gateway.collector.collect import Period, collect, split_periods
 from gateway.collector.directory import DirectoryError, DirectoryNode, load_directory
 from gateway.collector.report import write_report
 from gateway.federation.directory import load_directory as load_signed_directory
@@ -129,7 +129,10 @@ def _collect(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"schakel signals collect: cannot read the TLS files: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    collection = asyncio.run(collect(nodes, credentials, periods, timeout=args.timeout))
+    overall = Period(periods[0].start, periods[-1].end) if len(periods) > 1 else None
+    collection = asyncio.run(
+        collect(nodes, credentials, periods, timeout=args.timeout, overall=overall)
+    )
     answered = collection.answered
     print(
         f"asked {len(nodes)} node(s) for {len(periods)} period(s): "

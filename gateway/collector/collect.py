@@ -84,6 +84,14 @@ class Collection:
     periods: list[Period]
     answers: dict[tuple[str, Period], federation_pb2.SignalsResponse] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    overall: Period | None = None
+    """The whole range, asked besides the months so that a case open for several months
+    counts once in the report's totals; None when the range is one period."""
+
+    @property
+    def whole(self) -> Period:
+        """The period whose answers count every case once: :attr:`overall`, or the only one."""
+        return self.overall or self.periods[0]
 
     @property
     def answered(self) -> list[DirectoryNode]:
@@ -119,6 +127,13 @@ def check_answer(node_id: str, response: federation_pb2.SignalsResponse) -> None
             raise MalformedAnswerError(f"cells[{i}].phase {cell.phase} is not a phase")
         if cell.suppressed and cell.count:
             raise MalformedAnswerError(f"cells[{i}] is suppressed but carries a count")
+    for i, total in enumerate(response.case_totals):
+        if total.key and total.key != ALL and not _CODE.match(total.key):
+            raise MalformedAnswerError(f"case_totals[{i}].key is not a code")
+        if total.dimension not in federation_pb2.CaseDimension.values() or not total.dimension:
+            raise MalformedAnswerError(f"case_totals[{i}].dimension {total.dimension} is unknown")
+        if total.suppressed and total.count:
+            raise MalformedAnswerError(f"case_totals[{i}] is suppressed but carries a count")
 
 
 def _reason(exc: grpc.aio.AioRpcError | MalformedAnswerError) -> str:
@@ -152,14 +167,16 @@ async def collect(
     periods: list[Period],
     *,
     timeout: float = 10.0,
+    overall: Period | None = None,
 ) -> Collection:
-    """Ask every node for every period at once; each call has ``timeout`` seconds.
+    """Ask every node for every period (and ``overall``) at once; each call has ``timeout`` s.
 
     With :class:`~gateway.tls.ClientCertificates` every run presents the
     collector's certificate as its files are now, so a long-running
     collector follows a rotation without a restart.
     """
-    result = Collection(nodes, periods)
+    result = Collection(nodes, periods, overall=overall)
+    asked = [*periods, overall] if overall is not None else periods
     _generation, current = credentials_now(credentials)
     channels = [node_channel(n.address, n.node_id, current) for n in nodes]
     try:
@@ -170,7 +187,7 @@ async def collect(
                 _ask(federation_pb2_grpc.FederationServiceStub(ch), node, period, timeout),
             )
             for node, ch in zip(nodes, channels, strict=True)
-            for period in periods
+            for period in asked
         ]
         outcomes = await asyncio.gather(*(c for _, _, c in calls), return_exceptions=True)
     finally:

@@ -1,25 +1,33 @@
-"""The collector's report: a CSV of every cell and a self-contained HTML page with charts.
+"""The collector's report: a CSV of every cell and a Dutch HTML page a stuurgroep reads.
 
-The HTML page has no script and loads nothing: its charts are inline SVG
-drawn here. Both files name every node that did not answer.
+The page has no script and loads nothing: its charts are inline SVG drawn by
+matplotlib (:mod:`gateway.collector.charts`), its text a jinja2 template
+with autoescaping. It counts cases, not tag entries (a case with two tags
+is one case), marks every suppressed number as such, and gives one short
+line per region that did not answer. The CSV keeps every cell as the nodes
+sent it.
 """
 
 from __future__ import annotations
 
 import csv
-import html
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import jinja2
 from schakel.v1 import common_pb2, federation_pb2
 
+from gateway import labels
 from gateway.cases.suppression import ALL
-from gateway.collector.collect import Collection
+from gateway.collector import charts
+from gateway.collector.charts import Bar, Series, Value
+from gateway.collector.collect import Collection, Failure
 
 CSV_NAME = "signals.csv"
 HTML_NAME = "signals.html"
 SUPPRESSED = "suppressed"
-NO_TAG = "(none)"
 CSV_HEADER = (
     "node",
     "region",
@@ -30,18 +38,6 @@ CSV_HEADER = (
     "outcome",
     "bottleneck",
     "count",
-)
-_PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
 )
 
 
@@ -79,8 +75,9 @@ def write_csv(collection: Collection, path: Path) -> None:
                             SUPPRESSED if cell.suppressed else cell.count,
                         )
                     )
-        if collection.failures:
-            for failure in collection.failures:
+        failures = [f for f in collection.failures if f.period in collection.periods]
+        if failures:
+            for failure in failures:
                 out.write(
                     f"# not answered: {failure.node.node_id} for {failure.period.label}: "
                     f"{failure.reason}\n"
@@ -98,158 +95,215 @@ def tag_totals(answer: federation_pb2.SignalsResponse) -> dict[str, int | None]:
     }
 
 
-def _tags(collection: Collection) -> list[str]:
-    found = {tag for answer in collection.answers.values() for tag in tag_totals(answer)}
-    return sorted(found)
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("gateway.collector", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+_DIMENSIONS = {
+    "theme": federation_pb2.CASE_DIMENSION_THEME,
+    "phase": federation_pb2.CASE_DIMENSION_PHASE,
+    "outcome": federation_pb2.CASE_DIMENSION_OUTCOME,
+    "bottleneck": federation_pb2.CASE_DIMENSION_BOTTLENECK,
+}
+_REASONS = {
+    "UNAVAILABLE": "was niet bereikbaar",
+    "DEADLINE_EXCEEDED": "antwoordde niet op tijd",
+    "PERMISSION_DENIED": "weigerde de landelijke collector",
+    "UNAUTHENTICATED": "herkende het certificaat van de collector niet",
+    "UNIMPLEMENTED": "kent de vraag naar signalen niet",
+    "malformed answer": "gaf een onbruikbaar antwoord",
+}
 
 
-def _tag_name(tag: str) -> str:
-    return tag or NO_TAG
+def case_totals(answer: federation_pb2.SignalsResponse, dimension: str) -> dict[str, Bar]:
+    """Key -> distinct cases of one dimension (theme, phase, outcome, bottleneck).
 
-
-_CHART_HEIGHT = 180
-_BAR = 12
-_LEFT = 48
-
-
-def _chart(collection: Collection, node_id: str, tags: list[str]) -> str:
-    """Grouped bars: one group per period, one bar per tag; dashed stubs for suppressed ones."""
-    data = {
-        period: tag_totals(answer)
-        for period in collection.periods
-        if (answer := collection.answers.get((node_id, period))) is not None
+    An answer without case totals (a node before they existed) gives the
+    cells' tag totals for the tags, which are case counts too, and nothing
+    for the other dimensions.
+    """
+    wanted = _DIMENSIONS[dimension]
+    found: dict[str, Bar] = {
+        t.key: Value.SUPPRESSED if t.suppressed else t.count
+        for t in answer.case_totals
+        if t.dimension == wanted
     }
-    top = max([v for totals in data.values() for v in totals.values() if v] + [1])
-    group = max(len(tags), 1) * _BAR + 16
-    width = _LEFT + group * len(collection.periods) + 10
-    height = _CHART_HEIGHT + 40
-    base = _CHART_HEIGHT + 10
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="bottlenecks of {html.escape(node_id)} per period">',
-        f'<line x1="{_LEFT}" y1="{base}" x2="{width - 5}" y2="{base}" stroke="#333"/>',
-        f'<text x="{_LEFT - 4}" y="14" font-size="10" text-anchor="end">{top}</text>',
-        f'<text x="{_LEFT - 4}" y="{base}" font-size="10" text-anchor="end">0</text>',
-    ]
-    for p, period in enumerate(collection.periods):
-        x0 = _LEFT + p * group + 8
-        label = html.escape(period.label)
-        parts.append(
-            f'<text x="{x0 + (group - 16) / 2}" y="{base + 14}" font-size="10" '
-            f'text-anchor="middle">{label}</text>'
-        )
-        totals = data.get(period)
-        if totals is None:
-            parts.append(
-                f'<text x="{x0 + (group - 16) / 2}" y="{base - 6}" font-size="10" '
-                f'text-anchor="middle" fill="#a00"><title>no answer</title>no answer</text>'
-            )
-            continue
-        for t, tag in enumerate(tags):
-            x = x0 + t * _BAR
-            colour = _PALETTE[t % len(_PALETTE)]
-            name = html.escape(_tag_name(tag))
-            value = totals.get(tag, 0)
-            if value is None:
-                parts.append(
-                    f'<rect x="{x}" y="{base - 8}" width="{_BAR - 2}" height="8" fill="none" '
-                    f'stroke="{colour}" stroke-dasharray="2,2"><title>{name} {label}: '
-                    f"{SUPPRESSED}</title></rect>"
-                )
-                continue
-            h = round(value / top * (_CHART_HEIGHT - 10), 1)
-            parts.append(
-                f'<rect x="{x}" y="{base - h}" width="{_BAR - 2}" height="{h}" fill="{colour}">'
-                f"<title>{name} {label}: {value}</title></rect>"
-            )
-    parts.append("</svg>")
-    return "".join(parts)
+    if not found and dimension == "bottleneck":
+        return {tag: Value.SUPPRESSED if n is None else n for tag, n in tag_totals(answer).items()}
+    return found
 
 
-def _legend(tags: list[str]) -> str:
-    items = [
-        f'<span class="key"><span class="swatch" style="background:{_PALETTE[i % len(_PALETTE)]}">'
-        f"</span>{html.escape(_tag_name(tag))}</span>"
-        for i, tag in enumerate(tags)
-    ]
-    items.append(
-        '<span class="key"><span class="swatch stub"></span>suppressed (small cell or '
-        "complementary)</span>"
-    )
-    return '<p class="legend">' + " ".join(items) + "</p>"
+def _key_words(dimension: str, key: str) -> str:
+    if dimension == "bottleneck":
+        return labels.bottleneck(key)
+    if dimension == "phase":
+        return labels.phase(key).capitalize()
+    return labels.code_words(key)
 
 
-def _tag_table(collection: Collection, tag: str) -> str:
-    head = "".join(f"<th>{html.escape(p.label)}</th>" for p in collection.periods)
-    rows = []
+@dataclass
+class MatrixRow:
+    """One region's row: its cases per value, or missing when it did not answer."""
+
+    region: str
+    node: str
+    missing: bool
+    cells: list[Bar]
+
+
+@dataclass
+class Matrix:
+    """Regions by the values of one dimension."""
+
+    columns: list[str]
+    rows: list[MatrixRow]
+
+
+def _matrix(collection: Collection, dimension: str) -> Matrix:
+    """Regions by the values of one dimension, in cases over the whole range."""
+    period = collection.whole
+    rows: dict[str, dict[str, Bar]] = {}
+    keys: set[str] = set()
     for node in collection.nodes:
-        cells = []
+        answer = collection.answers.get((node.node_id, period))
+        if answer is None:
+            rows[node.node_id] = {}
+            continue
+        rows[node.node_id] = case_totals(answer, dimension)
+        keys.update(rows[node.node_id])
+    order = (
+        [p.value for p in labels.PHASES if p.value in keys]
+        if dimension == "phase"
+        else sorted(keys, key=lambda k: (k == "", k))
+    )
+    return Matrix(
+        [_key_words(dimension, k) for k in order],
+        [
+            MatrixRow(
+                node.region,
+                node.node_id,
+                (node.node_id, period) not in collection.answers,
+                [rows[node.node_id].get(k, 0) for k in order],
+            )
+            for node in collection.nodes
+        ],
+    )
+
+
+def _tags(collection: Collection) -> list[str]:
+    found = {
+        tag
+        for (_node, period), answer in collection.answers.items()
+        if period in collection.periods
+        for tag in tag_totals(answer)
+    }
+    return sorted(found, key=lambda t: (t == "", t))
+
+
+def _region_chart(collection: Collection, node_id: str, region: str, tags: list[str]) -> str:
+    """Cases per tag over the periods of one region."""
+    series = []
+    for tag in tags:
+        values: list[Bar] = []
         for period in collection.periods:
-            answer = collection.answers.get((node.node_id, period))
+            answer = collection.answers.get((node_id, period))
             if answer is None:
-                cells.append('<td class="missing">no answer</td>')
+                values.append(Value.MISSING)
                 continue
-            value = tag_totals(answer).get(tag, 0)
-            cells.append("<td>suppressed</td>" if value is None else f"<td>{value}</td>")
-        rows.append(f"<tr><th>{html.escape(node.region)}</th>{''.join(cells)}</tr>")
-    return (
-        f"<h3>{html.escape(_tag_name(tag))}</h3><table><tr><th>region</th>{head}</tr>"
-        f"{''.join(rows)}</table>"
+            n = tag_totals(answer).get(tag, 0)
+            values.append(Value.SUPPRESSED if n is None else n)
+        series.append(Series(labels.bottleneck(tag), values))
+    ks = [a.k for (n, _), a in collection.answers.items() if n == node_id] or [0]
+    return charts.grouped_bars(
+        [labels.period(p.start, p.end) for p in collection.periods],
+        series,
+        title=f"{region}: casussen per knelpunt",
+        y_label="casussen",
+        k=max(ks),
     )
 
 
-def _failures(collection: Collection) -> str:
-    if not collection.failures:
-        return "<p>Every node answered for every period.</p>"
-    items = "".join(
-        f"<li><b>{html.escape(f.node.node_id)}</b> ({html.escape(f.node.region)}), "
-        f"{html.escape(f.period.label)}: {html.escape(f.reason)}</li>"
-        for f in collection.failures
+def _phase_chart(collection: Collection) -> str:
+    """Cases per phase per region over the whole range."""
+    matrix = _matrix(collection, "phase")
+    series = [
+        Series(name, [Value.MISSING if r.missing else r.cells[i] for r in matrix.rows])
+        for i, name in enumerate(matrix.columns)
+    ]
+    ks = [a.k for a in collection.answers.values()] or [0]
+    return charts.grouped_bars(
+        [r.region for r in matrix.rows],
+        series,
+        title="Casussen per fase, per regio",
+        y_label="casussen",
+        k=max(ks),
     )
-    return f'<ul class="missing">{items}</ul>'
 
 
-_STYLE = """
-body { font-family: sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin-bottom: 1em; }
-td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
-th:first-child { text-align: left; }
-.missing { color: #a00; }
-.key { margin-right: 1em; white-space: nowrap; }
-.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
-.stub { border: 1px dashed #555; }
-"""
+def _silence(failures: list[Failure], collection: Collection) -> str:
+    """One short Dutch line for one region's failures."""
+    node = failures[0].node
+    reasons = {f.reason.split(":", 1)[0] for f in failures}
+    said = " en ".join(sorted(_REASONS.get(r, "gaf een fout") for r in reasons))
+    months = [f.period for f in failures if f.period in collection.periods]
+    if len(months) == len(collection.periods) or not months:
+        when = "over de hele periode"
+    else:
+        when = "voor " + ", ".join(labels.period(p.start, p.end) for p in sorted(months))
+    return f"{node.region} ({node.node_id}) {said} en ontbreekt {when}."
+
+
+_MATRICES = (
+    ("Knelpunten per regio", "bottleneck"),
+    ("Thema's per regio", "theme"),
+    ("Fasen per regio (aan het eind van de periode)", "phase"),
+    ("Uitkomsten van afgesloten casussen per regio", "outcome"),
+)
 
 
 def render_html(collection: Collection, generated: datetime) -> str:
-    """The report page: charts per region, tables per bottleneck, the nodes that did not answer."""
-    tags = _tags(collection)
+    """The report page: who did not answer, matrices of cases, charts per region."""
     first, last = collection.periods[0].start, collection.periods[-1].end
+    by_node: dict[str, list[Failure]] = defaultdict(list)
+    for failure in collection.failures:
+        by_node[failure.node.node_id].append(failure)
+    tags = _tags(collection)
     ks = sorted({answer.k for answer in collection.answers.values()})
-    charts = "".join(
-        f"<h3>{html.escape(node.region)} <small>({html.escape(node.node_id)})</small></h3>"
-        f"{_chart(collection, node.node_id, tags)}"
-        for node in collection.nodes
+    answered = [n for n in collection.nodes if n.node_id not in by_node]
+    return _ENV.get_template("signals.html").render(
+        range=labels.period(first, last),
+        generated=labels.date_time(generated),
+        k=", ".join(map(str, ks)) or "-",
+        regions=len(collection.nodes),
+        answered=len(answered),
+        silent=[_silence(f, collection) for f in by_node.values()],
+        monthly=len(collection.periods) > 1,
+        matrices=[
+            ("Knelpunten per regio", "bottleneck", _matrix(collection, "bottleneck")),
+            ("Thema's per regio", "theme", _matrix(collection, "theme")),
+            (
+                "Fasen per regio (aan het eind van de periode)",
+                "phase",
+                _matrix(collection, "phase"),
+            ),
+            (
+                "Uitkomsten van afgesloten casussen per regio",
+                "outcome",
+                _matrix(collection, "outcome"),
+            ),
+        ],
+        phase_chart=_phase_chart(collection),
+        charts=[
+            _region_chart(collection, node.node_id, node.region, tags)
+            for node in collection.nodes
+            if node.node_id not in by_node or len(by_node[node.node_id]) < len(collection.periods)
+        ],
+        suppressed=Value.SUPPRESSED,
+        missing=Value.MISSING,
     )
-    tables = "".join(_tag_table(collection, tag) for tag in tags)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Signalen: bottlenecks per region</title><style>{_STYLE}</style></head>
-<body>
-<h1>Signalen: bottlenecks per region</h1>
-<p>Cases with each bottleneck tag, {first:%Y-%m-%d} to {last:%Y-%m-%d} (end exclusive),
-per region and period. A case with several tags counts under each. Counts below the
-threshold (k = {", ".join(map(str, ks)) or "-"}), and counts that would reveal them, are
-suppressed by the nodes. Generated {_day(generated.replace(microsecond=0))}.</p>
-<h2>Nodes that did not answer</h2>
-{_failures(collection)}
-<h2>Bottlenecks per region over time</h2>
-{_legend(tags)}
-{charts}
-<h2>Bottleneck totals per region</h2>
-{tables}
-</body></html>
-"""
 
 
 def write_report(

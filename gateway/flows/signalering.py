@@ -19,6 +19,7 @@ signalling activity, with no data subject: the answer is about no one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -28,7 +29,8 @@ from schakel.v1 import common_pb2, federation_pb2
 from sqlalchemy.engine import Engine
 
 from certs.identity import Identity
-from gateway.cases import count_cases
+from gateway.cases.case_totals import CaseTotal, Dimension, suppress_case_totals
+from gateway.cases.signals import count_with_cases
 from gateway.cases.suppression import ALL, DEFAULT_K, SuppressedTable, TotalKind, suppress
 from gateway.errors import InvalidInputError, quote
 from gateway.flows import inbound
@@ -105,9 +107,27 @@ def _moment(stamp: Timestamp, name: str) -> datetime:
         ) from None
 
 
-def to_response(node_id: str, table: SuppressedTable) -> federation_pb2.SignalsResponse:
-    """The SignalsResponse of a suppressed table, totals after the cells."""
+_DIMENSIONS = {
+    Dimension.ALL: federation_pb2.CASE_DIMENSION_ALL,
+    Dimension.THEME: federation_pb2.CASE_DIMENSION_THEME,
+    Dimension.PHASE: federation_pb2.CASE_DIMENSION_PHASE,
+    Dimension.OUTCOME: federation_pb2.CASE_DIMENSION_OUTCOME,
+    Dimension.BOTTLENECK: federation_pb2.CASE_DIMENSION_BOTTLENECK,
+}
+
+
+def to_response(
+    node_id: str, table: SuppressedTable, case_totals: Iterable[CaseTotal] = ()
+) -> federation_pb2.SignalsResponse:
+    """The SignalsResponse of a suppressed table, totals after the cells, then case totals."""
     response = federation_pb2.SignalsResponse(node_id=node_id, k=table.k)
+    for case_total in case_totals:
+        response.case_totals.add(
+            dimension=_DIMENSIONS[case_total.dimension],
+            key=case_total.key,
+            count=case_total.count,
+            suppressed=case_total.suppressed,
+        )
     for cell in table.cells:
         response.cells.add(
             theme=cell.theme,
@@ -137,7 +157,9 @@ def build_signals_response(
     Raises :class:`~gateway.cases.CaseInputError` for a bad period and
     :class:`~gateway.cases.suppression.SuppressionError` for a bad ``k``.
     """
-    return to_response(node_id, suppress(count_cases(engine, period_start, period_end), k))
+    cells, cases = count_with_cases(engine, period_start, period_end)
+    table = suppress(cells, k)
+    return to_response(node_id, table, suppress_case_totals(cases, table))
 
 
 async def get_signals(

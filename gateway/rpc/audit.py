@@ -18,7 +18,12 @@ from schakel.v1 import audit_pb2, audit_pb2_grpc
 from gateway.audit import inzage, merkle, query, verify
 from gateway.audit.checkpoint import Checkpoints
 from gateway.audit.store import AuditLog
-from gateway.errors import InvalidInputError, NotFoundError, OutOfRangeError
+from gateway.errors import (
+    InvalidInputError,
+    NotConfiguredError,
+    NotFoundError,
+    OutOfRangeError,
+)
 from gateway.flows.inzage import subject_report
 from gateway.rpc.auth import current_identity
 
@@ -30,8 +35,9 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
 
     ``keys`` are the pinned keys VerifyLog checks with (the node's own
     checkpoint key and its witnesses'). ``resolver`` turns a subject
-    ciphertext under Y into the node-domain pseudonym; without one,
-    SubjectReport answers FAILED_PRECONDITION.
+    ciphertext under Y into the node-domain pseudonym, and
+    ``federation_key`` is Y; without them, SubjectReport and
+    GetFederationKey answer FAILED_PRECONDITION.
     """
 
     def __init__(
@@ -40,11 +46,13 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         checkpointer: Checkpoints,
         keys: verify.Keys,
         resolver: inzage.SubjectResolver | None = None,
+        federation_key: bytes | None = None,
     ) -> None:
         self.log = log
         self.checkpointer = checkpointer
         self.keys = keys
         self.resolver = resolver
+        self.federation_key = federation_key
 
     async def QueryRecords(  # noqa: N802 - gRPC method name
         self, request: audit_pb2.AuditQuery, context: Context
@@ -99,6 +107,17 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         return await subject_report(
             self.log, self.checkpointer, self.resolver, current_identity(), request.subject
         )
+
+    async def GetFederationKey(  # noqa: N802 - gRPC method name
+        self, request: audit_pb2.GetFederationKeyRequest, context: Context
+    ) -> audit_pb2.FederationKey:
+        """Y, which the officer's tool encrypts a BSN under for SubjectReport."""
+        if self.federation_key is None:
+            raise NotConfiguredError(
+                "GetFederationKey needs the node's pseudonym keys (pseudonyms.domain_key), "
+                "which are not configured"
+            )
+        return audit_pb2.FederationKey(global_public_key=self.federation_key)
 
 
 async def _proof(make: Callable[[int, int], list[bytes]], first: int, second: int) -> list[bytes]:

@@ -569,3 +569,44 @@ class ConsistencyProof(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConsistencyProof: _TypeAlias = ConsistencyProof  # noqa: Y015
+
+@_typing.final
+class GetFederationKeyRequest(_message.Message):
+    """Asks for the federation key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFederationKeyRequest: _TypeAlias = GetFederationKeyRequest  # noqa: Y015
+
+@_typing.final
+class FederationKey(_message.Message):
+    """The federation key Y."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GLOBAL_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    global_public_key: _builtins.bytes
+    """Y, a 32-byte ristretto255 point: what partners and officers encrypt
+    subjects under.
+    """
+    def __init__(
+        self,
+        *,
+        global_public_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_public_key", b"global_public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FederationKey: _TypeAlias = FederationKey  # noqa: Y015

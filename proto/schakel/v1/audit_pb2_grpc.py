@@ -65,6 +65,11 @@ class AuditServiceStub:
                 request_serializer=schakel_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
                 response_deserializer=schakel_dot_v1_dot_audit__pb2.ConsistencyProof.FromString,
                 _registered_method=True)
+        self.GetFederationKey = channel.unary_unary(
+                '/schakel.v1.AuditService/GetFederationKey',
+                request_serializer=schakel_dot_v1_dot_audit__pb2.GetFederationKeyRequest.SerializeToString,
+                response_deserializer=schakel_dot_v1_dot_audit__pb2.FederationKey.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -115,6 +120,17 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFederationKey(self, request, context):
+        """The federation key Y, for an officer's tool that encrypts a BSN for
+        SubjectReport and has no copy of the key ceremony's public transcript
+        (ceremony.json). The tool trusts the node for Y when it asks this; an
+        officer who does not takes Y from the transcript instead. A node
+        without pseudonym keys answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +163,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=schakel_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.FromString,
                     response_serializer=schakel_dot_v1_dot_audit__pb2.ConsistencyProof.SerializeToString,
+            ),
+            'GetFederationKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFederationKey,
+                    request_deserializer=schakel_dot_v1_dot_audit__pb2.GetFederationKeyRequest.FromString,
+                    response_serializer=schakel_dot_v1_dot_audit__pb2.FederationKey.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +333,33 @@ class AuditService:
             '/schakel.v1.AuditService/GetConsistencyProof',
             schakel_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
             schakel_dot_v1_dot_audit__pb2.ConsistencyProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFederationKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schakel.v1.AuditService/GetFederationKey',
+            schakel_dot_v1_dot_audit__pb2.GetFederationKeyRequest.SerializeToString,
+            schakel_dot_v1_dot_audit__pb2.FederationKey.FromString,
             options,
             channel_credentials,
             insecure,

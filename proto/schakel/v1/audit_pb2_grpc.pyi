@@ -52,6 +52,13 @@ class AuditServiceStub:
     """An inclusion proof for one leaf."""
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetConsistencyProofRequest, _audit_pb2.ConsistencyProof]
     """A consistency proof between two tree sizes."""
+    GetFederationKey: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetFederationKeyRequest, _audit_pb2.FederationKey]
+    """The federation key Y, for an officer's tool that encrypts a BSN for
+    SubjectReport and has no copy of the key ceremony's public transcript
+    (ceremony.json). The tool trusts the node for Y when it asks this; an
+    officer who does not takes Y from the transcript instead. A node
+    without pseudonym keys answers FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -74,6 +81,13 @@ class AuditServiceAsyncStub(AuditServiceStub):
     """An inclusion proof for one leaf."""
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetConsistencyProofRequest, _audit_pb2.ConsistencyProof]  # type: ignore[assignment]
     """A consistency proof between two tree sizes."""
+    GetFederationKey: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetFederationKeyRequest, _audit_pb2.FederationKey]  # type: ignore[assignment]
+    """The federation key Y, for an officer's tool that encrypts a BSN for
+    SubjectReport and has no copy of the key ceremony's public transcript
+    (ceremony.json). The tool trusts the node for Y when it asks this; an
+    officer who does not takes Y from the transcript instead. A node
+    without pseudonym keys answers FAILED_PRECONDITION.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """Served by a node to its privacy officers."""
@@ -129,5 +143,18 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.ConsistencyProof, _abc.Awaitable[_audit_pb2.ConsistencyProof]]:
         """A consistency proof between two tree sizes."""
+
+    @_abc_1.abstractmethod
+    def GetFederationKey(
+        self,
+        request: _audit_pb2.GetFederationKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.FederationKey, _abc.Awaitable[_audit_pb2.FederationKey]]:
+        """The federation key Y, for an officer's tool that encrypts a BSN for
+        SubjectReport and has no copy of the key ceremony's public transcript
+        (ceremony.json). The tool trusts the node for Y when it asks this; an
+        officer who does not takes Y from the transcript instead. A node
+        without pseudonym keys answers FAILED_PRECONDITION.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

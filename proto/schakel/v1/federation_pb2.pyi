@@ -11,6 +11,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from schakel.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -22,6 +23,44 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CaseDimension:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CaseDimensionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseDimension.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CASE_DIMENSION_UNSPECIFIED: _CaseDimension.ValueType  # 0
+    CASE_DIMENSION_ALL: _CaseDimension.ValueType  # 1
+    """All cases of the period; key is "*"."""
+    CASE_DIMENSION_THEME: _CaseDimension.ValueType  # 2
+    """Cases of one theme; key is the theme code."""
+    CASE_DIMENSION_PHASE: _CaseDimension.ValueType  # 3
+    """Cases in one phase at the end of the period; key is the phase name."""
+    CASE_DIMENSION_OUTCOME: _CaseDimension.ValueType  # 4
+    """Closed cases (phase afschaling) with one outcome; key is the outcome
+    code. Open cases are the other phases.
+    """
+    CASE_DIMENSION_BOTTLENECK: _CaseDimension.ValueType  # 5
+    """Cases with one bottleneck tag; key is the tag, "" for cases without one."""
+
+class CaseDimension(_CaseDimension, metaclass=_CaseDimensionEnumTypeWrapper):
+    """Which cases a CaseTotal counts."""
+
+CASE_DIMENSION_UNSPECIFIED: CaseDimension.ValueType  # 0
+CASE_DIMENSION_ALL: CaseDimension.ValueType  # 1
+"""All cases of the period; key is "*"."""
+CASE_DIMENSION_THEME: CaseDimension.ValueType  # 2
+"""Cases of one theme; key is the theme code."""
+CASE_DIMENSION_PHASE: CaseDimension.ValueType  # 3
+"""Cases in one phase at the end of the period; key is the phase name."""
+CASE_DIMENSION_OUTCOME: CaseDimension.ValueType  # 4
+"""Closed cases (phase afschaling) with one outcome; key is the outcome
+code. Open cases are the other phases.
+"""
+CASE_DIMENSION_BOTTLENECK: CaseDimension.ValueType  # 5
+"""Cases with one bottleneck tag; key is the tag, "" for cases without one."""
+Global___CaseDimension: _TypeAlias = CaseDimension  # noqa: Y015
 
 @_typing.final
 class FederatedHitRequest(_message.Message):
@@ -718,6 +757,7 @@ class SignalsResponse(_message.Message):
     NODE_ID_FIELD_NUMBER: _builtins.int
     K_FIELD_NUMBER: _builtins.int
     CELLS_FIELD_NUMBER: _builtins.int
+    CASE_TOTALS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The answering node."""
     k: _builtins.int
@@ -726,20 +766,66 @@ class SignalsResponse(_message.Message):
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignalCell]:
         """The cells."""
 
+    @_builtins.property
+    def case_totals(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseTotal]:
+        """Distinct cases per theme, phase, outcome and bottleneck tag, and in all.
+        Unlike the cells' totals, which count a case once per tag it carries,
+        these count every case once. A total is suppressed when below k, when
+        it would reveal another suppressed total of its dimension, or when the
+        table suppresses the matching theme or grand total; the tags' totals
+        are the cells' tag totals as published (a case has each tag at most
+        once).
+        """
+
     def __init__(
         self,
         *,
         node_id: _builtins.str = ...,
         k: _builtins.int = ...,
         cells: _abc.Iterable[Global___SignalCell] | None = ...,
+        case_totals: _abc.Iterable[Global___CaseTotal] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "k", b"k", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_totals", b"case_totals", "cells", b"cells", "k", b"k", "node_id", b"node_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SignalsResponse: _TypeAlias = SignalsResponse  # noqa: Y015
+
+@_typing.final
+class CaseTotal(_message.Message):
+    """The number of distinct cases with one value of one dimension."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIMENSION_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
+    dimension: Global___CaseDimension.ValueType
+    """The dimension."""
+    key: _builtins.str
+    """The value (see CaseDimension)."""
+    count: _builtins.int
+    """The number of cases; 0 when suppressed."""
+    suppressed: _builtins.bool
+    """True when the count is withheld (see SignalsResponse.case_totals)."""
+    def __init__(
+        self,
+        *,
+        dimension: Global___CaseDimension.ValueType = ...,
+        key: _builtins.str = ...,
+        count: _builtins.int = ...,
+        suppressed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "dimension", b"dimension", "key", b"key", "suppressed", b"suppressed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseTotal: _TypeAlias = CaseTotal  # noqa: Y015
 
 @_typing.final
 class AddCheckpointRequest(_message.Message):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import html
+import re
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -13,7 +15,13 @@ import pytest
 from schakel.v1 import federation_pb2
 
 from gateway.cli import main
-from gateway.collector.collect import Period, collect, split_periods
+from gateway.collector.collect import (
+    MalformedAnswerError,
+    Period,
+    check_answer,
+    collect,
+    split_periods,
+)
 from gateway.collector.directory import DirectoryNode
 from gateway.collector.report import CSV_HEADER
 from gateway.rpc.server import NodeServer, Servicers
@@ -132,18 +140,47 @@ async def test_report_names_nodes_that_did_not_answer(
     assert row(RR, "2026-04", theme="*", phase="*", outcome="*", bottleneck="huisvesting") == "30"
 
     page = (out / "signals.html").read_text()
-    missing = page[page.index("Nodes that did not answer") : page.index("Bottlenecks per region")]
-    for silent, region in ((UT, "Utrecht"), (GONE, "Nergens")):
-        assert f"<b>{silent}</b> ({region}), 2026-03: UNAVAILABLE" in missing
-    assert HL not in missing and RR not in missing
-    assert page.count("<svg") == 4
+    words = re.sub(r"<[^>]+>", " ", re.sub(r"(?s)<svg.*?</svg>", " ", page))
+    text = " ".join(html.unescape(words).split())
+    silent = text[text.index("Regio's zonder (volledig) antwoord") : text.index("Knelpunten per")]
+    # One short Dutch line per region, whatever the number of months; no gRPC status names.
+    assert silent.count("Utrecht (") == 1 and silent.count("Nergens (") == 1
+    assert f"Utrecht ({UT}) was niet bereikbaar en ontbreekt over de hele periode." in silent
+    assert f"Nergens ({GONE}) was niet bereikbaar en ontbreekt over de hele periode." in silent
+    assert HL not in silent and RR not in silent
+    assert "UNAVAILABLE" not in page and "suppressed" not in page
+    assert "Periode: 1 maart 2026 t/m 30 april 2026" in text
+    assert "2 van de 4 regio's antwoordden voor de hele periode" in text
+    # Cases over the whole range (asked as one period): the 11 cases with two tags count once
+    # per theme, and a suppressed number says so.
+    assert (
+        "Knelpunten per regio Regio Huisvesting Schulden Zorgplek Zonder knelpunt "
+        "Haaglanden 25 11 15 22 Rotterdam-Rijnmond 30 0 0 0 "
+        "Utrecht geen antwoord Nergens geen antwoord" in text
+    )
+    assert (
+        "Thema's per regio Regio Complexe casuïstiek Huiselijk geweld Nazorg ex gedetineerden "
+        "Haaglanden 40 0 22 Rotterdam-Rijnmond 0 30 0" in text
+    )
+    assert (
+        "Fasen per regio (aan het eind van de periode) Regio Aanmelding Casusoverleg Afschaling "
+        "Haaglanden afgeschermd 37 afgeschermd Rotterdam-Rijnmond 30 0 0" in text
+    )
+    assert (  # the one small outcome
+        "Uitkomsten van afgesloten casussen per regio Regio Doelen bereikt "
+        "Haaglanden afgeschermd Rotterdam-Rijnmond 0" in text
+    )
+    # A chart of phases, and one per region that answered: axes, ticks, Dutch labels as text.
+    assert page.count("<svg") == 3
     for chunk in page.split("<svg")[1:]:
         svg = ElementTree.fromstring("<svg" + chunk[: chunk.index("</svg>") + 6])
         assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+        assert float(svg.attrib["width"].removesuffix("pt")) >= 600
+    charts = page[page.index("<svg") :]
+    for words in ("Haaglanden: casussen per knelpunt", "mrt 2026", "apr 2026", "casussen"):
+        assert words in charts
+    assert "a = afgeschermd" in charts and "Zonder knelpunt" in charts
     assert "<script" not in page and "https://" not in page and "src=" not in page
-    assert "huisvesting 2026-03: 25" in page
-    assert "zorgplek 2026-03: suppressed" not in page  # the zorgplek total of 15 is published
-    assert "zorgplek 2026-03: 15" in page
 
 
 async def test_no_answer_at_all_writes_no_report_and_fails(
@@ -261,3 +298,27 @@ def test_cli_refuses_bad_arguments_before_asking_anyone(
         main([*base, "--from", "2026-03-01", "--to", "2026-05-01", "--timeout", "0"])
     assert "expected seconds between 0 and 600" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("total", "reason"),
+    [
+        (
+            federation_pb2.CaseTotal(dimension=federation_pb2.CASE_DIMENSION_THEME, key="Jan J"),
+            "case_totals[0].key is not a code",
+        ),
+        (federation_pb2.CaseTotal(key="zorgplek"), "case_totals[0].dimension 0 is unknown"),
+        (
+            federation_pb2.CaseTotal(
+                dimension=federation_pb2.CASE_DIMENSION_ALL, key="*", count=3, suppressed=True
+            ),
+            "case_totals[0] is suppressed but carries a count",
+        ),
+    ],
+)
+def test_case_totals_carry_codes_and_counts_only(
+    total: federation_pb2.CaseTotal, reason: str
+) -> None:
+    answer = federation_pb2.SignalsResponse(node_id=HL, case_totals=[total])
+    with pytest.raises(MalformedAnswerError, match=re.escape(reason)):
+        check_answer(HL, answer)

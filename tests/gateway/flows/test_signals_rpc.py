@@ -32,7 +32,7 @@ async def test_a_collector_gets_nothing_but_suppressed_aggregates(
     subjects = populate(node.engine, march_plan())
     async with channel_to(node, federation.collector(), federation.ca_file) as channel:
         answer = await federation_pb2_grpc.FederationServiceStub(channel).GetSignals(request())
-    assert [f.name for f, _ in answer.ListFields()] == ["node_id", "k", "cells"]
+    assert [f.name for f, _ in answer.ListFields()] == ["node_id", "k", "cells", "case_totals"]
     assert (answer.node_id, answer.k) == (HL, 10)
     cells = {
         (c.theme, common_pb2.Phase.Name(c.phase), c.outcome, c.bottleneck): (c.count, c.suppressed)
@@ -53,6 +53,25 @@ async def test_a_collector_gets_nothing_but_suppressed_aggregates(
         ("*", "PHASE_UNSPECIFIED", "*", "schulden"): (11, False),
         ("*", "PHASE_UNSPECIFIED", "*", "zorgplek"): (15, False),
         ("*", "PHASE_UNSPECIFIED", "*", "*"): (73, False),
+    }
+    # Cases, not tag entries: the 11 cases with two tags count once. Afschaling (2) is small,
+    # so aanmelding is suppressed beside it; the one outcome lies inside the small afschaling.
+    totals = {
+        (federation_pb2.CaseDimension.Name(t.dimension), t.key): (t.count, t.suppressed)
+        for t in answer.case_totals
+    }
+    assert totals == {
+        ("CASE_DIMENSION_ALL", "*"): (62, False),
+        ("CASE_DIMENSION_THEME", cc): (40, False),
+        ("CASE_DIMENSION_THEME", nz): (22, False),
+        ("CASE_DIMENSION_PHASE", "aanmelding"): (0, True),
+        ("CASE_DIMENSION_PHASE", "casusoverleg"): (37, False),
+        ("CASE_DIMENSION_PHASE", "afschaling"): (0, True),
+        ("CASE_DIMENSION_OUTCOME", "doelen-bereikt"): (0, True),
+        ("CASE_DIMENSION_BOTTLENECK", ""): (22, False),
+        ("CASE_DIMENSION_BOTTLENECK", "huisvesting"): (25, False),
+        ("CASE_DIMENSION_BOTTLENECK", "schulden"): (11, False),
+        ("CASE_DIMENSION_BOTTLENECK", "zorgplek"): (15, False),
     }
     # Nothing personal or identifying travels: no pseudonym, case id, organisation or reference.
     wire = answer.SerializeToString()

@@ -122,3 +122,15 @@ async def test_the_records_and_the_report_name_the_officers_role(flow: Flow) -> 
     text = inzage.render_text(inzage.SubjectReport(report))
     assert f"aanvrager: schakel://officer/{RR}/procesregisseur;" in text
     assert f"aanvrager: schakel://officer/{RR}/fg;" in text
+
+
+async def test_a_node_without_pseudonym_keys_has_no_federation_key_to_give(
+    served: Served,
+) -> None:
+    officer = served.fed.officer(HL, "fg")
+    async with channel_to(served.server, officer, served.fed.ca_file) as channel:
+        stub = audit_pb2_grpc.AuditServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetFederationKey(audit_pb2.GetFederationKeyRequest())
+    assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "pseudonyms.domain_key" in (err.value.details() or "")

@@ -1,0 +1,5 @@
+"""Fixtures for the tests in this folder; their code lives in tests/support/."""
+
+from tests.support.pair import pair
+
+__all__ = ["pair"]
