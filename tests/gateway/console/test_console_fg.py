@@ -125,7 +125,7 @@ async def _inzage(page: Any, origin: str, flow: Flow) -> None:
     async with page.expect_navigation():
         await page.click("#inzage button")
     report = await page.content()
-    assert "SubmitReferral" in report
+    assert "aanmelding van een casus" in report  # the referral, in the report's own words
     await shot(page, "15-fg-inzage-rapport")
     assert sent, "the form was posted"
     assert all(BSN not in body for body in sent), "the BSN itself never reaches the node"
