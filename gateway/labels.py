@@ -105,6 +105,8 @@ REASONS = {
     "unknown-recipient": "onbekende ontvanger",
     "unknown-category": "onbekende soort gegevens",
     "not-held": "de organisatie had hierover geen gegevens",
+    "provider-not-participant": "de verstrekker was geen deelnemer aan de casus",
+    "deadline": "geen antwoord binnen de termijn",
 }
 
 

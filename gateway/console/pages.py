@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from schakel.v1 import common_pb2
 
 from certs.identity import Identity
+from gateway import labels
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
@@ -25,34 +26,12 @@ IDENTITY_KEY = web.RequestKey("identity", Identity)
 CSRF_KEY = web.RequestKey("csrf", str)
 """The form token of a request's browser."""
 
-PHASES = {
-    "aanmelding": "Aanmelding",
-    "triage": "Triage",
-    "casusoverleg": "Casusoverleg",
-    "afschaling": "Afschaling",
-}
 OUTCOMES = {
     common_pb2.DECISION_OUTCOME_ALLOW: "toegestaan",
     common_pb2.DECISION_OUTCOME_DENY: "geweigerd",
     common_pb2.DECISION_OUTCOME_PARTIAL: "deels",
 }
 """Decision outcomes in Dutch; an unspecified one is shown as a dash."""
-REASONS = {
-    "no-rule": "geen regel staat dit toe",
-    "phase-not-allowed": "niet toegestaan in deze fase",
-    "art9-no-ground": "bijzonder persoonsgegeven zonder grondslag",
-    "condition-unmet:case-accepted": "de zaak is nog niet geaccepteerd",
-    "condition-unmet:ground": "de vereiste grondslag (bijv. toestemming) ontbreekt",
-    "unknown-activity": "onbekende verwerking",
-    "unknown-phase": "onbekende fase",
-    "unknown-provider": "onbekende verstrekker",
-    "unknown-recipient": "onbekende ontvanger",
-    "unknown-category": "onbekende categorie",
-    "not-held": "de verstrekker heeft hierover niets",
-    "provider-not-participant": "de verstrekker is geen deelnemer",
-    "deadline": "geen antwoord binnen de termijn",
-}
-"""Why a category was withheld, in Dutch; the code itself is shown beside it."""
 
 
 def local_time(moment: datetime | Timestamp | int | None, with_seconds: bool = False) -> str:
@@ -81,21 +60,19 @@ def age(moment: datetime | None, now: datetime | None = None) -> str:
 
 def phase_name(value: str | int) -> str:
     """A phase in Dutch, from its registry value or its ``schakel.v1.Phase`` number."""
-    if isinstance(value, int):
-        if value == common_pb2.PHASE_UNSPECIFIED:
-            return "—"
-        value = common_pb2.Phase.Name(value).removeprefix("PHASE_").lower()  # type: ignore[arg-type]
-    return PHASES.get(value, value)
+    if value in ("", common_pb2.PHASE_UNSPECIFIED):
+        return "—"
+    return labels.phase(value).capitalize()
 
 
-def operation(name: str) -> str:
+def method(name: str) -> str:
     """The method part of an operation name (``schakel.v1.CaseService/Triage`` -> ``Triage``)."""
     return name.rpartition("/")[2] or name
 
 
 def reason(code: str) -> str:
-    """A withheld reason in Dutch with its code, e.g. ``geen regel staat dit toe (no-rule)``."""
-    return f"{REASONS[code]} ({code})" if code in REASONS else code
+    """A withheld reason in Dutch with its code, e.g. ``... zonder grondslag (art9-no-ground)``."""
+    return f"{labels.REASONS[code]} ({code})" if code in labels.REASONS else code
 
 
 def field_value(value: common_pb2.FactValue) -> str:
@@ -126,7 +103,9 @@ class Pages:
             leeftijd=age,
             fase=phase_name,
             uitkomst=lambda v: OUTCOMES.get(v, "—"),
-            operatie=operation,
+            operatie=labels.operation,
+            methode=method,
+            partij=labels.party,
             waarde=field_value,
             reden=reason,
             hexkort=lambda b: bytes(b).hex()[:16] if b else "",

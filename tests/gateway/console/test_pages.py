@@ -33,7 +33,9 @@ def test_phases_reasons_and_values_read_as_dutch() -> None:
     assert phase_name("casusoverleg") == "Casusoverleg"
     assert phase_name(common_pb2.PHASE_TRIAGE) == "Triage"
     assert phase_name(common_pb2.PHASE_UNSPECIFIED) == "—"
-    assert reason("art9-no-ground") == "bijzonder persoonsgegeven zonder grondslag (art9-no-ground)"
+    assert reason("art9-no-ground") == (
+        "bijzonder persoonsgegeven zonder grondslag (AVG art. 9) (art9-no-ground)"
+    )
     assert reason("something-new") == "something-new"
     assert field_value(common_pb2.FactValue(flag=False)) == "nee"
     assert field_value(common_pb2.FactValue(number=4)) == "4"
