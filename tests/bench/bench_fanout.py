@@ -85,6 +85,12 @@ async def _series(name: str, call: Call) -> dict[str, float]:
     return {"rate": statistics.median(rates), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
 
 
+def _calls(name: str) -> int:
+    """How many calls :func:`_series` makes for ``name``: warm-up, repeats, one at a time."""
+    total, in_flight, one_at_a_time = PLAN[name]
+    return max(in_flight, total // 10) + REPEATS * total + one_at_a_time
+
+
 def _fan_out(
     client: PeerClient,
     subject_for: Callable[[str], common_pb2.EncryptedPseudonym],
@@ -165,10 +171,15 @@ async def _measure(cluster: Cluster, peers: PeerProcesses) -> list[Result]:
         for relay, peer in zip(relays, peers.peers, strict=True):
             wan_peers.append(Peer(peer.node_id, await relay.start()))
         results["baseline"] = await _series("baseline", baseline)
+        cpu_ms_per_answer = 0.0
         for prefix, client in (("", loopback), ("wan_", wan)):
             for k in (1, PEERS):
                 call = _fan_out(client, subject_for, PEER_IDS[:k])
+                cpu_before = peers.cpu_seconds()
                 results[f"{prefix}fanout_{k}"] = await _series(f"{prefix}fanout_{k}", call)
+                if not prefix and k == PEERS:
+                    answers = k * _calls(f"{prefix}fanout_{k}")
+                    cpu_ms_per_answer = (peers.cpu_seconds() - cpu_before) * 1000 / answers
         rss = peers.rss_mib()
     finally:
         await loopback.close()
@@ -196,10 +207,15 @@ async def _measure(cluster: Cluster, peers: PeerProcesses) -> list[Result]:
                 f"p50 wan_fanout_30 / wan_fanout_1 = {p50['wan_fanout_30']:.1f} / "
                 f"{p50['wan_fanout_1']:.1f} ms; target <= 1.5x; the {PEERS} peer processes "
                 f"share this machine's {os.cpu_count()} cores: on loopback fanout_30 - fanout_1 = "
-                f"{p50['fanout_30'] - p50['fanout_1']:.1f} ms; {PEERS} peers started in "
+                f"{p50['fanout_30'] - p50['fanout_1']:.1f} ms; a peer spends "
+                f"{cpu_ms_per_answer:.1f} ms CPU per answer; {PEERS} peers started in "
                 f"{peers.seconds_to_start:.0f} s, {rss:.0f} MiB resident together"
             ),
-            extra={"peers_rss_mib": round(rss), "peers_start_s": round(peers.seconds_to_start)},
+            extra={
+                "peers_rss_mib": round(rss),
+                "peers_start_s": round(peers.seconds_to_start),
+                "peer_cpu_ms_per_answer": round(cpu_ms_per_answer, 2),
+            },
         ),
     ]
 

@@ -13,6 +13,7 @@ through the chain), as a partner would.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,16 @@ class PeerProcesses:
     def rss_mib(self) -> float:
         """Resident memory of all peer processes together, MiB."""
         return sum(p.rss_kib() for p in self.processes) / 1024
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time all peer processes used so far, seconds."""
+        ticks = 0
+        for process in self.processes:
+            assert process.proc is not None
+            stat = Path(f"/proc/{process.proc.pid}/stat").read_text()
+            fields = stat.rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         """SIGTERM every peer and wait for it."""
