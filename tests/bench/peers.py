@@ -25,6 +25,7 @@ from gateway.federation import Peer
 from gateway.tls import channel_credentials, node_channel
 from policy import signing
 from tests.support.cluster import BSN, PURPOSE, Cluster, write_directory
+from tests.support.pki import Credential
 from tests.support.ports import free_port
 from tests.support.process import NodeProcess
 
@@ -109,7 +110,7 @@ async def start_peer_processes(
             running.processes.append(process)
         asker_cred = cluster.fed.node(asker, force=True)
         await asyncio.gather(
-            *(p.serving(asker_cred, cluster.fed.ca_file, 180) for p in running.processes)
+            *(_serving(p, asker_cred, cluster.fed.ca_file) for p in running.processes)
         )
         running.seconds_to_start = time.perf_counter() - started
         await _refer(cluster, running.processes[0])
@@ -117,6 +118,29 @@ async def start_peer_processes(
         running.stop()
         raise
     return running
+
+
+async def _serving(process: NodeProcess, cred: Credential, ca_file: Path) -> None:
+    """Wait until ``process`` serves; start it again on another port if its port was taken.
+
+    Test port blocks can lie inside the kernel's ephemeral range, so an
+    outgoing connection may take a port between picking it and the node
+    binding it. The directory keeps the first address; only the asker's
+    entry in it matters to the peers.
+    """
+    for _attempt in range(3):
+        try:
+            await process.serving(cred, ca_file, 180)
+            return
+        except AssertionError as exc:
+            if "cannot listen" not in str(exc):
+                raise
+        process.stop()
+        address = f"127.0.0.1:{free_port()}"
+        process.config.write_text(process.config.read_text().replace(process.address, address))
+        process.address = address
+        process.start()
+    raise RuntimeError(f"{process.node_id}: no free port to listen on in 3 attempts")
 
 
 async def _refer(cluster: Cluster, peer: NodeProcess) -> None:
