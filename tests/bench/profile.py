@@ -1,6 +1,6 @@
 """Flame graphs of the three flows, and where their time goes, with py-spy.
 
-Usage: ``make bench ARGS='--profile [LABEL]'`` or
+Usage: ``make profile`` (``ARGS='--label after round'``) or
 ``python -m tests.bench.profile [--label LABEL] [--seconds S] [flow ...]``.
 
 Each flow is set up exactly as its benchmark row (:func:`flow_calls`), then
