@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 import structlog
 
@@ -30,7 +30,6 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     """
     if level not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; known: {sorted(LEVELS)}")
-    _Logger.generation += 1
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -62,32 +61,7 @@ class _Dumps:
         return self._encoder.encode(obj)
 
 
-class _Logger:
-    """A component's logger, built once per configuration instead of once per line.
-
-    structlog's own lazy proxy assembles a new bound logger (processors,
-    filtering class) for every line unless loggers are cached for good on
-    first use, which would pin them to the first configuration (tests and
-    ``make run`` configure logging again). This one keeps the built logger
-    until :func:`configure_logging` runs again.
-    """
-
-    __slots__ = ("_bound", "_built_for", "_name")
-    generation = 0
-    """Counts :func:`configure_logging` calls; a logger built for an older one is rebuilt."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._built_for = -1
-        self._bound: Any = None
-
-    def __getattr__(self, method: str) -> Any:
-        if self._built_for != _Logger.generation:
-            self._bound = structlog.get_logger(component=self._name).bind()
-            self._built_for = _Logger.generation
-        return getattr(self._bound, method)
-
-
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     """A logger that names its component in every line."""
-    return cast(structlog.typing.FilteringBoundLogger, _Logger(name))
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(component=name)
+    return logger
