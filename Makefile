@@ -9,7 +9,7 @@ ARGS ?=
 PROTOC_PLUGINS := --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
   --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc
 
-.PHONY: run test test-all lint proto proto-check bench dist clean report-samples
+.PHONY: run test test-all lint proto proto-check bench profile dist clean report-samples
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,9 +63,15 @@ proto-check: $(STAMP)
 	diff -r -x '__init__.py' -x '__pycache__' -x '*.proto' -x 'py.typed' $$tmp/schakel proto/schakel \
 	  || { echo "generated code in proto/schakel is stale: run 'make proto'"; exit 1; }
 
-## bench: benchmarks (pseudonyms, policy, audit, gRPC, 1 vs 3 replicas); writes bench-results/
+## bench: benchmarks (pseudonyms, policy, audit, gRPC, flows, fan-out, 1 vs 3 replicas); writes
+## bench-results/results.{md,json}; ARGS='caseflow fanout' for some areas, ARGS=--help lists them
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)
+
+## profile: flame graphs of the three case flows with py-spy (needs ptrace permission: root
+## or kernel.yama.ptrace_scope=0), into bench-results/flame-<flow>-latest.svg and profile-latest.md
+profile: $(STAMP)
+	$(BIN)/python -m tests.bench.profile $(ARGS)
 
 ## report-samples: the sample inzage and signals reports and their screenshots in docs/images
 report-samples: $(STAMP)
@@ -77,4 +83,4 @@ dist: $(STAMP)
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
 clean:
-	rm -rf $(VENV) .state bench-results dist build
+	rm -rf $(VENV) .state bench-results/results.* bench-results/*-latest.* dist build

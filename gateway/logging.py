@@ -7,9 +7,10 @@ request or response, and callers must not bind one.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 
@@ -35,12 +36,29 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=True),
+            structlog.processors.JSONRenderer(serializer=_Dumps(), sort_keys=True),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+class _Dumps:
+    """``json.dumps`` with one encoder for all lines.
+
+    ``json.dumps`` builds a new encoder per call whenever an option (here
+    ``sort_keys`` and structlog's ``default``) differs from its defaults; the
+    options of one renderer never change.
+    """
+
+    def __init__(self) -> None:
+        self._encoder: json.JSONEncoder | None = None
+
+    def __call__(self, obj: Any, **options: Any) -> str:
+        if self._encoder is None:
+            self._encoder = json.JSONEncoder(**options)
+        return self._encoder.encode(obj)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

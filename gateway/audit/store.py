@@ -130,7 +130,7 @@ class AuditLog:
     # -- appending ---------------------------------------------------------
 
     def _prepare(self, record: audit_pb2.AuditRecord, retain_until: datetime | None) -> _Item:
-        records.validate(record)
+        cols = records.validate(record)
         if len(unknown_fields.UnknownFieldSet(record)):
             raise records.RecordError("record carries unknown fields; build it from this schema")
         retain_until_us = None
@@ -142,7 +142,7 @@ class AuditLog:
             retain_until_us = end_us + self.default_retention // _MICROSECOND
         return _Item(
             base=record.SerializeToString(deterministic=True),
-            columns=records.columns(record),
+            columns=cols,
             retain_until_us=retain_until_us,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -34,29 +35,36 @@ class HitStore(CaseStoreBase):
 
     def record_hit(self, case_id: str, hit: Hit) -> Case:
         """Record (or refresh) who knows the subject of an open case, and whom to contact."""
+        return self.record_hits(case_id, [hit])
+
+    def record_hits(self, case_id: str, hits: Sequence[Hit]) -> Case:
+        """:meth:`record_hit` for every hit of a round, in one transaction."""
         check_case_id(case_id)
-        check_id(hit.node_id, "hit node id")
-        if hit.org_id:
-            check_id(hit.org_id, "hit org id")
-        check_contact(hit.contact_handle)
+        for hit in hits:
+            check_id(hit.node_id, "hit node id")
+            if hit.org_id:
+                check_id(hit.org_id, "hit org id")
+            check_contact(hit.contact_handle)
         with self._engine.begin() as conn:
             self._guard(conn, case_id, Action.RECORD_HIT)
-            conn.execute(
-                sa.delete(case_hits).where(
-                    case_hits.c.case_id == case_id,
-                    case_hits.c.node_id == hit.node_id,
-                    case_hits.c.org_id == hit.org_id,
+            now = self._now()
+            for hit in hits:
+                conn.execute(
+                    sa.delete(case_hits).where(
+                        case_hits.c.case_id == case_id,
+                        case_hits.c.node_id == hit.node_id,
+                        case_hits.c.org_id == hit.org_id,
+                    )
                 )
-            )
-            conn.execute(
-                sa.insert(case_hits).values(
-                    case_id=case_id,
-                    node_id=hit.node_id,
-                    org_id=hit.org_id,
-                    contact_handle=hit.contact_handle,
-                    recorded_at=self._now(),
+                conn.execute(
+                    sa.insert(case_hits).values(
+                        case_id=case_id,
+                        node_id=hit.node_id,
+                        org_id=hit.org_id,
+                        contact_handle=hit.contact_handle,
+                        recorded_at=now,
+                    )
                 )
-            )
             return self._load(conn, case_id)
 
     def active_hit(

@@ -152,9 +152,10 @@ async def run_round(
         else:
             result.no_hit.append(node_id)
     result.unanswered.update(peer_answers.unanswered)
-    for hit in result.hits:
+    if result.hits:
         try:
-            await asyncio.to_thread(parts.registry.record_hit, case.id, hit)
+            # One transaction (one commit) for the whole round, not one per hit.
+            await asyncio.to_thread(parts.registry.record_hits, case.id, result.hits)
         except CaseError as exc:
             # The case moved on (closed) while the round ran; the answer still stands.
             log.warning("hit_not_recorded", case_id=case.id, reason=type(exc).__name__)

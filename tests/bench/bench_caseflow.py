@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -54,6 +55,8 @@ from tests.support.referrals import PURPOSE
 
 AREA = "caseflow"
 REPEATS = 3
+CHECKPOINT_EVERY_RECORDS = 1000
+"""The default of ``[audit] checkpoint_every_records``."""
 PLAN = {"baseline": (1000, 16), "round": (150, 8), "uitvraag": (100, 8)}
 """(name, calls per repeat, calls in flight)."""
 
@@ -68,9 +71,22 @@ async def _series(name: str, call: Call) -> dict[str, float]:
     return {"rate": statistics.median(rates), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
 
 
-async def _bench(root: Path) -> list[Result]:
-    pair = await start_pair(root, f"sqlite:///{root / 'rr.db'}", partner_sections)
-    results: dict[str, dict[str, float]] = {}
+@contextlib.asynccontextmanager
+async def case_calls(root: Path) -> AsyncIterator[dict[str, Call]]:
+    """The running pair with its partners, and one call per row: baseline, round, uitvraag.
+
+    Also what :mod:`tests.bench.profile` samples, so a flame graph shows
+    exactly the call the table measures.
+    """
+    # A node's checkpoint cadence as deployed (every 1000 records or 60 s), not the
+    # test pair's checkpoint per record, which would put a signature and a witness
+    # round into every measured call.
+    pair = await start_pair(
+        root,
+        f"sqlite:///{root / 'rr.db'}",
+        partner_sections,
+        checkpoint_every_records=CHECKPOINT_EVERY_RECORDS,
+    )
     try:
         async with contextlib.AsyncExitStack() as stack:
             flow = Flow(pair, stack)
@@ -112,9 +128,6 @@ async def _bench(root: Path) -> list[Result]:
             stack.push_async_callback(bare_channel.close, None)
             check = health_pb2.HealthCheckRequest()
             health_stub = health_pb2_grpc.HealthStub(bare_channel)
-            results["baseline"] = await _series(
-                "baseline", lambda: health_stub.Check(check, timeout=10)
-            )
 
             async def round_call() -> object:
                 result = await stub.RunHitNoHit(
@@ -125,8 +138,6 @@ async def _bench(root: Path) -> list[Result]:
                 if result.unanswered or len(result.hits) != 2:
                     raise RuntimeError(f"round incomplete: {list(result.unanswered)}")
                 return result
-
-            results["round"] = await _series("round", round_call)
 
             async def uitvraag_call() -> object:
                 result = await stub.StartUitvraag(
@@ -141,9 +152,20 @@ async def _bench(root: Path) -> list[Result]:
                     raise RuntimeError("uitvraag incomplete")
                 return result
 
-            results["uitvraag"] = await _series("uitvraag", uitvraag_call)
+            yield {
+                "baseline": lambda: health_stub.Check(check, timeout=10),
+                "round": round_call,
+                "uitvraag": uitvraag_call,
+            }
     finally:
         await stop_pair(pair)
+
+
+async def _bench(root: Path) -> list[Result]:
+    results: dict[str, dict[str, float]] = {}
+    async with case_calls(root) as calls:
+        for name, call in calls.items():
+            results[name] = await _series(name, call)
     notes = {
         "baseline": "grpc health Check, bare grpc.aio server, same mTLS",
         "round": "CaseService.RunHitNoHit: 2 local partners via task streams + 1 peer node",

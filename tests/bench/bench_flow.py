@@ -270,11 +270,11 @@ def _wan_ratios(
     ]
 
 
-async def _bench(root: Path) -> list[Result]:
-    cluster = await start_cluster(root, NODES)
-    target = NODES[1]
-    subjects = cluster.nodes[target].parts.subjects
-    assert subjects is not None
+def hitnohit_call(cluster: Cluster, asker: str, target: str) -> tuple[Call, grpc.aio.Channel]:
+    """FederationService.HitNoHit from ``asker`` to ``target``, which gets the subject's case.
+
+    Returns the call and its channel (the caller closes it).
+    """
     cluster.nodes[target].parts.registry.refer(
         Referral(
             referrer_org_id="politie-zh",
@@ -285,28 +285,33 @@ async def _bench(root: Path) -> list[Result]:
             theme="verward-gedrag",
         )
     )
+    channel = cluster.channel(target, cluster.fed.node(asker, force=True))
+    stub = federation_pb2_grpc.FederationServiceStub(channel)
+    request = federation_pb2.FederatedHitRequest(
+        purpose=common_pb2.Purpose(processing_activity_id=PURPOSE),
+        case_ref=common_pb2.CaseRef(node_id=asker, case_id="0" * 32),
+        subject=cluster.subject_for(asker)(target),
+        phase=common_pb2.PHASE_AANMELDING,
+    )
+    return lambda: stub.HitNoHit(request, timeout=10), channel
+
+
+async def _bench(root: Path) -> list[Result]:
+    cluster = await start_cluster(root, NODES)
+    target = NODES[1]
     bare, port = await _bare_server(cluster, "zvh-bare")
     root_dir = cluster.fed.root
     creds = channel_credentials(
         cluster.fed.ca_file, root_dir / f"node-{ASKER}.pem", root_dir / f"node-{ASKER}.key"
     )
     bare_channel = node_channel(f"127.0.0.1:{port}", "zvh-bare", creds)
-    node_channel_ = cluster.channel(target, cluster.fed.node(ASKER, force=True))
+    hitnohit, node_channel_ = hitnohit_call(cluster, ASKER, target)
     results: dict[str, dict[str, float]] = {}
     try:
         health = health_pb2_grpc.HealthStub(bare_channel)
         check = health_pb2.HealthCheckRequest()
         results["baseline"] = await _series("baseline", lambda: health.Check(check, timeout=10))
-        stub = federation_pb2_grpc.FederationServiceStub(node_channel_)
-        request = federation_pb2.FederatedHitRequest(
-            purpose=common_pb2.Purpose(processing_activity_id=PURPOSE),
-            case_ref=CASE,
-            subject=cluster.subject_for(ASKER)(target),
-            phase=common_pb2.PHASE_AANMELDING,
-        )
-        results["node_hitnohit"] = await _series(
-            "node_hitnohit", lambda: stub.HitNoHit(request, timeout=10)
-        )
+        results["node_hitnohit"] = await _series("node_hitnohit", hitnohit)
         peers = cluster.nodes[ASKER].parts.peers
         assert peers is not None
         subject_for = cluster.subject_for(ASKER)

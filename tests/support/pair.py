@@ -43,6 +43,7 @@ async def start_pair(
     extra: Callable[[str], str] = lambda _node_id: "",
     dial: Callable[[str, str, str], str] = _direct,
     allow: dict[str, str] | None = None,
+    checkpoint_every_records: int = 1,
 ) -> Pair:
     """Start RR (on ``db_url``) and HL (SQLite); each witnesses the other.
 
@@ -50,6 +51,8 @@ async def start_pair(
     ``dial(node_id, peer_id, address)`` is the address ``node_id`` dials to
     reach its peer listening on ``address`` (e.g. a relay in front of it).
     ``allow`` replaces a transcryptor's allow-list (by id).
+    ``checkpoint_every_records`` is 1 so that witness tests see a checkpoint
+    per record; the benchmarks pass the production default.
     """
     fed = Federation(root / "pki")
     keys = DevKeys(root / "keys")
@@ -62,7 +65,7 @@ async def start_pair(
             sections = keys.node_sections(
                 node_id,
                 [(other, dial(node_id, other, f"127.0.0.1:{ports[other]}"))],
-                checkpoint_every_records=1,
+                checkpoint_every_records=checkpoint_every_records,
                 checkpoint_every_seconds=1,
                 transcryptors=pair.chain.endpoints,
             )
