@@ -14,11 +14,13 @@ import sys
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from gateway.storage import make_engine
-from gateway.storage.leader import Leadership
+from gateway.storage.leader import LOCK_NAME, Leadership
+from gateway.storage.shared import scoped_key
 from tests.support.databases import pg_schema_url
 from tests.support.paths import ROOT
 
@@ -132,15 +134,21 @@ async def test_a_leader_whose_session_is_cut_stops_leading(url: str) -> None:
     try:
         await _until(lambda: leader.leading, 5)
         with engine.begin() as conn:
-            # The session holding the advisory lock: the only one not ours that holds one.
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            key = scoped_key(raw, LOCK_NAME) & 0xFFFFFFFFFFFFFFFF
+            # Only the session holding this schema's leader lock: other tests running beside
+            # this one hold advisory locks of their own in the same database.
             cut = (
                 conn.execute(
                     sa.text(
                         "SELECT pg_terminate_backend(pid) FROM pg_locks "
                         "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
-                        "AND database = "
+                        "AND classid::text::bigint = :high AND objid::text::bigint = :low "
+                        "AND objsubid = 1 AND database = "
                         "(SELECT oid FROM pg_database WHERE datname = current_database())"
-                    )
+                    ),
+                    {"high": key >> 32, "low": key & 0xFFFFFFFF},
                 )
                 .scalars()
                 .all()
