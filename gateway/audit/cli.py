@@ -239,6 +239,7 @@ def register(sub: Any) -> None:
         help="a federation of one transcryptor: its PS/RS file (with --domain-key)",
     )
     p.add_argument("--domain-key", type=Path, help="the node's domain key file")
+    p.add_argument("--domain-key-passphrase-file", type=Path, help="for a sealed --domain-key")
     key_args(p)
     p.add_argument("--html", type=Path, help="also write the readable HTML report here")
     node_args(p)
@@ -426,7 +427,7 @@ def cmd_inzage(args: argparse.Namespace) -> int:
             if args.domain_key is None:
                 return fail("--transcryptor-keys needs --domain-key")
             transcryptor = TranscryptorKeys.load(args.transcryptor_keys).transcryptor()
-            domain_key = DomainKey.load(args.domain_key)
+            domain_key = DomainKey.load(args.domain_key, args.domain_key_passphrase_file)
             ciphertext = inzage.encrypt_bsn(bsn, domain_key.global_public_key)
             pseudonym = inzage.resolve_locally(transcryptor, domain_key, ciphertext)
     except (OSError, ValueError, KeyFileError, PseudonymError, SchakelError) as exc:

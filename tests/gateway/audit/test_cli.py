@@ -122,6 +122,17 @@ def test_inzage_text_and_html(
     assert main(["audit", "inzage", "123456789", *common, *key_args]) == 2
     err = capsys.readouterr().err
     assert "123456789" not in err and "elfproef" in err.lower()
+    # A sealed domain key opens with its passphrase file, and only with it.
+    passphrase = tmp_path / "domain.pass"
+    passphrase.write_text("a passphrase for the domain key\n")
+    work.domain_key.save(domain, force=True, passphrase_file=passphrase)
+    monkeypatch.setattr("sys.stdin", io.StringIO(bsn + "\n"))
+    assert main(["audit", "inzage", "-", *common, *key_args]) == 2
+    assert "domain.json" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(bsn + "\n"))
+    sealed = ["--domain-key-passphrase-file", str(passphrase)]
+    assert main(["audit", "inzage", "-", *common, *sealed, *key_args]) == 0
+    assert pseudonym in capsys.readouterr().out
     n.log.close()
 
 
