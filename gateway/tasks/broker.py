@@ -312,6 +312,8 @@ class TaskBroker:
                 "AcknowledgeTask is for FACT_DELIVERY tasks"
             )
         try:
+            # The batched send count first: settled first, the row would never count the send.
+            await self._flushed()
             await asyncio.to_thread(self._store.mark_done, [task_id])
         except SQLAlchemyError as exc:
             log.error("partner_task_ack_not_saved", task_id=task_id, error=type(exc).__name__)

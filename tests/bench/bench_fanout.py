@@ -38,11 +38,11 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from schakel.v1 import common_pb2
 
 from gateway.federation import Peer, PeerClient
-from gateway.tls import ServerCertificates, channel_credentials, node_channel
+from gateway.tls import channel_credentials, node_channel
+from tests.bench.federation_calls import bare_health_server, hit_no_hit_call
 from tests.bench.harness import (
     Call,
     Result,
@@ -53,7 +53,7 @@ from tests.bench.harness import (
 )
 from tests.bench.latency import LatencyRelay
 from tests.bench.peers import PeerProcesses, start_peer_processes
-from tests.support.cluster import PURPOSE, Cluster, start_cluster, stop_cluster
+from tests.support.cluster import Cluster, start_cluster, stop_cluster
 from tests.support.pki import Federation
 
 AREA = "fanout"
@@ -91,41 +91,11 @@ def _calls(name: str) -> int:
     return max(in_flight, total // 10) + REPEATS * total + one_at_a_time
 
 
-def _fan_out(
-    client: PeerClient,
-    subject_for: Callable[[str], common_pb2.EncryptedPseudonym],
-    only: list[str],
-) -> Call:
-    """One hit/no-hit to the peers in ``only``; the first peer must answer hit."""
-
-    async def call() -> object:
-        result = await client.hit_no_hit(
-            purpose=PURPOSE,
-            case_ref=CASE,
-            phase=common_pb2.PHASE_AANMELDING,
-            subject_for=subject_for,
-            deadline=60.0,
-            only=only,
-        )
-        if result.unanswered or not result.answers[PEER_IDS[0]].hit:
-            raise RuntimeError(f"fan-out incomplete: {result.unanswered}")
-        return result
-
-    return call
-
-
 async def _baseline(
     fed: Federation, creds: grpc.ChannelCredentials
 ) -> tuple[Call, Callable[[], Awaitable[None]]]:
     """The baseline call on a bare server, and what stops both."""
-    cred = fed.node("zvh-bare", force=True)
-    server = grpc.aio.server()
-    servicer = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    tls = ServerCertificates(fed.ca_file, cred.cert_file, cred.key_file)
-    port = server.add_secure_port("127.0.0.1:0", tls.credentials())
-    await server.start()
-    await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    server, port = await bare_health_server(fed, "zvh-bare")
     channel = node_channel(f"127.0.0.1:{port}", "zvh-bare", creds)
     stub = health_pb2_grpc.HealthStub(channel)
     check = health_pb2.HealthCheckRequest()
@@ -174,7 +144,9 @@ async def _measure(cluster: Cluster, peers: PeerProcesses) -> list[Result]:
         cpu_ms_per_answer = 0.0
         for prefix, client in (("", loopback), ("wan_", wan)):
             for k in (1, PEERS):
-                call = _fan_out(client, subject_for, PEER_IDS[:k])
+                call = hit_no_hit_call(
+                    client, subject_for, PEER_IDS[:k], case=CASE, hit_from=PEER_IDS[0]
+                )
                 cpu_before = peers.cpu_seconds()
                 results[f"{prefix}fanout_{k}"] = await _series(f"{prefix}fanout_{k}", call)
                 if not prefix and k == PEERS:

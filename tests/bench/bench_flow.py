@@ -35,12 +35,12 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from schakel.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 from gateway.cases.model import Referral
 from gateway.federation import Peer, PeerClient
-from gateway.tls import ServerCertificates, channel_credentials, node_channel
+from gateway.tls import channel_credentials, node_channel
+from tests.bench.federation_calls import bare_health_server, hit_no_hit_call
 from tests.bench.harness import (
     Call,
     Result,
@@ -103,41 +103,6 @@ async def _series(name: str, call: Call) -> dict[str, float]:
     }
 
 
-async def _bare_server(cluster: Cluster, node_id: str) -> tuple[grpc.aio.Server, int]:
-    cred = cluster.fed.node(node_id, force=True)
-    server = grpc.aio.server()
-    servicer = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    creds = ServerCertificates(cluster.fed.ca_file, cred.cert_file, cred.key_file).credentials()
-    port = server.add_secure_port("127.0.0.1:0", creds)
-    await server.start()
-    await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    return server, port
-
-
-def _hit_no_hit(
-    client: PeerClient,
-    subject_for: Callable[[str], common_pb2.EncryptedPseudonym],
-    only: list[str],
-) -> Call:
-    """One PeerClient.hit_no_hit to the peers in ``only``, which must all answer."""
-
-    async def call() -> object:
-        result = await client.hit_no_hit(
-            purpose=PURPOSE,
-            case_ref=CASE,
-            phase=common_pb2.PHASE_AANMELDING,
-            subject_for=subject_for,
-            deadline=60.0,
-            only=only,
-        )
-        if result.unanswered or not result.answers[NODES[1]].hit:
-            raise RuntimeError(f"fan-out incomplete: {result.unanswered}")
-        return result
-
-    return call
-
-
 async def _added_ms(loopback: Call, wan: Call, pairs: int) -> float:
     """Median of what ``wan`` takes longer than ``loopback``, run back to back, in ms.
 
@@ -196,10 +161,12 @@ async def _wan(
             ("wan_fanout_30", parallel, NODES[1:]),
             ("wan_fanout_30_serial", serial, NODES[1:]),
         ):
-            call = _hit_no_hit(client, subject_for, only)
+            call = hit_no_hit_call(client, subject_for, only, case=CASE, hit_from=NODES[1])
             results[name] = await _series(name, call)
             if client is parallel:
-                loopback_call = _hit_no_hit(loopback, subject_for, only)
+                loopback_call = hit_no_hit_call(
+                    loopback, subject_for, only, case=CASE, hit_from=NODES[1]
+                )
                 added[name] = await _added_ms(loopback_call, call, PAIRS)
     finally:
         await parallel.close()
@@ -299,7 +266,7 @@ def hitnohit_call(cluster: Cluster, asker: str, target: str) -> tuple[Call, grpc
 async def _bench(root: Path) -> list[Result]:
     cluster = await start_cluster(root, NODES)
     target = NODES[1]
-    bare, port = await _bare_server(cluster, "zvh-bare")
+    bare, port = await bare_health_server(cluster.fed, "zvh-bare")
     root_dir = cluster.fed.root
     creds = channel_credentials(
         cluster.fed.ca_file, root_dir / f"node-{ASKER}.pem", root_dir / f"node-{ASKER}.key"
@@ -316,7 +283,9 @@ async def _bench(root: Path) -> list[Result]:
         assert peers is not None
         subject_for = cluster.subject_for(ASKER)
         for k in (1, 5, PEERS):
-            fan_out = _hit_no_hit(peers, subject_for, NODES[1 : k + 1])
+            fan_out = hit_no_hit_call(
+                peers, subject_for, NODES[1 : k + 1], case=CASE, hit_from=NODES[1]
+            )
             results[f"fanout_{k}"] = await _series(f"fanout_{k}", fan_out)
         serial = PeerClient(ASKER, peers.peers, creds, concurrency=1)
 
